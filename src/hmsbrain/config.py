@@ -1,0 +1,176 @@
+"""One typed configuration schema, loaded from YAML and overridden from the command line.
+
+Every field has a default and a one-line ``help``. A YAML file or a ``section.key=value``
+override that names an unknown key, or gives a value of the wrong type, is a :class:`ConfigError`
+naming the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that does not fit the schema."""
+
+
+def _f(default: Any, help: str) -> Any:
+    """A dataclass field with a default and its one-line meaning."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DataConfig:
+    data_dir: str = _f("", "Kaggle-layout data folder; empty means the embedded demo dataset.")
+    demo_dir: str = _f("data/demo", "Where the demo dataset is generated on first use.")
+    demo_seed: int = _f(2024, "Seed of the demo dataset generator.")
+    cache_dir: str = _f("outputs/cache", "Folder for folds and preprocessed inputs, per dataset.")
+
+
+@dataclass
+class FoldConfig:
+    n_folds: int = _f(5, "Number of patient-grouped folds.")
+    seed: int = _f(42, "Seed of the fold split.")
+
+
+@dataclass
+class PreprocessConfig:
+    bandpass_low: float = _f(0.5, "Band-pass lower edge in Hz (zero-phase Butterworth).")
+    bandpass_high: float = _f(20.0, "Band-pass upper edge in Hz.")
+    filter_order: int = _f(4, "Butterworth order of the band-pass (doubled by filtfilt).")
+    clip_uv: float = _f(1024.0, "Clip bipolar signals to +/- this many microvolts (artefacts).")
+    scale_uv: float = _f(32.0, "Divide bipolar signals by this before the model sees them.")
+    n_fft: int = _f(1024, "FFT size of the mel spectrogram.")
+    win_length: int = _f(128, "STFT window length in samples (Hann).")
+    n_mels: int = _f(128, "Mel bands per chain tile (image rows per tile).")
+    n_frames: int = _f(256, "STFT frames per tile (image columns); hop = window // n_frames.")
+    fmin: float = _f(0.0, "Lowest mel frequency in Hz.")
+    fmax: float = _f(20.0, "Highest mel frequency in Hz.")
+    top_db: float = _f(80.0, "Dynamic range kept below each signal's peak, in dB.")
+    use_kaggle_spectrogram: bool = _f(
+        True, "Append the Kaggle 10-minute spectrogram tiles beside the EEG tiles."
+    )
+    raw_downsample: int = _f(5, "Decimation factor of the raw montage for the 1D branch.")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    folds: FoldConfig = field(default_factory=FoldConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+
+# --- Loading and overriding ----------------------------------------------------------------------
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    """Return ``value`` converted to ``annotation``'s type, or raise naming ``key``."""
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_type, *_) = typing.get_args(annotation) or (Any,)
+        return [_check_type(f"{key}[{i}]", v, item_type) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(annotation):
+            if option is type(None) and value is None:
+                return None
+            try:
+                return _check_type(key, value, option)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} is not of type {annotation}")
+    if annotation is Any:
+        return value
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        # YAML reads `run_name=2` as an int; a string field still means the text.
+        return str(value)
+    if not isinstance(value, annotation) or (annotation is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{key}: expected {annotation.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
+    """Write a nested mapping into the dataclass tree ``obj``, checking every key and type."""
+    if not isinstance(updates, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {updates!r}")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in updates.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key {dotted!r}; valid keys here: {sorted(names)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _apply(current, value, prefix=f"{dotted}.")
+        else:
+            setattr(obj, key, _check_type(dotted, value, hints[key]))
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"train.lr=1e-3"`` -> ``{"train": {"lr": 0.001}}``; the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    parts = dotted.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {text!r} has an empty key")
+    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    for part in reversed(parts):
+        value = {part: value}
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        try:
+            _apply(cfg, raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    for text in overrides or []:
+        _apply(cfg, parse_override(text))
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config, so a run can be reproduced from its own folder."""
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def describe(cfg_type: type = Config, prefix: str = "") -> list[str]:
+    """One line per field, ``section.key (default): meaning``, for ``--help`` texts."""
+    hints = typing.get_type_hints(cfg_type)
+    lines = []
+    for f in dataclasses.fields(cfg_type):
+        if dataclasses.is_dataclass(hints[f.name]):
+            lines += describe(hints[f.name], prefix=f"{prefix}{f.name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        lines.append(f"{prefix}{f.name} ({default!r}): {f.metadata['help']}")
+    return lines
