@@ -63,10 +63,56 @@ class PreprocessConfig:
 
 
 @dataclass
+class ModelConfig:
+    backbone: str = _f(
+        "effnetv2", "Registered image backbone, or 'wavenet' for the 1D branch alone."
+    )
+    effnetv2_size: str = _f("B0", "EfficientNetV2 size: B0, B1, B2, B3, S, M or L.")
+    mobilenetv3_size: str = _f("large", "MobileNetV3 size: large or small.")
+    weights: str = _f(
+        "imagenet", "Backbone weights: 'imagenet', 'none', or a .h5/.weights.h5 path."
+    )
+    use_wavenet: bool = _f(True, "Join the WaveNet 1D branch to the image backbone (hybrid).")
+    wavenet_filters: int = _f(32, "Channels of the WaveNet branch.")
+    wavenet_dilations: list[int] = _f([1, 2, 4, 8], "Dilation rates of one WaveNet block.")  # noqa: RUF009
+    wavenet_blocks: int = _f(3, "WaveNet blocks, each followed by 4x time pooling.")
+    dropout: float = _f(0.2, "Dropout before the classification head.")
+    bn_momentum: float = _f(
+        0.0, "If > 0, BatchNorm momentum of every layer (lower suits short from-scratch runs)."
+    )
+
+
+@dataclass
+class TrainConfig:
+    run_name: str = _f("", "Run folder name under output_dir; empty means the backbone name.")
+    output_dir: str = _f("outputs", "Root of all run folders.")
+    batch_size: int = _f(16, "Training batch size.")
+    stage1_epochs: int = _f(10, "Epochs of stage 1 (all EEGs).")
+    stage2_epochs: int = _f(5, "Epochs of stage 2 (EEGs with at least stage2_min_votes votes).")
+    stage2_min_votes: int = _f(10, "Vote threshold of stage 2 rows.")
+    stage2_lr_scale: float = _f(0.3, "Peak learning rate of stage 2 relative to stage 1.")
+    lr: float = _f(1e-3, "Peak learning rate (AdamW).")
+    min_lr: float = _f(1e-6, "Learning rate at the end of each cosine decay.")
+    weight_decay: float = _f(1e-2, "AdamW decoupled weight decay.")
+    warmup_frac: float = _f(0.1, "Share of stage 1 steps spent warming the learning rate up.")
+    swap_prob: float = _f(0.5, "Probability of the left/right hemisphere swap per sample.")
+    time_masks: int = _f(2, "Time masks per image (SpecAugment).")
+    freq_masks: int = _f(2, "Frequency masks per image (SpecAugment).")
+    mask_frac: float = _f(0.1, "Largest mask width as a share of the image side.")
+    mixup_prob: float = _f(0.5, "Probability that a batch is mixed up.")
+    mixup_alpha: float = _f(0.4, "Beta(alpha, alpha) parameter of mixup.")
+    val_batch_size: int = _f(64, "Batch size of validation and prediction.")
+    seed: int = _f(42, "Seed of every random generator of a run (Python, numpy, Keras).")
+    mixed_precision: str = _f("auto", "'auto' (mixed_float16 on a GPU), 'on' or 'off'.")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     folds: FoldConfig = field(default_factory=FoldConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 # --- Loading and overriding ----------------------------------------------------------------------

@@ -272,3 +272,16 @@ def swap_hemispheres_montage(montage: np.ndarray, axis: int = -2) -> np.ndarray:
 def swap_hemispheres_tiles(tiles: np.ndarray, axis: int = -3) -> np.ndarray:
     """Mirror chain tiles (LL <-> RL, LP <-> RP), EEG-derived or Kaggle."""
     return np.take(tiles, CHAIN_MIRROR, axis=axis)
+
+
+def swap_hemispheres_image(image: np.ndarray, axis: int = -3) -> np.ndarray:
+    """Mirror an image built by :func:`build_image`: its four chain bands swap LL <-> RL, LP <-> RP.
+
+    ``axis`` is the image's row axis (-3 for ``(..., H, W, C)``, -2 for ``(..., H, W)``). Both
+    the EEG and the Kaggle tiles of a band belong to the same chain, so one permutation of the
+    row bands mirrors the whole image, exactly as if the raw EEG had been mirrored first.
+    """
+    axis = axis % image.ndim
+    bands = np.split(image, len(CHAIN_NAMES), axis=axis)
+    # build_image stacks bands top to bottom in chain order; the swap permutes whole bands.
+    return np.concatenate([bands[j] for j in CHAIN_MIRROR], axis=axis)

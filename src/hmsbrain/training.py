@@ -1,0 +1,417 @@
+"""One training run: a fold of one backbone, two stages, best epoch kept by the official metric.
+
+Outputs, in ``<output_dir>/<run_name>/fold<k>/``: ``model.keras``, ``config.yaml``,
+``history.csv``, ``curves.png``, ``oof.parquet`` and ``summary.json``; ``checkpoint/`` holds the
+last epoch (model, optimizer and loop state) for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from hmsbrain.cache import InputCache, open_cache
+from hmsbrain.config import Config, TrainConfig, save_config
+from hmsbrain.constants import VOTE_COLUMNS
+from hmsbrain.dataio import HMSData
+from hmsbrain.folds import attach_folds, load_or_make_folds
+from hmsbrain.inputs import resolve_data_dir
+from hmsbrain.losses import kl_divergence_loss
+from hmsbrain.metrics import kl_score
+from hmsbrain.models import build_model, model_inputs
+from hmsbrain.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
+
+log = logging.getLogger(__name__)
+
+
+class RunExistsError(RuntimeError):
+    """A run folder that already holds work; never overwritten silently."""
+
+
+# --- Targets and sampling ------------------------------------------------------------------------
+
+
+def eeg_targets(rows: pd.DataFrame) -> pd.DataFrame:
+    """EEG-level targets: each EEG's sub-window votes summed, then normalised.
+
+    Every EEG-level score (validation, OOF, CV) uses this target.
+    """
+    votes = rows.groupby("eeg_id", sort=True)[list(VOTE_COLUMNS)].sum()
+    return votes.div(votes.sum(axis=1), axis=0)
+
+
+@dataclass
+class StageData:
+    """The rows one stage trains on: per EEG, its sub-window row indices and its target."""
+
+    eeg_ids: np.ndarray
+    row_groups: list[np.ndarray]
+    targets: np.ndarray  # (n_eegs, 6)
+
+    @classmethod
+    def from_rows(cls, rows: pd.DataFrame) -> StageData:
+        groups = rows.groupby("eeg_id", sort=True).indices  # positions in the full row table
+        target = eeg_targets(rows)
+        ids = target.index.to_numpy()
+        return cls(
+            ids,
+            [rows.index.to_numpy()[groups[i]] for i in ids],
+            target.to_numpy(np.float32),
+        )
+
+    def steps(self, batch_size: int) -> int:
+        return math.ceil(len(self.eeg_ids) / batch_size)
+
+
+def augment(
+    inputs: dict[str, np.ndarray], targets: np.ndarray, rng: np.random.Generator, cfg: TrainConfig
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Hemisphere swap, time/frequency masks and mixup on a batch (numpy, in place where safe)."""
+    n = len(targets)
+    swap = rng.random(n) < cfg.swap_prob
+    if swap.any():
+        if "image" in inputs:
+            inputs["image"][swap] = swap_hemispheres_image(inputs["image"][swap], axis=-3)
+        if "raw" in inputs:
+            inputs["raw"][swap] = inputs["raw"][swap][..., MONTAGE_MIRROR]
+    if "image" in inputs:
+        image = inputs["image"]
+        h, w = image.shape[1:3]
+        band = h // 4  # one chain tile: a frequency mask hits the same band of every chain
+        for i in range(n):
+            for _ in range(cfg.time_masks):
+                width = rng.integers(0, max(1, int(cfg.mask_frac * w)) + 1)
+                start = rng.integers(0, w - width + 1)
+                image[i, :, start : start + width] = 0.0
+            for _ in range(cfg.freq_masks):
+                width = rng.integers(0, max(1, int(cfg.mask_frac * band)) + 1)
+                start = rng.integers(0, band - width + 1)
+                for chain in range(4):
+                    image[i, chain * band + start : chain * band + start + width] = 0.0
+    if cfg.mixup_alpha > 0 and rng.random() < cfg.mixup_prob:
+        lam = rng.beta(cfg.mixup_alpha, cfg.mixup_alpha)
+        perm = rng.permutation(n)
+        inputs = {k: lam * v + (1 - lam) * v[perm] for k, v in inputs.items()}
+        targets = lam * targets + (1 - lam) * targets[perm]
+    return inputs, targets
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """One epoch of training batches: every EEG once, at a random one of its sub-windows.
+
+    Sampling among an EEG's labelled sub-windows is the random time shift within the recording;
+    the epoch's generator is seeded by (seed, fold, epoch), so a resumed run sees the same data.
+    """
+
+    def __init__(
+        self, stage: StageData, cache: InputCache, names: tuple[str, ...], cfg: TrainConfig,
+        seed: list[int],
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.stage, self.cache, self.names, self.cfg = stage, cache, names, cfg
+        self.rng = np.random.default_rng(seed)
+        order = self.rng.permutation(len(stage.eeg_ids))
+        self.order = order
+        self.rows = np.array([self.rng.choice(stage.row_groups[i]) for i in range(len(order))])
+
+    def __len__(self) -> int:
+        return self.stage.steps(self.cfg.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        pick = self.order[index * self.cfg.batch_size : (index + 1) * self.cfg.batch_size]
+        batch = self.cache.batch(self.rows[pick])
+        inputs = {k: batch[k] for k in self.names}
+        inputs, targets = augment(inputs, self.stage.targets[pick].copy(), self.rng, self.cfg)
+        return tuple(inputs[k] for k in self.names), targets
+
+
+# --- Prediction ----------------------------------------------------------------------------------
+
+
+def predict_rows(
+    model: keras.Model, cache: InputCache, rows: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """Probabilities ``(len(rows), 6)`` for cached rows, in batches."""
+    names = tuple(t.name.split(":")[0] for t in model.inputs)
+    out = []
+    for start in range(0, len(rows), batch_size):
+        batch = cache.batch(rows[start : start + batch_size])
+        out.append(np.asarray(model.predict_on_batch(tuple(batch[k] for k in names))))
+    return np.concatenate(out) if out else np.zeros((0, len(VOTE_COLUMNS)), np.float32)
+
+
+def average_by_eeg(eeg_ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    """Mean prediction of each EEG's sub-windows, in the OOF/test file schema (minus ``fold``)."""
+    frame = pd.DataFrame(probs, columns=list(VOTE_COLUMNS))
+    frame.insert(0, "eeg_id", eeg_ids)
+    mean = frame.groupby("eeg_id", sort=True).mean()
+    mean = mean.div(mean.sum(axis=1), axis=0)  # renormalise float32 round-off
+    return mean.reset_index()
+
+
+# --- The learning-rate plan ----------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """Epoch and step layout of the two stages, and the learning rate at every step."""
+
+    stage1_epochs: int
+    stage2_epochs: int
+    stage1_steps: int  # per epoch
+    stage2_steps: int
+    cfg: TrainConfig
+
+    @property
+    def epochs(self) -> int:
+        return self.stage1_epochs + self.stage2_epochs
+
+    def stage(self, epoch: int) -> int:
+        return 1 if epoch < self.stage1_epochs else 2
+
+    def lr(self, step: int) -> float:
+        """Warm-up then cosine decay in stage 1; a lower cosine restart in stage 2."""
+        c = self.cfg
+        total1 = self.stage1_epochs * self.stage1_steps
+        if step < total1:
+            warm = max(1, int(c.warmup_frac * total1))
+            if step < warm:
+                return c.lr * (step + 1) / warm
+            progress = (step - warm) / max(1, total1 - warm)
+            peak = c.lr
+        else:
+            progress = (step - total1) / max(1, self.stage2_epochs * self.stage2_steps)
+            peak = c.lr * c.stage2_lr_scale
+        return c.min_lr + 0.5 * (peak - c.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class _StepLR(keras.callbacks.Callback):
+    """Sets the optimizer's learning rate from the plan before every step (resumable: the step
+    count is the optimizer's own, saved in the checkpoint)."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__()
+        self.plan = plan
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        step = int(self.model.optimizer.iterations.numpy())
+        self.model.optimizer.learning_rate.assign(self.plan.lr(step))
+
+
+# --- The run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunPaths:
+    root: Path
+
+    def __getattr__(self, name: str) -> Path:
+        files = {
+            "model": "model.keras", "config": "config.yaml", "history": "history.csv",
+            "curves": "curves.png", "oof": "oof.parquet", "summary": "summary.json",
+            "checkpoint": "checkpoint/last.keras", "state": "checkpoint/state.json",
+            "best": "checkpoint/best.keras",
+        }  # fmt: skip
+        if name not in files:
+            raise AttributeError(name)
+        return self.root / files[name]
+
+
+def run_dir(cfg: Config, fold: int) -> Path:
+    name = cfg.train.run_name or cfg.model.backbone
+    return Path(cfg.train.output_dir) / name / f"fold{fold}"
+
+
+def _configure_precision(mode: str) -> str:
+    import tensorflow as tf  # only for device discovery
+
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    use = mode == "on" or (mode == "auto" and gpu)
+    policy = "mixed_float16" if use else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def _save_atomic(model: keras.Model, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    tmp.replace(path)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(path)
+
+
+def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train fold ``fold`` of ``cfg`` and write its outputs; returns the run summary."""
+    keras.utils.set_random_seed(cfg.train.seed)  # the one place seeds are fixed
+    data_root = resolve_data_dir(cfg)
+    if not cfg.data.data_dir:
+        print(
+            f"Training on the embedded demo dataset ({data_root}); pass --data-dir for real data."
+        )
+    data = HMSData(data_root, "train")
+    folds_path = Path(cfg.data.cache_dir) / f"folds-{_dataset_tag(data_root)}.csv"
+    folds = load_or_make_folds(data.rows, folds_path, cfg.folds.n_folds, cfg.folds.seed)
+    if not 0 <= fold < cfg.folds.n_folds:
+        raise ValueError(f"--fold {fold} is outside 0..{cfg.folds.n_folds - 1}")
+    rows = attach_folds(data.rows, folds)
+    paths = RunPaths(run_dir(cfg, fold))
+    _check_run_dir(paths, resume, overwrite)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, paths.config)
+
+    cache = open_cache(data, cfg)
+    train_rows, val_rows = rows[rows["fold"] != fold], rows[rows["fold"] == fold]
+    stage1 = StageData.from_rows(train_rows)
+    min_votes = cfg.train.stage2_min_votes
+    stage2_rows = train_rows[train_rows[list(VOTE_COLUMNS)].sum(axis=1) >= min_votes]
+    stage2 = StageData.from_rows(stage2_rows) if len(stage2_rows) else None
+    stage2_epochs = cfg.train.stage2_epochs if stage2 is not None else 0
+    if stage2 is None and cfg.train.stage2_epochs:
+        print(f"Stage 2 skipped: no training row has at least {min_votes} votes.")
+    plan = Plan(
+        cfg.train.stage1_epochs, stage2_epochs, stage1.steps(cfg.train.batch_size),
+        stage2.steps(cfg.train.batch_size) if stage2 else 0, cfg.train,
+    )  # fmt: skip
+    val_targets = eeg_targets(val_rows)
+    val_index = val_rows.index.to_numpy()
+    prior = stage1.targets.mean(axis=0)
+    prior_kl = kl_score(val_targets.to_numpy(), np.broadcast_to(prior, val_targets.shape))
+
+    policy = _configure_precision(cfg.train.mixed_precision)
+    names = model_inputs(cfg.model)
+    state = {"epoch": 0, "best_kl": math.inf, "best_epoch": -1, "history": []}
+    if resume and paths.state.is_file():
+        state = json.loads(paths.state.read_text())
+        model = keras.saving.load_model(paths.checkpoint)
+        print(f"Resuming {paths.root} after epoch {state['epoch']} of {plan.epochs}.")
+    else:
+        sample = cache.batch(np.array([0]))
+        model = build_model(cfg.model, sample["image"].shape[1:], sample["raw"].shape[1:])
+        model.compile(
+            optimizer=keras.optimizers.AdamW(
+                learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay
+            ),
+            loss=kl_divergence_loss,
+        )
+    print(
+        f"{paths.root}: {model.count_params():,} parameters, inputs {list(names)}, {policy}; "
+        f"{len(stage1.eeg_ids)} train EEGs (stage 2: {len(stage2.eeg_ids) if stage2 else 0}), "
+        f"{len(val_targets)} validation EEGs."
+    )
+    verbose = 1 if sys.stdout.isatty() else 2
+    for epoch in range(state["epoch"], plan.epochs):
+        started = time.time()
+        stage_data = stage1 if plan.stage(epoch) == 1 else stage2
+        batches = EpochBatches(stage_data, cache, names, cfg.train, [cfg.train.seed, fold, epoch])
+        fit = model.fit(
+            batches, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose,
+            callbacks=[_StepLR(plan)],
+        )  # fmt: skip
+        probs = predict_rows(model, cache, val_index, cfg.train.val_batch_size)
+        oof = average_by_eeg(val_rows["eeg_id"].to_numpy(), probs)
+        val_kl = kl_score(val_targets.to_numpy(), oof[list(VOTE_COLUMNS)].to_numpy())
+        lr = float(model.optimizer.learning_rate.numpy())
+        record = {
+            "epoch": epoch + 1, "stage": plan.stage(epoch),
+            "train_loss": float(fit.history["loss"][-1]), "val_kl": val_kl, "lr": lr,
+            "seconds": round(time.time() - started, 1),
+        }  # fmt: skip
+        state["history"].append(record)
+        if val_kl < state["best_kl"]:
+            state["best_kl"], state["best_epoch"] = val_kl, epoch + 1
+            _save_atomic(model, paths.best)
+        print(
+            f"epoch {epoch + 1}/{plan.epochs} stage {record['stage']}  "
+            f"train_loss {record['train_loss']:.4f}  val_kl {val_kl:.4f}  "
+            f"(best {state['best_kl']:.4f} @ {state['best_epoch']})  lr {lr:.2e}  "
+            f"{record['seconds']:.0f}s",
+            flush=True,
+        )
+        _save_atomic(model, paths.checkpoint)
+        state["epoch"] = epoch + 1
+        _write_json(paths.state, state)
+
+    return _finish(cfg, fold, paths, state, cache, val_rows, val_targets, prior_kl)
+
+
+def _dataset_tag(root: Path) -> str:
+    import hashlib
+
+    return hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+
+
+def _check_run_dir(paths: RunPaths, resume: bool, overwrite: bool) -> None:
+    if overwrite:
+        import shutil
+
+        shutil.rmtree(paths.root, ignore_errors=True)
+        return
+    has_work = paths.state.is_file() or paths.model.is_file()
+    if has_work and not resume:
+        raise RunExistsError(
+            f"{paths.root} already holds a run; pass --resume to continue it or --overwrite to "
+            "discard it and start again"
+        )
+
+
+def _finish(
+    cfg: Config, fold: int, paths: RunPaths, state: dict, cache: InputCache,
+    val_rows: pd.DataFrame, val_targets: pd.DataFrame, prior_kl: float,
+) -> dict:  # fmt: skip
+    """Best model -> model.keras (without optimizer), OOF, history, curves and summary."""
+    best = keras.saving.load_model(paths.best)
+    # A plain functional copy drops the optimizer and loss, so model.keras needs no project code.
+    plain = keras.Model(best.inputs, best.outputs, name=best.name)
+    _save_atomic(plain, paths.model)
+    probs = predict_rows(best, cache, val_rows.index.to_numpy(), cfg.train.val_batch_size)
+    oof = average_by_eeg(val_rows["eeg_id"].to_numpy(), probs)
+    oof.insert(1, "fold", fold)
+    oof.to_parquet(paths.oof, index=False)
+    cv = kl_score(val_targets.loc[oof["eeg_id"]].to_numpy(), oof[list(VOTE_COLUMNS)].to_numpy())
+    history = pd.DataFrame(state["history"])
+    history.to_csv(paths.history, index=False)
+    _plot(history, paths.curves)
+    summary = {
+        "fold": fold, "cv_kl": cv, "class_prior_kl": prior_kl, "ratio": cv / prior_kl,
+        "best_epoch": state["best_epoch"], "n_val_eegs": len(oof), "run_dir": str(paths.root),
+    }  # fmt: skip
+    _write_json(paths.summary, summary)
+    print(
+        f"fold {fold} CV (official KL, {len(oof)} EEGs): {cv:.4f}   class prior on the same "
+        f"EEGs: {prior_kl:.4f}   ratio {cv / prior_kl:.2f}"
+    )
+    return summary
+
+
+def _plot(history: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(history["epoch"], history["train_loss"], label="train loss (KL, augmented)")
+    ax.plot(history["epoch"], history["val_kl"], label="validation KL (official)")
+    stage2 = history.loc[history["stage"] == 2, "epoch"]
+    if len(stage2):
+        ax.axvline(stage2.iloc[0] - 0.5, color="grey", ls="--", label="stage 2")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("KL divergence")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
