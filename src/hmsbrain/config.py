@@ -8,6 +8,7 @@ naming the key, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,21 @@ import yaml
 
 class ConfigError(ValueError):
     """A configuration file or override that does not fit the schema."""
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; ML configs write rates that way."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
 
 
 def _f(default: Any, help: str) -> Any:
@@ -174,7 +190,7 @@ def parse_override(text: str) -> dict[str, Any]:
     parts = dotted.strip().split(".")
     if not all(parts):
         raise ConfigError(f"override {text!r} has an empty key")
-    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    value: Any = _yaml(raw) if raw.strip() else ""
     for part in reversed(parts):
         value = {part: value}
     return value
@@ -188,7 +204,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = _yaml(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
         try:

@@ -50,7 +50,7 @@ from hmsbrain.constants import (
 )
 from hmsbrain.preprocess import bipolar_montage
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MARKER = "demo.json"
 
 # Measured on train_labels.parquet: share of EEGs by (median) total votes ...
@@ -339,10 +339,12 @@ def generate(root: str | Path, seed: int, size: DemoSize = DemoSize()) -> Path:
             else int(rng.choice(len(CLASSES), p=CLASS_PRIOR))
         )
         mix, probs = _mix(rng, main)
-        n_sub = 1 if split == "test" else int(rng.integers(1, size.max_sub_windows + 1))
+        n_sub = int(rng.integers(1, size.max_sub_windows + 1))
         offsets = np.sort(
             rng.choice(np.arange(0, 4 * size.max_sub_windows, 2), n_sub, replace=False)
         )
+        if split == "test":  # real test EEGs are exactly one 50 s window, spectrograms 10 min
+            offsets = offsets[:1] * 0
         eeg_seconds = EEG_WINDOW_SECONDS + int(offsets.max())
         # The EEG sits at the centre of a 10-minute span; offsets then coincide for both files,
         # as they do in the real train.csv.
@@ -395,6 +397,9 @@ def ensure_demo(root: str | Path, seed: int, size: DemoSize = DemoSize()) -> Pat
     marker = root / MARKER
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
         return root
+    if root.is_dir() and any(root.iterdir()) and not marker.is_file():
+        # Never delete a folder the generator did not write (a mistyped data.demo_dir).
+        raise FileExistsError(f"{root}: exists and is not a demo dataset; choose another demo_dir")
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     generate(tmp, seed, size)

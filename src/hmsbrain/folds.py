@@ -43,8 +43,14 @@ def make_folds(rows: pd.DataFrame, n_folds: int, seed: int) -> pd.DataFrame:
     majority = eegs[list(VOTE_COLUMNS)].to_numpy().argmax(axis=1)
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold = np.full(len(eegs), -1, dtype=np.int64)
-    for k, (_, val) in enumerate(splitter.split(eegs, majority, groups=eegs["patient_id"])):
-        fold[val] = k
+    try:
+        for k, (_, val) in enumerate(splitter.split(eegs, majority, groups=eegs["patient_id"])):
+            fold[val] = k
+    except ValueError as exc:  # scikit-learn's wording names no remedy
+        raise FoldError(
+            f"cannot form {n_folds} stratified patient-grouped folds from {len(eegs)} EEGs of "
+            f"{n_patients} patients ({exc}); set folds.n_folds lower or add data"
+        ) from exc
     return pd.DataFrame({"eeg_id": eegs["eeg_id"], "patient_id": eegs["patient_id"], "fold": fold})
 
 
@@ -60,6 +66,8 @@ def load_or_make_folds(
     path = Path(path)
     if path.is_file():
         folds = pd.read_csv(path)
+        if not {"eeg_id", "fold"} <= set(folds.columns):
+            raise FoldError(f"{path}: not a folds file (needs eeg_id and fold columns)")
         have, want = set(folds["eeg_id"]), set(rows["eeg_id"])
         if have != want or folds["fold"].nunique() != n_folds:
             raise FoldError(

@@ -1,0 +1,208 @@
+"""Shared fixtures: the real HMS files (when present), a small demo dataset, a tiny Kaggle folder.
+
+The real files live in ``../shared/data`` beside the repository root. CI has them; a user's clone
+does not, so every test that needs them is skipped there with the reason below instead of failing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hmsbrain import demo
+from hmsbrain.constants import (
+    CHAIN_NAMES,
+    EEG_COLUMNS,
+    SAMPLE_RATE,
+    SPEC_BINS_PER_CHAIN,
+    SPEC_FFT_SIZE,
+    SPEC_FIRST_BIN,
+    SPEC_TIME_COLUMN,
+    VOTE_COLUMNS,
+)
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SKIP_SAMPLE = (
+    "needs ../shared/data/hms-sample (real HMS files; present in CI, absent in a user's clone)"
+)
+SKIP_LABELS = (
+    "needs ../shared/data/hms-labels/train_labels.parquet "
+    "(real HMS vote labels; present in CI, absent in a user's clone)"
+)
+
+# Small enough to generate in a few seconds, big enough to have several patients, EEGs with
+# several sub-windows, and a test split.
+SMALL_DEMO_SEED = 7
+SMALL_DEMO_SIZE = demo.DemoSize(
+    n_patients=6, mean_eegs_per_patient=2.0, max_sub_windows=3, n_test=2
+)
+
+
+@pytest.fixture(scope="session")
+def hms_sample_dir() -> Path:
+    """The real Kaggle sample folder (9 train sub-windows of one EEG, one test EEG)."""
+    root = SHARED_DATA / "hms-sample"
+    if not (root / "train.csv").is_file():
+        pytest.skip(SKIP_SAMPLE)
+    return root
+
+
+@pytest.fixture(scope="session")
+def hms_labels_path() -> Path:
+    """The full-scale vote table of the real train set (106,519 rows)."""
+    path = SHARED_DATA / "hms-labels" / "train_labels.parquet"
+    if not path.is_file():
+        pytest.skip(SKIP_LABELS)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small demo dataset in the Kaggle layout, generated once per session (read-only use)."""
+    return demo.ensure_demo(
+        tmp_path_factory.mktemp("demo") / "demo", seed=SMALL_DEMO_SEED, size=SMALL_DEMO_SIZE
+    )
+
+
+# --- A tiny, hand-made Kaggle-layout folder for bad-input tests -----------------------------------
+
+
+def spec_columns() -> list[str]:
+    """Kaggle spectrogram column names, ``LL_0.59`` .. ``RP_19.92``, in the files' order."""
+    freqs = np.arange(SPEC_FIRST_BIN, SPEC_FIRST_BIN + SPEC_BINS_PER_CHAIN) * 200 / SPEC_FFT_SIZE
+    return [f"{chain}_{f:.2f}" for chain in CHAIN_NAMES for f in freqs]
+
+
+def write_parquet(path: Path, data: np.ndarray, columns: list[str]) -> Path:
+    """float32 columns, as in the competition files."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = [
+        pa.array(np.ascontiguousarray(data[:, i], dtype=np.float32)) for i in range(len(columns))
+    ]
+    pq.write_table(pa.Table.from_arrays(arrays, names=list(columns)), path)
+    return path
+
+
+def write_spectrogram(path: Path, spec: np.ndarray, columns: list[str] | None = None) -> Path:
+    """A Kaggle spectrogram file: an int ``time`` column (2 s row centres) + 400 float columns."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = spec_columns() if columns is None else columns
+    arrays = [pa.array(np.arange(len(spec), dtype=np.int64) * 2 + 1)]
+    arrays += [
+        pa.array(np.ascontiguousarray(spec[:, i], dtype=np.float32)) for i in range(len(columns))
+    ]
+    pq.write_table(pa.Table.from_arrays(arrays, names=[SPEC_TIME_COLUMN, *columns]), path)
+    return path
+
+
+@dataclass
+class TinyKaggle:
+    """A valid two-row train split and one-row test split; tests corrupt one piece at a time.
+
+    Train: EEG 111 (60 s) labelled at offsets 0 and 10 s, spectrogram 222 (310 rows), patient 5.
+    Test: EEG 333 (50 s), spectrogram 444 (300 rows), patient 6.
+    """
+
+    root: Path
+    train_eeg_id: int = 111
+    train_spec_id: int = 222
+    test_eeg_id: int = 333
+    test_spec_id: int = 444
+
+    @property
+    def train_csv(self) -> Path:
+        return self.root / "train.csv"
+
+    @property
+    def test_csv(self) -> Path:
+        return self.root / "test.csv"
+
+    def eeg_path(self, split: str = "train") -> Path:
+        eeg_id = self.train_eeg_id if split == "train" else self.test_eeg_id
+        return self.root / f"{split}_eegs" / f"{eeg_id}.parquet"
+
+    def spec_path(self, split: str = "train") -> Path:
+        spec_id = self.train_spec_id if split == "train" else self.test_spec_id
+        return self.root / f"{split}_spectrograms" / f"{spec_id}.parquet"
+
+    def train_rows(self) -> pd.DataFrame:
+        """The train table as written; modify and pass to :meth:`write_train_csv`."""
+        return pd.read_csv(self.train_csv)
+
+    def write_train_csv(self, rows: pd.DataFrame) -> None:
+        rows.to_csv(self.train_csv, index=False)
+
+    def write_test_csv(self, rows: pd.DataFrame) -> None:
+        rows.to_csv(self.test_csv, index=False)
+
+    def write_eeg(
+        self, data: np.ndarray, split: str = "train", columns: list[str] | None = None
+    ) -> Path:
+        return write_parquet(self.eeg_path(split), data, list(columns or EEG_COLUMNS))
+
+    def write_spec(
+        self, spec: np.ndarray, split: str = "train", columns: list[str] | None = None
+    ) -> Path:
+        return write_spectrogram(self.spec_path(split), spec, columns)
+
+    @staticmethod
+    def spec_columns() -> list[str]:
+        return spec_columns()
+
+    @staticmethod
+    def eeg_signal(seconds: float, seed: int = 0) -> np.ndarray:
+        return eeg_signal(seconds, seed)
+
+
+def eeg_signal(seconds: float, seed: int = 0) -> np.ndarray:
+    """Random-walk-ish referential EEG ``(samples, 20)`` in microvolts."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * SAMPLE_RATE)
+    return (20.0 * rng.standard_normal((n, len(EEG_COLUMNS)))).astype(np.float32)
+
+
+def make_tiny_kaggle(root: Path) -> TinyKaggle:
+    tk = TinyKaggle(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    votes = [[3, 0, 0, 0, 0, 1], [0, 2, 0, 0, 0, 2]]
+    tk.write_train_csv(
+        pd.DataFrame(
+            {
+                "eeg_id": [tk.train_eeg_id] * 2,
+                "eeg_sub_id": [0, 1],
+                "eeg_label_offset_seconds": [0.0, 10.0],
+                "spectrogram_id": [tk.train_spec_id] * 2,
+                "spectrogram_sub_id": [0, 1],
+                "spectrogram_label_offset_seconds": [0.0, 10.0],
+                "label_id": [1, 2],
+                "patient_id": [5, 5],
+                "expert_consensus": ["Seizure", "LPD"],
+                **{c: [v[i] for v in votes] for i, c in enumerate(VOTE_COLUMNS)},
+            }
+        )
+    )
+    tk.write_test_csv(
+        pd.DataFrame(
+            {"spectrogram_id": [tk.test_spec_id], "eeg_id": [tk.test_eeg_id], "patient_id": [6]}
+        )
+    )
+    sample = pd.DataFrame({"eeg_id": [tk.test_eeg_id], **{c: [1 / 6] for c in VOTE_COLUMNS}})
+    sample.to_csv(root / "sample_submission.csv", index=False)
+    tk.write_eeg(eeg_signal(60, seed=2), "train")
+    tk.write_eeg(eeg_signal(50, seed=3), "test")
+    write_spectrogram(tk.spec_path("train"), rng.gamma(2.0, 3.0, (310, 400)))
+    write_spectrogram(tk.spec_path("test"), rng.gamma(2.0, 3.0, (300, 400)))
+    return tk
+
+
+@pytest.fixture
+def tiny_kaggle(tmp_path: Path) -> TinyKaggle:
+    """A fresh, valid, tiny Kaggle-layout folder in ``tmp_path`` (no real data copied)."""
+    return make_tiny_kaggle(tmp_path / "kaggle")

@@ -1,0 +1,60 @@
+"""The speed benchmark's reference path agrees with the fast path (no timing asserted here).
+
+The benchmark's speedup only means something if both sides compute the same tiles; this keeps
+the starter-kernel reference honest without timing anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from hmsbrain.benchmark import (
+    MEL_RTOL,
+    load_windows,
+    relative_error,
+    starter_mel_power,
+    starter_tiles,
+)
+from hmsbrain.config import Config
+from hmsbrain.dataio import HMSData
+from hmsbrain.preprocess import clean_montage, eeg_tiles, mel_power
+
+
+def _demo_config(root) -> Config:
+    cfg = Config()
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(root)))
+
+
+def test_starter_tiles_agree_with_batched_tiles(small_demo):
+    cfg = _demo_config(small_demo)
+    eeg = load_windows(cfg, 2)
+    assert eeg.shape == (2, 10_000, 20)
+    ours = eeg_tiles(eeg, cfg.preprocess)
+    reference = starter_tiles(eeg, cfg)
+    assert ours.shape == reference.shape == (2, 4, 128, 256)
+    assert np.abs(ours - reference).max() < 1e-3
+
+
+def test_mel_power_agrees_with_starter_loop(small_demo):
+    cfg = _demo_config(small_demo)
+    montage = clean_montage(load_windows(cfg, 2), cfg.preprocess)
+    error = relative_error(mel_power(montage, cfg.preprocess), starter_mel_power(montage, cfg))
+    assert error < MEL_RTOL == 1e-4
+
+
+def test_relative_error_is_relative_to_each_spectrogram_peak():
+    reference = np.array([[[1.0, 4.0]], [[100.0, 50.0]]])
+    ours = reference + np.array([[[0.4, 0.0]], [[0.0, 2.0]]])
+    # 0.4 / 4 = 0.1 in the first spectrogram, 2 / 100 = 0.02 in the second.
+    assert relative_error(ours, reference) == pytest.approx(0.1)
+
+
+def test_load_windows_cycles_through_the_dataset(small_demo):
+    cfg = _demo_config(small_demo)
+    n = len(HMSData(small_demo, "train"))
+    windows = load_windows(cfg, n + 1)
+    assert windows.shape == (n + 1, 10_000, 20)
+    np.testing.assert_array_equal(windows[n], windows[0])
