@@ -206,3 +206,41 @@ def make_tiny_kaggle(root: Path) -> TinyKaggle:
 def tiny_kaggle(tmp_path: Path) -> TinyKaggle:
     """A fresh, valid, tiny Kaggle-layout folder in ``tmp_path`` (no real data copied)."""
     return make_tiny_kaggle(tmp_path / "kaggle")
+
+
+# --- A tiny trained run, shared by the training, prediction and ensembling tests ----------------
+
+
+def tiny_config(data_dir: Path, tmp_path: Path, backbone: str = "effnetv2"):
+    """A run that takes seconds: 32 x 32 images, a small WaveNet, 2 + 1 epochs, 3 folds."""
+    from hmsbrain.config import load_config
+
+    return load_config(overrides=[
+        f"data.data_dir={data_dir}", f"data.cache_dir={tmp_path / 'cache'}",
+        f"train.output_dir={tmp_path / 'outputs'}", f"model.backbone={backbone}",
+        "model.weights=none", "model.wavenet_filters=8", "model.wavenet_blocks=2",
+        "model.wavenet_dilations=[1, 2]", "preprocess.n_mels=8", "preprocess.n_frames=16",
+        "folds.n_folds=3", "train.batch_size=4", "train.stage1_epochs=2",
+        "train.stage2_epochs=1", "train.stage2_min_votes=3", "train.val_batch_size=8",
+    ])  # fmt: skip
+
+
+@dataclass
+class TinyRun:
+    cfg: object
+    summary: dict
+    tmp_path: Path
+
+    @property
+    def run_dir(self) -> Path:
+        return self.tmp_path / "outputs" / "effnetv2"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """Fold 1 of a tiny hybrid EfficientNetV2 run on the small demo (trained once per session)."""
+    from hmsbrain.training import train_fold
+
+    tmp_path = tmp_path_factory.mktemp("tiny_run")
+    cfg = tiny_config(small_demo, tmp_path)
+    return TinyRun(cfg, train_fold(cfg, fold=1), tmp_path)

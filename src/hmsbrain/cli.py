@@ -74,3 +74,71 @@ def train_main(argv: list[str] | None = None) -> None:
     if len(summaries) > 1:
         for s in summaries:
             print(f"fold {s['fold']}: CV {s['cv_kl']:.4f} (class prior {s['class_prior_kl']:.4f})")
+
+
+def predict_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="predict.py",
+        description="Predict a data folder's split with every fold model of one or more runs; "
+        "writes <run>/<split>.parquet (the OOF schema, fold = -1 for the fold average).",
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders, e.g. outputs/effnetv2")
+    parser.add_argument(
+        "--data-dir", default=None,
+        help="Kaggle-layout folder (default: the data each run was trained on)",
+    )  # fmt: skip
+    parser.add_argument("--split", default="test", choices=["test", "train"])
+    parser.add_argument("--no-tta", action="store_true", help="switch off the hemisphere-swap TTA")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from hmsbrain.inference import predict_run
+
+    try:
+        for run in args.runs:
+            result = predict_run(run, args.data_dir, args.split, not args.no_tta, args.batch_size)
+            print(f"{run}: {len(result)} EEGs -> {run / (args.split + '.parquet')}")
+    except USER_ERRORS as exc:
+        _fail(exc)
+
+
+def ensemble_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="ensemble.py",
+        description="Blend runs from their oof.parquet and test.parquet files, report CV, and "
+        "write a validated submissions/<name>.csv with a JSON report beside it.",
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders, e.g. outputs/effnetv2")
+    parser.add_argument("--name", default="submission", help="submission file stem")
+    parser.add_argument("--out-dir", type=Path, default=Path("submissions"))
+    parser.add_argument("--data-dir", default=None, help="folder whose test.csv and "
+                        "sample_submission.csv the submission must match (default: the one "
+                        "the runs predicted)")  # fmt: skip
+    args = parser.parse_args(argv)
+    from hmsbrain.ensemble import ensemble, load_run, train_rows_of, write_report
+    from hmsbrain.submission import SubmissionError, write_submission
+
+    try:
+        runs = [load_run(r) for r in args.runs]
+        result = ensemble(runs, train_rows_of(args.runs[0]))
+        for note in result.notes:
+            print(f"note: {note}")
+        print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(
+            f"blend CV {result.cv:.4f} ({result.method}); best single run {result.best_single:.4f}"
+        )
+        if result.submission is None:
+            return
+        data_dir = args.data_dir or runs[0].test_info.get("data_dir")
+        if data_dir is None:
+            raise FileNotFoundError("no --data-dir given and the runs' test.json names none")
+        if any(r.test_info.get("data_dir") != runs[0].test_info.get("data_dir") for r in runs):
+            raise SubmissionError("the runs' test.parquet files were predicted on different data")
+        path = write_submission(
+            result.submission, args.out_dir / f"{args.name}.csv",
+            Path(data_dir) / "test.csv", Path(data_dir) / "sample_submission.csv",
+        )  # fmt: skip
+        write_report(result, path.with_suffix(".json"), [str(r) for r in args.runs])
+        print(f"wrote {path} ({len(result.submission)} rows) and {path.with_suffix('.json')}")
+    except (*USER_ERRORS, SubmissionError, ValueError) as exc:
+        _fail(exc)

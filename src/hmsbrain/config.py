@@ -103,6 +103,7 @@ class TrainConfig:
     run_name: str = _f("", "Run folder name under output_dir; empty means the backbone name.")
     output_dir: str = _f("outputs", "Root of all run folders.")
     batch_size: int = _f(16, "Training batch size.")
+    samples_per_eeg: int = _f(1, "Sub-windows drawn per EEG per epoch (random time shifts).")
     stage1_epochs: int = _f(10, "Epochs of stage 1 (all EEGs).")
     stage2_epochs: int = _f(5, "Epochs of stage 2 (EEGs with at least stage2_min_votes votes).")
     stage2_min_votes: int = _f(10, "Vote threshold of stage 2 rows.")

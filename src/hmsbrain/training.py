@@ -24,6 +24,7 @@ from hmsbrain.config import Config, TrainConfig, save_config
 from hmsbrain.constants import VOTE_COLUMNS
 from hmsbrain.dataio import HMSData
 from hmsbrain.folds import attach_folds, load_or_make_folds
+from hmsbrain.inference import average_by_eeg, predict_rows
 from hmsbrain.inputs import resolve_data_dir
 from hmsbrain.losses import kl_divergence_loss
 from hmsbrain.metrics import kl_score
@@ -68,8 +69,8 @@ class StageData:
             target.to_numpy(np.float32),
         )
 
-    def steps(self, batch_size: int) -> int:
-        return math.ceil(len(self.eeg_ids) / batch_size)
+    def steps(self, batch_size: int, samples_per_eeg: int = 1) -> int:
+        return math.ceil(len(self.eeg_ids) * samples_per_eeg / batch_size)
 
 
 def augment(
@@ -106,7 +107,8 @@ def augment(
 
 
 class EpochBatches(keras.utils.PyDataset):
-    """One epoch of training batches: every EEG once, at a random one of its sub-windows.
+    """One epoch of training batches: every EEG ``samples_per_eeg`` times, each time at a random
+    one of its sub-windows.
 
     Sampling among an EEG's labelled sub-windows is the random time shift within the recording;
     the epoch's generator is seeded by (seed, fold, epoch), so a resumed run sees the same data.
@@ -119,43 +121,20 @@ class EpochBatches(keras.utils.PyDataset):
         super().__init__()
         self.stage, self.cache, self.names, self.cfg = stage, cache, names, cfg
         self.rng = np.random.default_rng(seed)
-        order = self.rng.permutation(len(stage.eeg_ids))
-        self.order = order
-        self.rows = np.array([self.rng.choice(stage.row_groups[i]) for i in range(len(order))])
+        eegs = np.repeat(np.arange(len(stage.eeg_ids)), cfg.samples_per_eeg)
+        self.order = self.rng.permutation(eegs)  # positions in the stage's EEG list
+        self.rows = np.array([self.rng.choice(stage.row_groups[i]) for i in self.order])
 
     def __len__(self) -> int:
-        return self.stage.steps(self.cfg.batch_size)
+        return self.stage.steps(self.cfg.batch_size, self.cfg.samples_per_eeg)
 
     def __getitem__(self, index: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-        pick = self.order[index * self.cfg.batch_size : (index + 1) * self.cfg.batch_size]
+        pick = slice(index * self.cfg.batch_size, (index + 1) * self.cfg.batch_size)
         batch = self.cache.batch(self.rows[pick])
         inputs = {k: batch[k] for k in self.names}
-        inputs, targets = augment(inputs, self.stage.targets[pick].copy(), self.rng, self.cfg)
+        targets = self.stage.targets[self.order[pick]].copy()
+        inputs, targets = augment(inputs, targets, self.rng, self.cfg)
         return tuple(inputs[k] for k in self.names), targets
-
-
-# --- Prediction ----------------------------------------------------------------------------------
-
-
-def predict_rows(
-    model: keras.Model, cache: InputCache, rows: np.ndarray, batch_size: int
-) -> np.ndarray:
-    """Probabilities ``(len(rows), 6)`` for cached rows, in batches."""
-    names = tuple(t.name.split(":")[0] for t in model.inputs)
-    out = []
-    for start in range(0, len(rows), batch_size):
-        batch = cache.batch(rows[start : start + batch_size])
-        out.append(np.asarray(model.predict_on_batch(tuple(batch[k] for k in names))))
-    return np.concatenate(out) if out else np.zeros((0, len(VOTE_COLUMNS)), np.float32)
-
-
-def average_by_eeg(eeg_ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
-    """Mean prediction of each EEG's sub-windows, in the OOF/test file schema (minus ``fold``)."""
-    frame = pd.DataFrame(probs, columns=list(VOTE_COLUMNS))
-    frame.insert(0, "eeg_id", eeg_ids)
-    mean = frame.groupby("eeg_id", sort=True).mean()
-    mean = mean.div(mean.sum(axis=1), axis=0)  # renormalise float32 round-off
-    return mean.reset_index()
 
 
 # --- The learning-rate plan ----------------------------------------------------------------------
@@ -282,9 +261,10 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
     stage2_epochs = cfg.train.stage2_epochs if stage2 is not None else 0
     if stage2 is None and cfg.train.stage2_epochs:
         print(f"Stage 2 skipped: no training row has at least {min_votes} votes.")
+    per_eeg = cfg.train.samples_per_eeg
     plan = Plan(
-        cfg.train.stage1_epochs, stage2_epochs, stage1.steps(cfg.train.batch_size),
-        stage2.steps(cfg.train.batch_size) if stage2 else 0, cfg.train,
+        cfg.train.stage1_epochs, stage2_epochs, stage1.steps(cfg.train.batch_size, per_eeg),
+        stage2.steps(cfg.train.batch_size, per_eeg) if stage2 else 0, cfg.train,
     )  # fmt: skip
     val_targets = eeg_targets(val_rows)
     val_index = val_rows.index.to_numpy()

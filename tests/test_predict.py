@@ -1,0 +1,54 @@
+"""Prediction with a trained run: deterministic, TTA, the OOF schema, and a real submission for
+the competition's own test EEG."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hmsbrain.cli import ensemble_main
+from hmsbrain.constants import VOTE_COLUMNS
+from hmsbrain.inference import FOLD_AVERAGE, predict_run, swap_batch
+
+OOF_COLUMNS = ["eeg_id", "fold", *VOTE_COLUMNS]
+
+
+def test_tta_swap_is_its_own_inverse() -> None:
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.standard_normal((2, 16, 8, 3)), "raw": rng.standard_normal((2, 30, 16))}
+    twice = swap_batch(swap_batch(batch))
+    for key in batch:
+        np.testing.assert_array_equal(twice[key], batch[key])
+    assert not np.array_equal(swap_batch(batch)["raw"], batch["raw"])
+
+
+@pytest.mark.slow
+def test_predict_is_deterministic_and_in_the_oof_schema(tiny_run, small_demo) -> None:
+    first = predict_run(tiny_run.run_dir, str(small_demo), "test")
+    second = predict_run(tiny_run.run_dir, str(small_demo), "test")
+    pd.testing.assert_frame_equal(first, second)
+    saved = pd.read_parquet(tiny_run.run_dir / "test.parquet")
+    assert list(saved.columns) == OOF_COLUMNS
+    assert (saved["fold"] == FOLD_AVERAGE).all()
+    test_ids = pd.read_csv(small_demo / "test.csv")["eeg_id"]
+    assert sorted(saved["eeg_id"]) == sorted(test_ids)
+    np.testing.assert_allclose(saved[list(VOTE_COLUMNS)].sum(axis=1), 1.0, atol=1e-6)
+    no_tta = predict_run(tiny_run.run_dir, str(small_demo), "test", tta=False)
+    assert not np.allclose(no_tta[list(VOTE_COLUMNS)], first[list(VOTE_COLUMNS)])
+
+
+@pytest.mark.slow
+def test_real_test_eeg_gives_a_valid_one_row_submission(tiny_run, hms_sample_dir, tmp_path) -> None:
+    """The competition's public test EEG, predicted by a demo-trained run, then ensembled."""
+    predict_run(tiny_run.run_dir, str(hms_sample_dir), "test")
+    ensemble_main([str(tiny_run.run_dir), "--name", "sample", "--out-dir", str(tmp_path)])
+    sub = pd.read_csv(tmp_path / "sample.csv")
+    official = pd.read_csv(hms_sample_dir / "sample_submission.csv")
+    assert list(sub.columns) == list(official.columns)
+    assert sub["eeg_id"].tolist() == [3911565283]
+    assert sub[list(VOTE_COLUMNS)].sum(axis=1).iloc[0] == pytest.approx(1.0)
+    report = json.loads((tmp_path / "sample.json").read_text())
+    assert report["weights"] == {"effnetv2": 1.0}
