@@ -244,3 +244,17 @@ def tiny_run(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Tiny
     tmp_path = tmp_path_factory.mktemp("tiny_run")
     cfg = tiny_config(small_demo, tmp_path)
     return TinyRun(cfg, train_fold(cfg, fold=1), tmp_path)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.gpu`` tests cleanly where no GPU is visible (CI, most laptops)."""
+    if not any(item.get_closest_marker("gpu") for item in items):
+        return
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU visible to TensorFlow; none found")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)

@@ -112,3 +112,16 @@ def test_missing_weights_file_is_a_clear_error(tmp_path) -> None:
     cfg = ModelConfig(backbone="resnet50v2", weights=str(tmp_path / "nope.h5"))
     with pytest.raises(WeightsError, match="not found"):
         build_backbone(cfg, IMAGE)
+
+
+@pytest.mark.gpu
+def test_mixed_precision_hybrid_outputs_float32_distributions() -> None:
+    """On a GPU, training runs in mixed_float16; the head must still emit float32 softmax."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build_model(_tiny("effnetv2"), IMAGE, RAW)
+        probs = model.predict_on_batch(_inputs(model))
+        assert probs.dtype == np.float32
+        np.testing.assert_allclose(np.asarray(probs).sum(axis=1), 1.0, atol=1e-5)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -7,9 +7,10 @@ last epoch (model, optimizer and loop state) for ``--resume``.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import logging
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -30,8 +31,6 @@ from hmsbrain.losses import kl_divergence_loss
 from hmsbrain.metrics import kl_score
 from hmsbrain.models import build_model, model_inputs
 from hmsbrain.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
-
-log = logging.getLogger(__name__)
 
 
 class RunExistsError(RuntimeError):
@@ -329,15 +328,11 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
 
 
 def _dataset_tag(root: Path) -> str:
-    import hashlib
-
     return hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
 
 
 def _check_run_dir(paths: RunPaths, resume: bool, overwrite: bool) -> None:
     if overwrite:
-        import shutil
-
         shutil.rmtree(paths.root, ignore_errors=True)
         return
     has_work = paths.state.is_file() or paths.model.is_file()
@@ -390,7 +385,8 @@ def _plot(history: pd.DataFrame, path: Path) -> None:
     if len(stage2):
         ax.axvline(stage2.iloc[0] - 0.5, color="grey", ls="--", label="stage 2")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("KL divergence")
+    ax.set_yscale("log")  # early from-scratch epochs can spike far above the rest
+    ax.set_ylabel("KL divergence (log scale)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
