@@ -61,7 +61,7 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
     for col in required:
         if df[col].isna().any():
             row = int(df.index[df[col].isna()][0])
-            raise DataError(f"{path}: row {row + 2} (line number) has no value in {col!r}")
+            raise DataError(f"{path}: line {row + 2} has no value in {col!r}")
         if not pd.api.types.is_numeric_dtype(df[col]):
             raise DataError(f"{path}: column {col!r} must be numeric, got {df[col].dtype}")
     return df

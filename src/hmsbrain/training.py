@@ -241,7 +241,9 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
             f"Training on the embedded demo dataset ({data_root}); pass --data-dir for real data."
         )
     data = HMSData(data_root, "train")
-    folds_path = Path(cfg.data.cache_dir) / f"folds-{_dataset_tag(data_root)}.csv"
+    # One file per dataset, K and seed: a different split is a different file, never an overwrite.
+    k, seed = cfg.folds.n_folds, cfg.folds.seed
+    folds_path = Path(cfg.data.cache_dir) / f"folds-{_dataset_tag(data_root)}-k{k}-s{seed}.csv"
     folds = load_or_make_folds(data.rows, folds_path, cfg.folds.n_folds, cfg.folds.seed)
     if not 0 <= fold < cfg.folds.n_folds:
         raise ValueError(f"--fold {fold} is outside 0..{cfg.folds.n_folds - 1}")
