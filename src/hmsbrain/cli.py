@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -90,16 +91,82 @@ def predict_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--split", default="test", choices=["test", "train"])
     parser.add_argument("--no-tta", action="store_true", help="switch off the hemisphere-swap TTA")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--runtime", default="auto", choices=["auto", "tensorrt", "onnx", "keras"],
+        help="auto (default) takes the fastest available: tensorrt, then onnx (needs "
+        "export.py), then keras, and says which",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from hmsbrain.inference import predict_run
+    from hmsbrain.runtimes import RuntimeUnavailableError
 
     try:
         for run in args.runs:
-            result = predict_run(run, args.data_dir, args.split, not args.no_tta, args.batch_size)
+            result = predict_run(
+                run, args.data_dir, args.split, not args.no_tta, args.batch_size, args.runtime
+            )
             print(f"{run}: {len(result)} EEGs -> {run / (args.split + '.parquet')}")
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, RuntimeUnavailableError) as exc:
         _fail(exc)
+
+
+def export_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="export.py",
+        description="Export every fold model of one or more runs to ONNX (<fold>/model.onnx), "
+        "each checked against Keras on real preprocessed inputs; a failed check fails the export.",
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="run folders, e.g. outputs/effnetv2")
+    parser.add_argument("--data-dir", default=None, help="data for the parity check (default: "
+                        "the data each run was trained on)")  # fmt: skip
+    args = parser.parse_args(argv)
+    from hmsbrain.export import ExportError, export_fold
+    from hmsbrain.inference import fold_dirs
+
+    try:
+        for run in args.runs:
+            for fold in fold_dirs(run):
+                report = export_fold(fold, args.data_dir)
+                parity = report["parity"]
+                print(
+                    f"{fold / 'model.onnx'}: inputs {report['inputs']}, logits relative error "
+                    f"{parity['logits_rel_err']:.1e} (tolerance {parity['rtol']:.0e})"
+                )
+    except (*USER_ERRORS, ExportError) as exc:
+        _fail(exc)
+
+
+def package_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="package.py",
+        description="Build the Kaggle model dataset and kernel folders for an ensemble "
+        "(exporting any fold not yet in ONNX) and print the kaggle commands that upload them.",
+    )
+    parser.add_argument(
+        "report", type=Path, help="ensemble.py's report, e.g. submissions/demo.json"
+    )
+    parser.add_argument("--out-dir", type=Path, default=Path("dist"))
+    parser.add_argument("--kaggle-user", default=os.environ.get("KAGGLE_USERNAME"),
+                        help="Kaggle user owning the dataset and kernel "
+                        "(default: $KAGGLE_USERNAME)")  # fmt: skip
+    parser.add_argument("--data-dir", default=None, help="data for export parity checks")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    args = parser.parse_args(argv)
+    from hmsbrain.export import ExportError
+    from hmsbrain.kaggle_package import PackageError, build_package, upload_commands
+
+    try:
+        if not args.kaggle_user:
+            raise PackageError("no Kaggle user: pass --kaggle-user or set KAGGLE_USERNAME")
+        dataset, kernel = build_package(
+            args.report, args.out_dir, args.kaggle_user, args.data_dir, args.overwrite
+        )
+    except (*USER_ERRORS, ExportError, PackageError, FileExistsError) as exc:
+        _fail(exc)
+    print(f"model dataset: {dataset}\nkernel: {kernel}\nupload with:")
+    for command in upload_commands(dataset, kernel):
+        print(f"  {command}")
 
 
 def ensemble_main(argv: list[str] | None = None) -> None:

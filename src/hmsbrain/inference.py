@@ -11,7 +11,6 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
@@ -22,6 +21,7 @@ from hmsbrain.constants import VOTE_COLUMNS
 from hmsbrain.dataio import HMSData
 from hmsbrain.inputs import resolve_data_dir
 from hmsbrain.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
+from hmsbrain.runtimes import Runtime, choose_runtime, open_runtime
 
 FOLD_AVERAGE = -1
 
@@ -36,27 +36,19 @@ def swap_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def input_names(model: keras.Model) -> tuple[str, ...]:
-    return tuple(t.name.split(":")[0] for t in model.inputs)
-
-
 def predict_rows(
-    model: keras.Model, cache: InputCache, rows: np.ndarray, batch_size: int,
+    runtime: Runtime, cache: InputCache, rows: np.ndarray, batch_size: int,
     tta: bool = False, progress: bool = False,
 ) -> np.ndarray:  # fmt: skip
     """Probabilities ``(len(rows), 6)`` of cached rows; with ``tta``, averaged with the
     hemisphere-swapped input (a mirrored head shows the same pattern, so the label is kept)."""
-    names = input_names(model)
     out = []
     starts = range(0, len(rows), batch_size)
     for start in tqdm(starts, desc="predicting", unit="batch", disable=not progress):
         batch = cache.batch(rows[start : start + batch_size])
-        probs = np.asarray(model.predict_on_batch(tuple(batch[k] for k in names)))
+        probs = np.asarray(runtime.predict(batch))
         if tta:
-            swapped = swap_batch(batch)
-            probs = 0.5 * (
-                probs + np.asarray(model.predict_on_batch(tuple(swapped[k] for k in names)))
-            )
+            probs = 0.5 * (probs + np.asarray(runtime.predict(swap_batch(batch))))
         out.append(probs)
     return np.concatenate(out) if out else np.zeros((0, len(VOTE_COLUMNS)), np.float32)
 
@@ -81,22 +73,30 @@ def fold_dirs(run: str | Path) -> list[Path]:
 
 def predict_run(
     run: str | Path, data_dir: str | None = None, split: str = "test", tta: bool = True,
-    batch_size: int = 64,
+    batch_size: int = 64, runtime: str = "auto", cache_dir: str | None = None,
+    write: bool = True,
 ) -> pd.DataFrame:  # fmt: skip
-    """Average of every fold model of ``run`` on ``split`` of ``data_dir``; writes the file."""
+    """Average of every fold model of ``run`` on ``split`` of ``data_dir``.
+
+    ``runtime`` is one of :data:`hmsbrain.runtimes.RUNTIMES`; ``cache_dir`` replaces the runs'
+    input-cache folder (a Kaggle kernel cannot write where the run was trained). With ``write``,
+    the result goes to ``<run>/<split>.parquet`` with its JSON sidecar."""
     run = Path(run)
     folds = fold_dirs(run)
+    kind = choose_runtime(runtime, folds)
     per_fold = []
     data_root = None
     for fold in folds:
         cfg: Config = load_config(fold / "config.yaml")
         if data_dir is not None:
             cfg.data.data_dir = str(data_dir)
+        if cache_dir is not None:
+            cfg.data.cache_dir = str(cache_dir)
         data_root = resolve_data_dir(cfg)
         data = HMSData(data_root, split)
         # Preprocessing is the training code itself (the cache builds it from the run's config).
         cache = open_cache(data, cfg)
-        model = keras.saving.load_model(fold / "model.keras")
+        model = open_runtime(kind, fold, Path(cfg.data.cache_dir))
         probs = predict_rows(model, cache, np.arange(len(data)), batch_size, tta, progress=True)
         per_fold.append(average_by_eeg(data.rows["eeg_id"].to_numpy(), probs))
     stacked = np.stack([f[list(VOTE_COLUMNS)].to_numpy() for f in per_fold])
@@ -104,9 +104,11 @@ def predict_run(
     result = pd.DataFrame(mean / mean.sum(axis=1, keepdims=True), columns=list(VOTE_COLUMNS))
     result.insert(0, "eeg_id", per_fold[0]["eeg_id"].to_numpy())
     result.insert(1, "fold", FOLD_AVERAGE)
+    if not write:
+        return result
     result.to_parquet(run / f"{split}.parquet", index=False)
     sidecar = {
-        "data_dir": str(Path(data_root).resolve()), "split": split, "tta": tta,
+        "data_dir": str(Path(data_root).resolve()), "split": split, "tta": tta, "runtime": kind,
         "folds": [f.name for f in folds],
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }  # fmt: skip

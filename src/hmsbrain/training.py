@@ -31,6 +31,7 @@ from hmsbrain.losses import kl_divergence_loss
 from hmsbrain.metrics import kl_score
 from hmsbrain.models import build_model, model_inputs
 from hmsbrain.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
+from hmsbrain.runtimes import KerasRuntime
 
 
 class RunExistsError(RuntimeError):
@@ -302,7 +303,7 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
             batches, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose,
             callbacks=[_StepLR(plan)],
         )  # fmt: skip
-        probs = predict_rows(model, cache, val_index, cfg.train.val_batch_size)
+        probs = predict_rows(KerasRuntime(model), cache, val_index, cfg.train.val_batch_size)
         oof = average_by_eeg(val_rows["eeg_id"].to_numpy(), probs)
         val_kl = kl_score(val_targets.to_numpy(), oof[list(VOTE_COLUMNS)].to_numpy())
         lr = float(model.optimizer.learning_rate.numpy())
@@ -354,7 +355,9 @@ def _finish(
     # A plain functional copy drops the optimizer and loss, so model.keras needs no project code.
     plain = keras.Model(best.inputs, best.outputs, name=best.name)
     _save_atomic(plain, paths.model)
-    probs = predict_rows(best, cache, val_rows.index.to_numpy(), cfg.train.val_batch_size)
+    probs = predict_rows(
+        KerasRuntime(best), cache, val_rows.index.to_numpy(), cfg.train.val_batch_size
+    )
     oof = average_by_eeg(val_rows["eeg_id"].to_numpy(), probs)
     oof.insert(1, "fold", fold)
     oof.to_parquet(paths.oof, index=False)

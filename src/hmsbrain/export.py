@@ -1,0 +1,163 @@
+"""ONNX export of trained fold models, each checked against Keras before it is kept.
+
+Every fold's ``model.keras`` becomes ``model.onnx`` beside it, with exactly one graph input per
+model input (``image``, ``raw``; dynamic batch) and two outputs, ``logits`` and ``probs``. The
+parity check runs the fold's own preprocessed inputs through both and compares the logits (the
+softmax hides differences in confident rows). The ONNX file is written under a temporary name
+and only renamed into place when the check passes, so a failed export never leaves a model
+that a runtime could pick up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from hmsbrain.cache import open_cache
+from hmsbrain.config import Config, load_config
+from hmsbrain.dataio import HMSData
+from hmsbrain.inputs import resolve_data_dir
+from hmsbrain.models import build_model
+
+ONNX_FILE = "model.onnx"
+EXPORT_REPORT = "export.json"
+OPSET = 17
+PARITY_RTOL = 1e-4  # acceptance tolerance: max |logit difference| / max |Keras logit|
+OUTPUTS = ("logits", "probs")
+
+
+class ExportError(RuntimeError):
+    """An export that must not be used: its ONNX graph disagrees with the Keras model."""
+
+
+def float32_model(model: keras.Model, cfg: Config) -> keras.Model:
+    """``model`` with float32 compute. A mixed-precision model is rebuilt in float32 and given
+    the same weights: exported float16 casts would otherwise bake reduced precision into CPU
+    inference and break parity with the float32 reference."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        # No pretrained weights are fetched: every weight is overwritten just below.
+        model_cfg = dataclasses.replace(cfg.model, weights="none")
+        shapes = {t.name.split(":")[0]: tuple(t.shape[1:]) for t in model.inputs}
+        # A WaveNet-only model has no image input; build_model ignores the image shape then.
+        rebuilt = build_model(model_cfg, shapes.get("image", (32, 32, 3)), shapes.get("raw"))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
+
+
+def with_logits(model: keras.Model) -> keras.Model:
+    """The same graph with the pre-softmax ``logits`` exposed as a second, named output."""
+    return keras.Model(
+        model.inputs, {"logits": model.get_layer("logits").output, "probs": model.output}
+    )
+
+
+def to_onnx(model: keras.Model, path: Path, opset: int = OPSET) -> None:
+    """Convert with tf2onnx. The explicit input signature (names from the model, batch left
+    dynamic) is what keeps the graph to the model's own inputs: tracing without it can lift
+    constants such as normalisation statistics into extra graph inputs."""
+    import tensorflow as tf
+    import tf2onnx
+
+    signature = [
+        tf.TensorSpec((None, *t.shape[1:]), tf.float32, name=t.name.split(":")[0])
+        for t in model.inputs
+    ]
+    tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset, output_path=str(path))
+
+
+def graph_io(path: Path) -> tuple[list[str], list[str]]:
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    return [i.name for i in graph.input if i.name not in initializers], [
+        o.name for o in graph.output
+    ]
+
+
+def check_parity(
+    model: keras.Model, onnx_path: Path, inputs: dict[str, np.ndarray], rtol: float = PARITY_RTOL
+) -> dict[str, float]:
+    """Compare Keras and ONNX Runtime on ``inputs``; raises ExportError beyond ``rtol``."""
+    from hmsbrain.runtimes import onnx_session
+
+    expected_inputs = [t.name.split(":")[0] for t in model.inputs]
+    graph_inputs, graph_outputs = graph_io(onnx_path)
+    if sorted(graph_inputs) != sorted(expected_inputs) or sorted(graph_outputs) != sorted(OUTPUTS):
+        raise ExportError(
+            f"{onnx_path}: graph inputs {graph_inputs} / outputs {graph_outputs}; expected "
+            f"inputs {expected_inputs} and outputs {list(OUTPUTS)}"
+        )
+    keras_out = with_logits(model).predict_on_batch(tuple(inputs[k] for k in expected_inputs))
+    session = onnx_session(onnx_path, providers=["CPUExecutionProvider"])
+    logits, probs = session.run(list(OUTPUTS), {k: inputs[k] for k in expected_inputs})
+    ref_logits = np.asarray(keras_out["logits"], np.float64)
+    scale = max(float(np.abs(ref_logits).max()), 1e-6)
+    result = {
+        "rows": len(logits),
+        "logits_rel_err": float(np.abs(logits - ref_logits).max() / scale),
+        "probs_abs_err": float(np.abs(probs - np.asarray(keras_out["probs"])).max()),
+        "rtol": rtol,
+    }
+    if not result["logits_rel_err"] <= rtol:  # also catches NaN
+        raise ExportError(
+            f"{onnx_path}: ONNX logits differ from Keras by {result['logits_rel_err']:.2e} of "
+            f"their scale (tolerance {rtol:.0e}) on {result['rows']} rows; the export is unusable"
+        )
+    return result
+
+
+def export_model(
+    model: keras.Model, cfg: Config, path: Path, inputs: dict[str, np.ndarray],
+    opset: int = OPSET, rtol: float = PARITY_RTOL,
+) -> dict[str, object]:  # fmt: skip
+    """Export ``model`` to ``path``, checked on ``inputs``; the file exists only if it passes."""
+    model = float32_model(model, cfg)
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        to_onnx(with_logits(model), tmp, opset)
+        parity = check_parity(model, tmp, inputs, rtol)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    graph_inputs, graph_outputs = graph_io(path)
+    return {"opset": opset, "inputs": graph_inputs, "outputs": graph_outputs, "parity": parity}
+
+
+def parity_inputs(
+    cfg: Config, data_dir: str | None = None, n_rows: int = 8
+) -> dict[str, np.ndarray]:
+    """Up to ``n_rows`` real preprocessed train windows of the run's data (from its input cache)."""
+    if data_dir is not None:
+        cfg.data.data_dir = str(data_dir)
+    data = HMSData(resolve_data_dir(cfg), "train")
+    cache = open_cache(data, cfg)
+    rows = np.linspace(0, len(data) - 1, min(n_rows, len(data))).round().astype(int)
+    return cache.batch(np.unique(rows))
+
+
+def export_fold(
+    fold_dir: str | Path, data_dir: str | None = None, opset: int = OPSET,
+    rtol: float = PARITY_RTOL,
+) -> dict[str, object]:  # fmt: skip
+    """Export ``<fold_dir>/model.keras`` to ``model.onnx`` and write ``export.json``."""
+    fold_dir = Path(fold_dir)
+    cfg = load_config(fold_dir / "config.yaml")
+    model = keras.saving.load_model(fold_dir / "model.keras")
+    inputs = parity_inputs(cfg, data_dir)
+    report = export_model(model, cfg, fold_dir / ONNX_FILE, inputs, opset, rtol)
+    report["created"] = datetime.now(UTC).isoformat(timespec="seconds")
+    (fold_dir / EXPORT_REPORT).write_text(json.dumps(report, indent=1))
+    return report

@@ -1,0 +1,185 @@
+"""Kaggle packaging: the model dataset, the kernel folder, and what the kernel runs.
+
+``build_package`` turns an ensemble report (``submissions/<name>.json``, written by
+``ensemble.py``) into two upload-ready folders:
+
+- ``<out>/<dataset slug>/``: the ``hmsbrain`` package itself, every fold of every blended run
+  (``model.onnx`` checked by export, ``model.keras`` as the fallback runtime, ``config.yaml``,
+  ``export.json``), ``ensemble.json`` (blend method and weights) and ``dataset-metadata.json``;
+- ``<out>/kernel/``: the notebook and a ``kernel-metadata.json`` naming that dataset.
+
+``run_kernel`` is the notebook's body: predict every packaged run with the same code as
+``predict.py``, blend with the same code and weights as ``ensemble.py``, validate, and write
+``submission.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hmsbrain.constants import VOTE_COLUMNS
+from hmsbrain.ensemble import blend
+from hmsbrain.export import EXPORT_REPORT, ONNX_FILE, export_fold
+from hmsbrain.inference import fold_dirs, predict_run
+from hmsbrain.submission import write_submission
+
+COMPETITION = "hms-harmful-brain-activity-classification"
+DATASET_SLUG = "hmsbrain-models"
+KERNEL_SLUG = "hmsbrain-inference"
+MANIFEST = "ensemble.json"
+KERNEL_NOTEBOOK = "hms_inference.ipynb"
+FOLD_FILES = ("model.onnx", "model.keras", "config.yaml", EXPORT_REPORT)
+PACKAGE_DIR = Path(__file__).resolve().parent
+KERNELS_DIR = PACKAGE_DIR.parents[1] / "kernels"
+
+
+class PackageError(RuntimeError):
+    """An ensemble that cannot be packaged as asked; the message names the file."""
+
+
+def _read_report(report_path: Path) -> dict:
+    if not report_path.is_file():
+        raise FileNotFoundError(f"{report_path}: file not found (ensemble.py writes it)")
+    try:
+        report = json.loads(report_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PackageError(f"{report_path}: not a JSON ensemble report ({exc})") from exc
+    missing = {"runs", "method", "weights"} - set(report)
+    if missing:
+        raise PackageError(f"{report_path}: missing {sorted(missing)}; is it ensemble.py's report?")
+    return report
+
+
+def ensure_exported(run: Path, data_dir: str | None = None) -> list[Path]:
+    """Every fold of ``run`` with a current ``model.onnx`` (exported and checked if missing or
+    older than ``model.keras``)."""
+    folds = fold_dirs(run)
+    for fold in folds:
+        onnx, keras_file = fold / ONNX_FILE, fold / "model.keras"
+        if not onnx.is_file() or onnx.stat().st_mtime < keras_file.stat().st_mtime:
+            print(f"exporting {fold} to ONNX")
+            export_fold(fold, data_dir)
+    return folds
+
+
+def build_package(
+    report_path: str | Path, out_dir: str | Path, kaggle_user: str,
+    data_dir: str | None = None, overwrite: bool = False,
+) -> tuple[Path, Path]:  # fmt: skip
+    """Write the model dataset and kernel folders for the ensemble in ``report_path``.
+
+    Returns ``(dataset_dir, kernel_dir)``. Run paths in the report are taken relative to the
+    current folder, as ``ensemble.py`` wrote them."""
+    report_path, out_dir = Path(report_path), Path(out_dir)
+    report = _read_report(report_path)
+    runs = [Path(r) for r in report["runs"]]
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise PackageError(f"{report_path}: two runs share a folder name: {names}")
+    if set(names) != set(report["weights"]):
+        raise PackageError(f"{report_path}: weights {sorted(report['weights'])} != runs {names}")
+    dataset_dir, kernel_dir = out_dir / DATASET_SLUG, out_dir / "kernel"
+    for target in (dataset_dir, kernel_dir):
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # Built in a temporary folder and moved into place, so a failed export leaves the previous
+    # package untouched.
+    staging = Path(tempfile.mkdtemp(prefix=".package-", dir=out_dir))
+    try:
+        dataset = staging / DATASET_SLUG
+        shutil.copytree(PACKAGE_DIR, dataset / "hmsbrain",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+        tta = {}
+        for run in runs:
+            for fold in ensure_exported(run, data_dir):
+                target = dataset / "runs" / run.name / fold.name
+                target.mkdir(parents=True)
+                for name in FOLD_FILES:
+                    shutil.copy2(fold / name, target / name)
+            info = run / "test.json"
+            tta[run.name] = (
+                json.loads(info.read_text()).get("tta", True) if info.is_file() else True
+            )
+        manifest = {
+            "runs": names, "method": report["method"], "weights": report["weights"], "tta": tta,
+            "blend_cv": report.get("blend_cv"), "report": report_path.name,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }  # fmt: skip
+        (dataset / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        (dataset / "dataset-metadata.json").write_text(json.dumps({
+            "title": "hmsbrain models", "id": f"{kaggle_user}/{DATASET_SLUG}",
+            "licenses": [{"name": "CC0-1.0"}],
+        }, indent=1))  # fmt: skip
+        kernel = staging / "kernel"
+        kernel.mkdir()
+        shutil.copy2(KERNELS_DIR / KERNEL_NOTEBOOK, kernel / KERNEL_NOTEBOOK)
+        metadata = json.loads((KERNELS_DIR / "kernel-metadata.json").read_text())
+        metadata["id"] = f"{kaggle_user}/{KERNEL_SLUG}"
+        metadata["dataset_sources"] = [f"{kaggle_user}/{DATASET_SLUG}"]
+        (kernel / "kernel-metadata.json").write_text(json.dumps(metadata, indent=1))
+        for target in (dataset_dir, kernel_dir):
+            shutil.rmtree(target, ignore_errors=True)
+        (staging / DATASET_SLUG).rename(dataset_dir)
+        kernel.rename(kernel_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dataset_dir, kernel_dir
+
+
+def upload_commands(dataset_dir: Path, kernel_dir: Path) -> list[str]:
+    """The two ``kaggle`` CLI commands that publish the package (``version`` once it exists)."""
+    return [
+        f"kaggle datasets create -p {dataset_dir} --dir-mode zip"
+        f"   # later: kaggle datasets version -p {dataset_dir} --dir-mode zip -m 'new models'",
+        f"kaggle kernels push -p {kernel_dir}",
+    ]
+
+
+def predict_package(
+    model_dir: str | Path, data_dir: str | Path, runtime: str = "auto",
+    cache_dir: str | Path | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """The blended test prediction of a packaged ensemble (``eeg_id`` + six vote columns)."""
+    model_dir = Path(model_dir)
+    manifest_path = model_dir / MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path}: not found; is {model_dir} a package folder?")
+    manifest = json.loads(manifest_path.read_text())
+    cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="hms-cache-"))
+    preds, ids = [], None
+    for name in manifest["runs"]:
+        result = predict_run(
+            model_dir / "runs" / name, str(data_dir), "test", manifest["tta"][name],
+            runtime=runtime, cache_dir=str(cache_dir), write=False,
+        )  # fmt: skip
+        result = result.sort_values("eeg_id", ignore_index=True)
+        if ids is not None and not np.array_equal(ids, result["eeg_id"].to_numpy()):
+            raise ValueError(f"{name}: predicted other EEGs than the first run")
+        ids = result["eeg_id"].to_numpy()
+        preds.append(result[list(VOTE_COLUMNS)].to_numpy())
+    weights = np.array([manifest["weights"][n] for n in manifest["runs"]], dtype=float)
+    submission = pd.DataFrame(blend(preds, weights, manifest["method"]), columns=list(VOTE_COLUMNS))
+    submission.insert(0, "eeg_id", ids)
+    return submission
+
+
+def run_kernel(
+    model_dir: str | Path, data_dir: str | Path, out_path: str | Path = "submission.csv",
+    runtime: str = "auto",
+) -> pd.DataFrame:  # fmt: skip
+    """What the Kaggle notebook does: predict, blend, validate, write ``submission.csv``."""
+    data_dir = Path(data_dir)
+    submission = predict_package(model_dir, data_dir, runtime)
+    write_submission(
+        submission, Path(out_path), data_dir / "test.csv", data_dir / "sample_submission.csv"
+    )
+    return submission
