@@ -10,7 +10,6 @@ that a runtime could pick up.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from datetime import UTC, datetime
@@ -23,7 +22,6 @@ from hmsbrain.cache import open_cache
 from hmsbrain.config import Config, load_config
 from hmsbrain.dataio import HMSData
 from hmsbrain.inputs import resolve_data_dir
-from hmsbrain.models import build_model
 
 ONNX_FILE = "model.onnx"
 EXPORT_REPORT = "export.json"
@@ -36,24 +34,25 @@ class ExportError(RuntimeError):
     """An export that must not be used: its ONNX graph disagrees with the Keras model."""
 
 
-def float32_model(model: keras.Model, cfg: Config) -> keras.Model:
-    """``model`` with float32 compute. A mixed-precision model is rebuilt in float32 and given
-    the same weights: exported float16 casts would otherwise bake reduced precision into CPU
-    inference and break parity with the float32 reference."""
+def float32_model(model: keras.Model) -> keras.Model:
+    """``model`` with float32 compute. A mixed-precision model is rebuilt from its own config
+    with every float16 policy replaced, and given the same weights: exported float16 casts would
+    otherwise bake reduced precision into CPU inference and break parity with the reference."""
     if all(layer.dtype_policy.name == "float32" for layer in model.layers):
         return model
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")
-    try:
-        # No pretrained weights are fetched: every weight is overwritten just below.
-        model_cfg = dataclasses.replace(cfg.model, weights="none")
-        shapes = {t.name.split(":")[0]: tuple(t.shape[1:]) for t in model.inputs}
-        # A WaveNet-only model has no image input; build_model ignores the image shape then.
-        rebuilt = build_model(model_cfg, shapes.get("image", (32, 32, 3)), shapes.get("raw"))
-    finally:
-        keras.config.set_dtype_policy(previous)
+    rebuilt = keras.Model.from_config(_float32_policies(model.get_config()))
     rebuilt.set_weights(model.get_weights())
     return rebuilt
+
+
+def _float32_policies(node: object) -> object:
+    if isinstance(node, dict):
+        if node.get("class_name") == "DTypePolicy":
+            return {**node, "config": {**node["config"], "name": "float32"}}
+        return {k: _float32_policies(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_float32_policies(v) for v in node]
+    return node
 
 
 def with_logits(model: keras.Model) -> keras.Model:
@@ -120,11 +119,11 @@ def check_parity(
 
 
 def export_model(
-    model: keras.Model, cfg: Config, path: Path, inputs: dict[str, np.ndarray],
+    model: keras.Model, path: Path, inputs: dict[str, np.ndarray],
     opset: int = OPSET, rtol: float = PARITY_RTOL,
 ) -> dict[str, object]:  # fmt: skip
     """Export ``model`` to ``path``, checked on ``inputs``; the file exists only if it passes."""
-    model = float32_model(model, cfg)
+    model = float32_model(model)
     tmp = path.with_name(path.name + ".partial")
     try:
         to_onnx(with_logits(model), tmp, opset)
@@ -157,7 +156,7 @@ def export_fold(
     cfg = load_config(fold_dir / "config.yaml")
     model = keras.saving.load_model(fold_dir / "model.keras")
     inputs = parity_inputs(cfg, data_dir)
-    report = export_model(model, cfg, fold_dir / ONNX_FILE, inputs, opset, rtol)
+    report = export_model(model, fold_dir / ONNX_FILE, inputs, opset, rtol)
     report["created"] = datetime.now(UTC).isoformat(timespec="seconds")
     (fold_dir / EXPORT_REPORT).write_text(json.dumps(report, indent=1))
     return report

@@ -1,0 +1,90 @@
+"""Runtimes behind one interface: ONNX Runtime matches Keras, ``auto`` says what it picked and
+why, and an explicit runtime that cannot run is a one-line error, never a silent fallback."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hmsbrain.cli import predict_main
+from hmsbrain.constants import VOTE_COLUMNS
+from hmsbrain.export import ONNX_FILE, export_fold
+from hmsbrain.inference import fold_dirs, predict_run
+from hmsbrain.runtimes import RuntimeUnavailableError, choose_runtime, open_runtime
+from hmsbrain.tensorrt_runtime import unavailable_reason as tensorrt_reason
+
+
+@pytest.fixture(scope="module")
+def keras_only_run(tiny_run, tmp_path_factory):
+    """A copy of the tiny run with no ONNX export."""
+    run = tmp_path_factory.mktemp("keras_only") / "effnetv2"
+    shutil.copytree(tiny_run.run_dir, run, ignore=shutil.ignore_patterns("model.onnx", "*.parquet"))
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported_run(tiny_run, tmp_path_factory):
+    run = tmp_path_factory.mktemp("exported") / "effnetv2"
+    shutil.copytree(tiny_run.run_dir, run, ignore=shutil.ignore_patterns("*.parquet"))
+    for fold in fold_dirs(run):
+        if not (fold / ONNX_FILE).is_file():
+            export_fold(fold)
+    return run
+
+
+def test_auto_without_export_falls_back_to_keras_and_says_why(keras_only_run) -> None:
+    lines: list[str] = []
+    kind = choose_runtime("auto", fold_dirs(keras_only_run), log=lines.append)
+    assert kind == "keras"
+    assert len(lines) == 1 and "\n" not in lines[0]
+    assert lines[0].startswith("runtime auto: using keras")
+    assert "model.onnx not found" in lines[0] and "export.py" in lines[0]
+
+
+def test_explicit_onnx_without_export_is_a_one_line_error(keras_only_run, capsys) -> None:
+    with pytest.raises(RuntimeUnavailableError, match=r"model\.onnx not found"):
+        choose_runtime("onnx", fold_dirs(keras_only_run))
+    with pytest.raises(SystemExit) as exit_info:
+        predict_main([str(keras_only_run), "--runtime", "onnx"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: runtime onnx:") and "\n" not in err
+    assert not (keras_only_run / "test.parquet").exists()
+
+
+def test_tensorrt_here_is_refused_cleanly(exported_run) -> None:
+    if tensorrt_reason() is None:
+        pytest.skip("TensorRT is usable on this machine")
+    with pytest.raises(RuntimeUnavailableError, match="runtime tensorrt: tensorrt"):
+        choose_runtime("tensorrt", fold_dirs(exported_run))
+    lines: list[str] = []
+    assert choose_runtime("auto", fold_dirs(exported_run), log=lines.append) == "onnx"
+    assert lines[0].startswith("runtime auto: using onnx (tensorrt: ")
+
+
+def test_unknown_runtime_is_an_error(exported_run) -> None:
+    with pytest.raises(RuntimeUnavailableError, match="unknown runtime 'tflite'"):
+        choose_runtime("tflite", fold_dirs(exported_run))
+
+
+@pytest.mark.slow
+def test_onnx_and_keras_runtimes_agree(exported_run, small_demo) -> None:
+    """Same rows, same TTA: the ONNX Runtime prediction equals Keras' within 1e-5."""
+    fold = fold_dirs(exported_run)[0]
+    rng = np.random.default_rng(0)
+    keras_rt, onnx_rt = open_runtime("keras", fold), open_runtime("onnx", fold)
+    assert keras_rt.input_names == onnx_rt.input_names == ("image", "raw")
+    batch = {
+        t.name.split(":")[0]: rng.standard_normal((3, *t.shape[1:])).astype(np.float32)
+        for t in keras_rt.model.inputs
+    }
+    np.testing.assert_allclose(onnx_rt.predict(batch), keras_rt.predict(batch), atol=1e-5)
+    by_runtime = {
+        kind: predict_run(exported_run, str(small_demo), "test", runtime=kind, write=False)
+        for kind in ("keras", "onnx")
+    }
+    pd.testing.assert_frame_equal(by_runtime["onnx"], by_runtime["keras"], atol=1e-5)
+    assert by_runtime["onnx"][list(VOTE_COLUMNS)].sum(axis=1).sub(1).abs().max() < 1e-6
