@@ -1,4 +1,4 @@
-"""Speed benchmarks (not tests): ``python src/benchmark.py preprocess``.
+"""Speed benchmarks (not tests): ``python src/benchmark.py preprocess|inference``.
 
 Each benchmark times the alternatives in one process on the same inputs and reports ratios,
 because absolute timings on shared machines are noisy.
@@ -20,7 +20,10 @@ from hmsbrain.dataio import HMSData
 from hmsbrain.inputs import resolve_data_dir
 from hmsbrain.preprocess import clean_montage, eeg_tiles, hop_length, map_batch, mel_power
 
-MEL_RTOL = 1e-4  # the acceptance tolerance on the mel power spectrum
+MEL_RTOL = 1e-4
+DEMO_CONFIG = (
+    Path(__file__).resolve().parents[2] / "configs" / "demo_cpu.yaml"
+)  # the acceptance tolerance on the mel power spectrum
 
 
 def starter_mel_power(montage: np.ndarray, cfg: Config) -> np.ndarray:
@@ -94,13 +97,103 @@ def bench_preprocess(cfg: Config, n_windows: int, repeats: int) -> float:
     return speedup
 
 
+def _latency_and_rate(
+    predict: Callable[[dict[str, np.ndarray]], object], inputs: dict[str, np.ndarray],
+    batch: int, repeats: int,
+) -> tuple[float, float]:  # fmt: skip
+    """Median milliseconds for one EEG alone, and the best EEGs/s over all rows in ``batch``es."""
+    one = {k: v[:1] for k, v in inputs.items()}
+    predict(one)  # warm-up: graph tracing, memory arenas
+    n = len(next(iter(inputs.values())))
+    batches = [{k: v[i : i + batch] for k, v in inputs.items()} for i in range(0, n, batch)]
+    predict(batches[0])
+    singles = []
+    for _ in range(max(10, repeats * 5)):
+        start = time.perf_counter()
+        predict(one)
+        singles.append(time.perf_counter() - start)
+    rate = _rate(lambda: [predict(b) for b in batches], n, repeats)
+    return 1e3 * float(np.median(singles)), rate
+
+
+def bench_inference(
+    cfg: Config, run: Path | None, n_eegs: int, batch: int, repeats: int
+) -> dict[str, tuple[float, float]]:
+    """Every available runtime on the same real inputs and the same model (a trained fold of
+    ``run``, or a fresh model of ``cfg`` at its full input shapes); ratios against Keras."""
+    import tempfile
+
+    import keras
+
+    from hmsbrain.cache import open_cache
+    from hmsbrain.export import ONNX_FILE, export_model
+    from hmsbrain.inference import fold_dirs
+    from hmsbrain.models import build_model
+    from hmsbrain.runtimes import KerasRuntime, OnnxRuntime, unavailable_reason
+
+    if run is not None:
+        fold = fold_dirs(run)[0]
+        cfg = load_config(fold / "config.yaml")
+    data = HMSData(resolve_data_dir(cfg), "test")
+    cache = open_cache(data, cfg)
+    inputs = cache.batch(np.arange(n_eegs) % len(data))
+    if run is not None:
+        model = keras.saving.load_model(fold / "model.keras")
+    else:
+        model = build_model(cfg.model, inputs["image"].shape[1:], inputs["raw"].shape[1:])
+    names = tuple(t.name.split(":")[0] for t in model.inputs)
+    inputs = {k: inputs[k] for k in names}
+    results: dict[str, tuple[float, float]] = {}
+    skipped: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fold_dir = Path(tmp)
+        export_model(model, fold_dir / ONNX_FILE, {k: v[:8] for k, v in inputs.items()})
+        runtimes = {"keras": lambda: KerasRuntime(model), "onnx": lambda: OnnxRuntime(fold_dir)}
+        reason = unavailable_reason("tensorrt", fold_dir)
+        if reason is None:
+            from hmsbrain.tensorrt_runtime import TensorRTRuntime
+
+            runtimes["tensorrt"] = lambda: TensorRTRuntime(fold_dir / ONNX_FILE, fold_dir, batch)
+        else:
+            skipped.append(f"tensorrt: {reason}")
+        for name, make in runtimes.items():
+            runtime = make()
+            label = name
+            if name == "onnx":
+                label = f"onnx ({runtime.providers[0].removesuffix('ExecutionProvider')})"
+            results[label] = _latency_and_rate(runtime.predict, inputs, batch, repeats)
+    shapes = ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in inputs.items())
+    print(f"model: {model.name} ({model.count_params():,} parameters), inputs {shapes}")
+    print(f"{n_eegs} test EEGs (one window each, no TTA), batch {batch}, best of {repeats}")
+    base_latency, base_rate = results["keras"]
+    print(f"{'runtime':<16}{'ms/EEG (batch 1)':>18}{'EEGs/s':>10}{'latency x':>11}{'speed x':>9}")
+    for label, (latency, rate) in results.items():
+        print(f"{label:<16}{latency:>18.1f}{rate:>10.1f}{base_latency / latency:>11.2f}"
+              f"{rate / base_rate:>9.2f}")  # fmt: skip
+    for line in skipped:
+        print(f"not measured: {line}")
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="benchmark.py", description=__doc__)
-    parser.add_argument("which", choices=["preprocess"], help="what to benchmark")
+    parser.add_argument("which", choices=["preprocess", "inference"], help="what to benchmark")
     parser.add_argument("--config", type=Path, default=None, help="YAML config file")
     parser.add_argument("--windows", type=int, default=32, help="EEG windows per timing")
     parser.add_argument("--repeats", type=int, default=3, help="timings per method (best kept)")
+    parser.add_argument("--run", type=Path, default=None,
+                        help="inference: time fold 0 of this trained run (default: a fresh "
+                        "model of --config, the CPU demo hybrid)")  # fmt: skip
+    parser.add_argument("--eegs", type=int, default=64, help="inference: test EEGs per timing")
+    parser.add_argument("--batch-size", type=int, default=16, help="inference: batch size")
     parser.add_argument("overrides", nargs="*", help="section.key=value config overrides")
-    args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
-    bench_preprocess(cfg, args.windows, args.repeats)
+    # Intermixed: overrides may follow options (argparse otherwise binds them to nothing).
+    args = parser.parse_intermixed_args(argv)
+    # Preprocessing is timed at the full recipe's sizes (schema defaults); inference defaults to
+    # the CPU demo hybrid, which the demo runs use.
+    default = DEMO_CONFIG if args.which == "inference" else None
+    cfg = load_config(args.config or default, args.overrides)
+    if args.which == "preprocess":
+        bench_preprocess(cfg, args.windows, args.repeats)
+    else:
+        bench_inference(cfg, args.run, args.eegs, args.batch_size, args.repeats)
