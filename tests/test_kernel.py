@@ -91,13 +91,21 @@ def test_kernel_writes_the_same_submission_as_predict_and_ensemble(
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HMS_INPUT_DIR"] = str(inputs)
+    # Run the notebook source as __main__, then report whether TensorFlow was ever imported.
+    code = (
+        "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__'); "
+        "print('tensorflow imported:', 'tensorflow' in sys.modules)"
+    )
     done = subprocess.run(
-        [sys.executable, str(KERNEL_SOURCE)], cwd=work, env=env, capture_output=True, text=True,
-        timeout=600,
+        [sys.executable, "-c", code, str(KERNEL_SOURCE)],
+        cwd=work, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     # The package came from the model dataset, not from this checkout.
     assert f"hmsbrain from {inputs / DATASET_SLUG / 'hmsbrain'}" in done.stdout
+    # With ONNX Runtime available the kernel never needs TensorFlow (nor Kaggle's Keras).
+    assert "runtime auto: using onnx" in done.stdout + done.stderr
+    assert "tensorflow imported: False" in done.stdout
     sub = pd.read_csv(work / "submission.csv")
     validate_submission(sub, hms_sample_dir / "test.csv", hms_sample_dir / "sample_submission.csv")
     expected = pd.read_csv(packaged / "sample.csv")

@@ -14,8 +14,9 @@ from hmsbrain import training
 from hmsbrain.cli import train_main
 from hmsbrain.config import TrainConfig, load_config
 from hmsbrain.constants import VOTE_COLUMNS
+from hmsbrain.metrics import eeg_targets
 from hmsbrain.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
-from hmsbrain.training import Plan, RunExistsError, augment, eeg_targets, train_fold
+from hmsbrain.training import Plan, RunExistsError, augment, train_fold
 from tests.conftest import tiny_config
 
 OOF_COLUMNS = ["eeg_id", "fold", *VOTE_COLUMNS]

@@ -12,6 +12,10 @@ from hmsbrain.config import ConfigError, describe, load_config
 from hmsbrain.dataio import DataError
 from hmsbrain.folds import FoldError
 
+# TensorFlow's C++ INFO lines (CPU features, one graph-optimiser session per export) bury the
+# project's own output; TF_CPP_MIN_LOG_LEVEL=0 brings them back.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo_cpu.yaml"
 # Errors that are the user's input, not a bug: one line, no stack trace, exit code 2.
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, FoldError, FileNotFoundError)

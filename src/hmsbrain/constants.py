@@ -76,3 +76,8 @@ TRAIN_CSV_COLUMNS: tuple[str, ...] = (
     "spectrogram_label_offset_seconds", "patient_id", *VOTE_COLUMNS,
 )  # fmt: skip
 TEST_CSV_COLUMNS: tuple[str, ...] = ("spectrogram_id", "eeg_id", "patient_id")
+
+# A trained fold's files: the Keras model, and its ONNX export (written by export.py).
+KERAS_FILE = "model.keras"
+ONNX_FILE = "model.onnx"
+EXPORT_REPORT = "export.json"  # the export's parity figures

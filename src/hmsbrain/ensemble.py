@@ -21,8 +21,7 @@ from hmsbrain.constants import METRIC_EPSILON, VOTE_COLUMNS
 from hmsbrain.dataio import HMSData
 from hmsbrain.inference import fold_dirs
 from hmsbrain.inputs import resolve_data_dir
-from hmsbrain.metrics import kl_score
-from hmsbrain.training import eeg_targets
+from hmsbrain.metrics import eeg_targets, kl_score
 
 HIGH_VOTES = 10  # the "high-quality" rows top teams report CV on
 METHODS = ("linear", "log")

@@ -20,11 +20,10 @@ import numpy as np
 
 from hmsbrain.cache import open_cache
 from hmsbrain.config import Config, load_config
+from hmsbrain.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE
 from hmsbrain.dataio import HMSData
 from hmsbrain.inputs import resolve_data_dir
 
-ONNX_FILE = "model.onnx"
-EXPORT_REPORT = "export.json"
 OPSET = 17
 PARITY_RTOL = 1e-4  # acceptance tolerance: max |logit difference| / max |Keras logit|
 OUTPUTS = ("logits", "probs")
@@ -154,7 +153,7 @@ def export_fold(
     """Export ``<fold_dir>/model.keras`` to ``model.onnx`` and write ``export.json``."""
     fold_dir = Path(fold_dir)
     cfg = load_config(fold_dir / "config.yaml")
-    model = keras.saving.load_model(fold_dir / "model.keras")
+    model = keras.saving.load_model(fold_dir / KERAS_FILE)
     inputs = parity_inputs(cfg, data_dir)
     report = export_model(model, fold_dir / ONNX_FILE, inputs, opset, rtol)
     report["created"] = datetime.now(UTC).isoformat(timespec="seconds")

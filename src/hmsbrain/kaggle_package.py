@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hmsbrain.constants import VOTE_COLUMNS
+from hmsbrain.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, VOTE_COLUMNS
 from hmsbrain.ensemble import blend
-from hmsbrain.export import EXPORT_REPORT, ONNX_FILE, export_fold
 from hmsbrain.inference import fold_dirs, predict_run
 from hmsbrain.submission import write_submission
 
@@ -35,7 +34,7 @@ DATASET_SLUG = "hmsbrain-models"
 KERNEL_SLUG = "hmsbrain-inference"
 MANIFEST = "ensemble.json"
 KERNEL_NOTEBOOK = "hms_inference.ipynb"
-FOLD_FILES = ("model.onnx", "model.keras", "config.yaml", EXPORT_REPORT)
+FOLD_FILES = (ONNX_FILE, KERAS_FILE, "config.yaml", EXPORT_REPORT)
 PACKAGE_DIR = Path(__file__).resolve().parent
 KERNELS_DIR = PACKAGE_DIR.parents[1] / "kernels"
 
@@ -60,9 +59,11 @@ def _read_report(report_path: Path) -> dict:
 def ensure_exported(run: Path, data_dir: str | None = None) -> list[Path]:
     """Every fold of ``run`` with a current ``model.onnx`` (exported and checked if missing or
     older than ``model.keras``)."""
+    from hmsbrain.export import export_fold  # TensorFlow is needed to export, not to predict
+
     folds = fold_dirs(run)
     for fold in folds:
-        onnx, keras_file = fold / ONNX_FILE, fold / "model.keras"
+        onnx, keras_file = fold / ONNX_FILE, fold / KERAS_FILE
         if not onnx.is_file() or onnx.stat().st_mtime < keras_file.stat().st_mtime:
             print(f"exporting {fold} to ONNX")
             export_fold(fold, data_dir)

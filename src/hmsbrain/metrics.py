@@ -57,3 +57,12 @@ def class_prior_score(y_true: np.ndarray, prior_from: np.ndarray | None = None) 
     """
     prior = np.asarray(y_true if prior_from is None else prior_from, dtype=np.float64).mean(0)
     return kl_score(y_true, np.broadcast_to(prior, np.shape(y_true)))
+
+
+def eeg_targets(rows: pd.DataFrame) -> pd.DataFrame:
+    """EEG-level targets: each EEG's sub-window votes summed, then normalised.
+
+    Every EEG-level score (validation, OOF, CV) uses this target.
+    """
+    votes = rows.groupby("eeg_id", sort=True)[list(VOTE_COLUMNS)].sum()
+    return votes.div(votes.sum(axis=1), axis=0)

@@ -14,17 +14,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import keras
 import numpy as np
 
-from hmsbrain.export import ONNX_FILE
+from hmsbrain.constants import KERAS_FILE, ONNX_FILE
 
 if TYPE_CHECKING:
+    import keras
     import onnxruntime as ort
 
 RUNTIMES = ("auto", "tensorrt", "onnx", "keras")
 FASTEST_FIRST = ("tensorrt", "onnx", "keras")
-KERAS_FILE = "model.keras"
 
 
 class RuntimeUnavailableError(RuntimeError):
@@ -141,6 +140,9 @@ def open_runtime(kind: str, fold_dir: Path, cache_dir: Path | None = None) -> Ru
     """A concrete runtime (not ``auto``) for one fold; ``cache_dir`` holds TensorRT engines."""
     fold_dir = Path(fold_dir)
     if kind == "keras":
+        # Imported here: the ONNX and TensorRT paths (e.g. a Kaggle kernel) need no TensorFlow.
+        import keras
+
         return KerasRuntime(keras.saving.load_model(fold_dir / KERAS_FILE))
     if kind == "onnx":
         return OnnxRuntime(fold_dir)

@@ -28,7 +28,7 @@ from hmsbrain.folds import attach_folds, load_or_make_folds
 from hmsbrain.inference import average_by_eeg, predict_rows
 from hmsbrain.inputs import resolve_data_dir
 from hmsbrain.losses import kl_divergence_loss
-from hmsbrain.metrics import kl_score
+from hmsbrain.metrics import eeg_targets, kl_score
 from hmsbrain.models import build_model, model_inputs
 from hmsbrain.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
 from hmsbrain.runtimes import KerasRuntime
@@ -39,15 +39,6 @@ class RunExistsError(RuntimeError):
 
 
 # --- Targets and sampling ------------------------------------------------------------------------
-
-
-def eeg_targets(rows: pd.DataFrame) -> pd.DataFrame:
-    """EEG-level targets: each EEG's sub-window votes summed, then normalised.
-
-    Every EEG-level score (validation, OOF, CV) uses this target.
-    """
-    votes = rows.groupby("eeg_id", sort=True)[list(VOTE_COLUMNS)].sum()
-    return votes.div(votes.sum(axis=1), axis=0)
 
 
 @dataclass
