@@ -35,7 +35,7 @@ def wavenet_run(small_demo, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def packaged(tiny_run, wavenet_run, hms_sample_dir, tmp_path_factory):
+def packaged(hms_sample_dir, tiny_run, wavenet_run, tmp_path_factory):
     """predict.py + ensemble.py on the sample test EEG, then package.py on their report."""
     tmp = tmp_path_factory.mktemp("package")
     runs = [tiny_run.run_dir, wavenet_run]
