@@ -37,13 +37,12 @@ RUNTIME = os.environ.get("HMS_RUNTIME", "auto")
 # never drift apart.
 sys.path.insert(0, str(MODEL_DIR))
 import hmsbrain  # noqa: E402
+from hmsbrain.kaggle_package import run_kernel  # noqa: E402
 
 print(f"hmsbrain from {Path(hmsbrain.__file__).parent}")
 print(f"data: {DATA_DIR}\nmodels: {MODEL_DIR}\nruntime: {RUNTIME}")
 
 # %%
-from hmsbrain.kaggle_package import run_kernel  # noqa: E402
-
 submission = run_kernel(MODEL_DIR, DATA_DIR, "submission.csv", runtime=RUNTIME)
 print(f"wrote submission.csv: {len(submission)} rows")
 submission.head()
