@@ -71,11 +71,11 @@ def test_unknown_runtime_is_an_error(exported_run) -> None:
 
 
 @pytest.mark.slow
-def test_onnx_and_keras_runtimes_agree(exported_run, small_demo) -> None:
+def test_onnx_and_keras_runtimes_agree(exported_run, small_demo, tmp_path) -> None:
     """Same rows, same TTA: the ONNX Runtime prediction equals Keras' within 1e-5."""
     fold = fold_dirs(exported_run)[0]
     rng = np.random.default_rng(0)
-    keras_rt, onnx_rt = open_runtime("keras", fold), open_runtime("onnx", fold)
+    keras_rt, onnx_rt = (open_runtime(k, fold, tmp_path) for k in ("keras", "onnx"))
     assert keras_rt.input_names == onnx_rt.input_names == ("image", "raw")
     batch = {
         t.name.split(":")[0]: rng.standard_normal((3, *t.shape[1:])).astype(np.float32)

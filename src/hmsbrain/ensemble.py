@@ -61,6 +61,24 @@ def blend(preds: list[np.ndarray], weights: np.ndarray, method: str) -> np.ndarr
     return out / out.sum(axis=1, keepdims=True)
 
 
+def blend_frames(
+    frames: list[pd.DataFrame], names: list[str], weights: np.ndarray, method: str
+) -> pd.DataFrame:
+    """Blend per-run prediction frames (``eeg_id`` + vote columns) that cover the same EEGs;
+    ensemble.py and the Kaggle kernel both blend test predictions through this."""
+    frames = [f.sort_values("eeg_id", ignore_index=True) for f in frames]
+    ids = frames[0]["eeg_id"].to_numpy()
+    for name, frame in zip(names[1:], frames[1:], strict=True):
+        if not np.array_equal(frame["eeg_id"].to_numpy(), ids):
+            raise ValueError(f"{name}: predicts other EEGs than {names[0]}")
+    out = pd.DataFrame(
+        blend([f[list(VOTE_COLUMNS)].to_numpy() for f in frames], weights, method),
+        columns=list(VOTE_COLUMNS),
+    )
+    out.insert(0, "eeg_id", ids)
+    return out
+
+
 def fit_weights(preds: list[np.ndarray], target: np.ndarray, method: str) -> np.ndarray:
     """Non-negative, sum-to-one weights minimising OOF KL (SLSQP from equal weights)."""
     n = len(preds)
@@ -135,13 +153,8 @@ def ensemble(runs: list[RunPredictions], train_rows: pd.DataFrame) -> EnsembleRe
                              "cv_10plus": cv_high, "weight": weights.sum()}  # fmt: skip
     submission = None
     if all(r.test is not None for r in runs):
-        test_ids = runs[0].test["eeg_id"].to_numpy()
-        for r in runs[1:]:
-            if not np.array_equal(r.test["eeg_id"].to_numpy(), test_ids):
-                raise ValueError(f"{r.name}: test.parquet covers other EEGs than {runs[0].name}'s")
-        test_p = blend([r.test[list(VOTE_COLUMNS)].to_numpy() for r in runs], weights, method)
-        submission = pd.DataFrame(test_p, columns=list(VOTE_COLUMNS))
-        submission.insert(0, "eeg_id", test_ids)
+        names = [f"{r.name}/test.parquet" for r in runs]
+        submission = blend_frames([r.test for r in runs], names, weights, method)
     else:
         notes.append("some runs have no test.parquet (run predict.py): no submission written")
     return EnsembleResult(

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hmsbrain.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, VOTE_COLUMNS
-from hmsbrain.ensemble import blend
+from hmsbrain.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE
+from hmsbrain.ensemble import blend_frames
 from hmsbrain.inference import fold_dirs, predict_run
 from hmsbrain.submission import write_submission
 
@@ -156,21 +156,21 @@ def predict_package(
         raise FileNotFoundError(f"{manifest_path}: not found; is {model_dir} a package folder?")
     manifest = json.loads(manifest_path.read_text())
     cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="hms-cache-"))
-    preds, ids = [], None
-    for name in manifest["runs"]:
-        result = predict_run(
-            model_dir / "runs" / name, str(data_dir), "test", manifest["tta"][name],
-            runtime=runtime, cache_dir=str(cache_dir), write=False,
-        )  # fmt: skip
-        result = result.sort_values("eeg_id", ignore_index=True)
-        if ids is not None and not np.array_equal(ids, result["eeg_id"].to_numpy()):
-            raise ValueError(f"{name}: predicted other EEGs than the first run")
-        ids = result["eeg_id"].to_numpy()
-        preds.append(result[list(VOTE_COLUMNS)].to_numpy())
-    weights = np.array([manifest["weights"][n] for n in manifest["runs"]], dtype=float)
-    submission = pd.DataFrame(blend(preds, weights, manifest["method"]), columns=list(VOTE_COLUMNS))
-    submission.insert(0, "eeg_id", ids)
-    return submission
+    names = manifest["runs"]
+    frames = [
+        predict_run(
+            model_dir / "runs" / name,
+            str(data_dir),
+            "test",
+            manifest["tta"][name],
+            runtime=runtime,
+            cache_dir=str(cache_dir),
+            write=False,
+        )
+        for name in names
+    ]
+    weights = np.array([manifest["weights"][n] for n in names], dtype=float)
+    return blend_frames(frames, names, weights, manifest["method"])
 
 
 def run_kernel(

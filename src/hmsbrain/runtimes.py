@@ -9,7 +9,6 @@ which it took and why it passed over the faster ones. ONNX and TensorRT read the
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -136,7 +135,7 @@ def choose_runtime(kind: str, fold_dirs: Sequence[Path], log: Callable[[str], No
     raise RuntimeUnavailableError(f"runtime {kind}: " + "; ".join(skipped))
 
 
-def open_runtime(kind: str, fold_dir: Path, cache_dir: Path | None = None) -> Runtime:
+def open_runtime(kind: str, fold_dir: Path, cache_dir: Path) -> Runtime:
     """A concrete runtime (not ``auto``) for one fold; ``cache_dir`` holds TensorRT engines."""
     fold_dir = Path(fold_dir)
     if kind == "keras":
@@ -149,6 +148,5 @@ def open_runtime(kind: str, fold_dir: Path, cache_dir: Path | None = None) -> Ru
     if kind == "tensorrt":
         from hmsbrain.tensorrt_runtime import TensorRTRuntime
 
-        engines = Path(cache_dir or os.environ.get("HMS_ENGINE_DIR", fold_dir)) / "engines"
-        return TensorRTRuntime(fold_dir / ONNX_FILE, engines)
+        return TensorRTRuntime(fold_dir / ONNX_FILE, Path(cache_dir) / "engines")
     raise RuntimeUnavailableError(f"unknown runtime {kind!r}; valid: {list(RUNTIMES[1:])}")
