@@ -15,16 +15,23 @@
 # competition's test EEGs and writes `submission.csv`. It needs no internet: the `hmsbrain`
 # package, the ONNX and Keras fold models and the blend weights all come from the dataset.
 #
-# The runtime is picked automatically, fastest first: TensorRT (GPU, if installed), ONNX
-# Runtime (CUDA or CPU provider), Keras. Set `HMS_RUNTIME` to force one.
+# The runtime is picked automatically, fastest first: TensorRT (GPU, if installed, and only
+# after its engine matched ONNX Runtime on packaged windows), ONNX Runtime (CUDA or CPU
+# provider), Keras. Set `HMS_RUNTIME` to force one.
+#
+# It always writes a submission: a test EEG that cannot be read (missing, corrupt, too short,
+# not parquet...) gets the ensemble's class prior, and a log line starting `FALLBACK` names it.
 #
 # Local runs: `HMS_INPUT_DIR` replaces `/kaggle/input`; `HMS_DATA_DIR` and `HMS_MODEL_DIR`
 # point at the competition folder and the model dataset directly.
 
 # %%
+import logging
 import os
 import sys
 from pathlib import Path
+
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
 
 INPUT_DIR = Path(os.environ.get("HMS_INPUT_DIR", "/kaggle/input"))
 DATA_DIR = Path(

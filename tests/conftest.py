@@ -44,6 +44,12 @@ SMALL_DEMO_SIZE = demo.DemoSize(
 )
 
 
+# Enough patients that a short run learns measurably (3 folds of about 30 validation EEGs).
+LEARNABLE_DEMO_SIZE = demo.DemoSize(
+    n_patients=30, mean_eegs_per_patient=3.0, max_sub_windows=3, n_test=2
+)
+
+
 @pytest.fixture(scope="session")
 def hms_sample_dir() -> Path:
     """The real Kaggle sample folder (9 train sub-windows of one EEG, one test EEG)."""
@@ -68,6 +74,15 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return demo.ensure_demo(
         tmp_path_factory.mktemp("demo") / "demo", seed=SMALL_DEMO_SEED, size=SMALL_DEMO_SIZE
     )
+
+
+@pytest.fixture(scope="session")
+def learnable_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo dataset big enough for the learning tests (about 10 s to generate)."""
+    return demo.ensure_demo(
+        tmp_path_factory.mktemp("learnable") / "demo", seed=SMALL_DEMO_SEED,
+        size=LEARNABLE_DEMO_SIZE,
+    )  # fmt: skip
 
 
 # --- A tiny, hand-made Kaggle-layout folder for bad-input tests -----------------------------------

@@ -124,6 +124,43 @@ def test_nan_runs_in_an_eeg_are_not_a_read_error(tiny_kaggle):
     np.testing.assert_array_equal(window[~np.isnan(window)], eeg[:10_000][~np.isnan(eeg[:10_000])])
 
 
+def test_infinite_values_become_missing_with_a_warning_naming_the_file(tiny_kaggle, caplog):
+    eeg = tiny_kaggle.eeg_signal(60, seed=5)
+    eeg[500:503, 2] = np.inf
+    eeg[700, 4] = -np.inf
+    tiny_kaggle.write_eeg(eeg)
+    with caplog.at_level("WARNING"):
+        window = HMSData(tiny_kaggle.root, "train").eeg_window(0)
+    assert np.isnan(window[500:503, 2]).all() and np.isnan(window[700, 4])
+    assert not np.isinf(window).any()
+    assert f"{tiny_kaggle.eeg_path()}: 4 infinite values (in C3, F7)" in caplog.text
+
+
+def test_a_channel_missing_for_a_whole_window_is_named(tiny_kaggle, caplog):
+    eeg = tiny_kaggle.eeg_signal(60, seed=5)
+    eeg[:, EEG_COLUMNS.index("O2")] = np.nan
+    tiny_kaggle.write_eeg(eeg)
+    data = HMSData(tiny_kaggle.root, "train")
+    with caplog.at_level("WARNING"):
+        data.eeg_window(0)
+        data.eeg_window(0)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == [f"{tiny_kaggle.eeg_path()}: channels O2 hold no value in the window at "
+                        "0 s; they become zeros"]  # fmt: skip
+
+
+def test_a_mostly_missing_spectrogram_window_is_named(tiny_kaggle, caplog):
+    spec = np.random.default_rng(0).gamma(2.0, 3.0, (310, 400))
+    spec[:200] = np.nan
+    spec[250:260, 5] = np.inf
+    tiny_kaggle.write_spec(spec)
+    with caplog.at_level("WARNING"):
+        window = HMSData(tiny_kaggle.root, "train").spectrogram_window(0)
+    assert np.isnan(window[:200]).all() and not np.isinf(window).any()
+    assert f"{tiny_kaggle.spec_path()}: 10 infinite values" in caplog.text
+    assert f"{tiny_kaggle.spec_path()}: 67% of the window at 0 s is missing (NaN)" in caplog.text
+
+
 # --- Bad inputs ---------------------------------------------------------------------------------
 
 

@@ -14,12 +14,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmsbrain.cli import ensemble_main, package_main
-from hmsbrain.constants import VOTE_COLUMNS
+from hmsbrain.cli import ensemble_main, package_main, predict_main
+from hmsbrain.constants import EEG_COLUMNS, VOTE_COLUMNS
 from hmsbrain.inference import predict_run
-from hmsbrain.kaggle_package import COMPETITION, DATASET_SLUG, KERNEL_NOTEBOOK, KERNELS_DIR
+from hmsbrain.kaggle_package import (
+    COMPETITION,
+    DATASET_SLUG,
+    KERNEL_NOTEBOOK,
+    KERNELS_DIR,
+    MANIFEST,
+    run_kernel,
+)
+from hmsbrain.predictions import read_predictions
 from hmsbrain.submission import validate_submission
-from tests.conftest import tiny_config
+from tests.conftest import spec_columns, tiny_config, write_parquet, write_spectrogram
 
 KERNEL_SOURCE = KERNELS_DIR / "hms_inference.py"
 
@@ -128,3 +136,114 @@ def test_kernel_metadata_is_offline_gpu_with_competition_and_model_sources() -> 
     assert meta["competition_sources"] == [COMPETITION]
     assert meta["dataset_sources"][0].endswith(f"/{DATASET_SLUG}")
     assert meta["code_file"] == KERNEL_NOTEBOOK and meta["kernel_type"] == "notebook"
+
+
+# --- The notebook always submits ---------------------------------------------------------------
+
+REAL_TEST_EEG = 3911565283
+BAD_EEG, BAD_SPEC = 1000001, 2000002
+
+
+def _write_bad_eeg(path: Path, kind: str, good: np.ndarray) -> None:
+    """The bad test EEG of each kind real Kaggle folders can hold."""
+    eeg = good.copy()
+    if kind == "missing file":
+        return
+    if kind == "csv text named .parquet":
+        path.write_text(pd.DataFrame(eeg[:5], columns=list(EEG_COLUMNS)).to_csv(index=False))
+        return
+    if kind == "zero rows":
+        eeg = eeg[:0]
+    elif kind == "30 s EEG":
+        eeg = eeg[:6000]
+    elif kind == "missing column":
+        write_parquet(path, eeg[:, 1:], list(EEG_COLUMNS[1:]))
+        return
+    elif kind == "string column":
+        frame = pd.DataFrame(eeg, columns=list(EEG_COLUMNS))
+        frame["Fp1"] = frame["Fp1"].map("{:.3f} uV".format)
+        frame.to_parquet(path)
+        return
+    elif kind == "inf":
+        eeg[1000:1004, 3] = np.inf
+    elif kind == "all-NaN channel":
+        eeg[:, EEG_COLUMNS.index("C3")] = np.nan
+    write_parquet(path, eeg, list(EEG_COLUMNS))
+
+
+# Kinds that cannot be read get the fallback; the others are cleaned and only warned about.
+UNREADABLE = ("missing file", "csv text named .parquet", "zero rows", "30 s EEG",
+              "missing column", "string column")  # fmt: skip
+CLEANED = ("inf", "all-NaN channel", "NaN-heavy spectrogram")
+
+
+def _bad_folder(root: Path, sample: Path, kind: str) -> Path:
+    """The real test EEG plus one bad EEG of ``kind``, in the Kaggle layout."""
+    for sub in ("test_eegs", "test_spectrograms"):
+        (root / sub).mkdir(parents=True)
+    (root / "test_eegs" / f"{REAL_TEST_EEG}.parquet").symlink_to(
+        sample / "test_eegs" / f"{REAL_TEST_EEG}.parquet"
+    )
+    real_spec = next((sample / "test_spectrograms").glob("*.parquet"))
+    (root / "test_spectrograms" / real_spec.name).symlink_to(real_spec)
+    test = pd.read_csv(sample / "test.csv")
+    test.loc[1] = {"spectrogram_id": BAD_SPEC, "eeg_id": BAD_EEG, "patient_id": 1}
+    test.to_csv(root / "test.csv", index=False)
+    sub = pd.DataFrame({"eeg_id": test["eeg_id"], **{c: 1 / 6 for c in VOTE_COLUMNS}})
+    sub.to_csv(root / "sample_submission.csv", index=False)
+    good = pd.read_parquet(sample / "test_eegs" / f"{REAL_TEST_EEG}.parquet")
+    _write_bad_eeg(root / "test_eegs" / f"{BAD_EEG}.parquet", kind, good.to_numpy(np.float32))
+    spec = pd.read_parquet(real_spec).drop(columns="time").to_numpy(np.float32, copy=True)
+    if kind == "NaN-heavy spectrogram":
+        spec[:240] = np.nan
+    write_spectrogram(root / "test_spectrograms" / f"{BAD_SPEC}.parquet", spec, spec_columns())
+    if kind == "NaN-heavy spectrogram":  # the EEG itself is fine
+        write_parquet(root / "test_eegs" / f"{BAD_EEG}.parquet", good.to_numpy(), list(EEG_COLUMNS))
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", [*UNREADABLE, *CLEANED])
+def test_kernel_submits_despite_a_bad_test_eeg(packaged, hms_sample_dir, tmp_path, caplog, kind):
+    """One bad test EEG never costs the submission: it is named in the log, the unreadable
+    kinds get the ensemble's class prior, and the good EEG's prediction is unchanged."""
+    data = _bad_folder(tmp_path / "data", hms_sample_dir, kind)
+    model_dir = packaged / "dist" / DATASET_SLUG
+    with caplog.at_level("WARNING"):
+        sub = run_kernel(model_dir, data, tmp_path / "submission.csv")
+    written = pd.read_csv(tmp_path / "submission.csv")
+    validate_submission(written, data / "test.csv", data / "sample_submission.csv")
+    rows = sub.set_index("eeg_id")
+    assert str(BAD_EEG) in caplog.text or str(BAD_SPEC) in caplog.text
+    expected = pd.read_csv(packaged / "sample.csv").set_index("eeg_id").loc[REAL_TEST_EEG]
+    np.testing.assert_allclose(rows.loc[REAL_TEST_EEG], expected, atol=1e-5)
+    prior = json.loads((model_dir / MANIFEST).read_text())["class_prior"]
+    if kind in UNREADABLE:
+        assert f"FALLBACK eeg_id {BAD_EEG}" in caplog.text
+        np.testing.assert_allclose(rows.loc[BAD_EEG], prior, atol=1e-12)
+    else:
+        assert "FALLBACK" not in caplog.text
+        assert not np.allclose(rows.loc[BAD_EEG], prior, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_predict_stops_on_a_bad_eeg_unless_asked_to_fall_back(
+    tiny_run, hms_sample_dir, tmp_path, capsys
+) -> None:
+    data = _bad_folder(tmp_path / "data", hms_sample_dir, "missing file")
+    run = tmp_path / "run"
+    import shutil
+
+    shutil.copytree(tiny_run.run_dir, run, ignore=shutil.ignore_patterns("*.parquet", "*.onnx"))
+    shutil.copy(tiny_run.run_dir / "fold1" / "oof.parquet", run / "fold1" / "oof.parquet")
+    with pytest.raises(SystemExit) as exit_info:
+        predict_main([str(run), "--data-dir", str(data), "--runtime", "keras"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar's line
+    assert err.startswith("error: ")
+    assert f"test_eegs/{BAD_EEG}.parquet: file not found" in err
+    assert not (run / "test.parquet").exists()
+    predict_main([str(run), "--data-dir", str(data), "--runtime", "keras", "--fallback"])
+    assert "1 EEGs got the class prior" in capsys.readouterr().out
+    meta = read_predictions(run / "test.parquet").meta
+    assert list(meta["fallback"]) == [str(BAD_EEG)]

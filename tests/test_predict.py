@@ -11,7 +11,8 @@ import pytest
 
 from hmsbrain.cli import ensemble_main
 from hmsbrain.constants import VOTE_COLUMNS
-from hmsbrain.inference import FOLD_AVERAGE, predict_run, swap_batch
+from hmsbrain.inference import predict_run, swap_batch
+from hmsbrain.predictions import FOLD_AVERAGE, read_predictions
 
 OOF_COLUMNS = ["eeg_id", "fold", *VOTE_COLUMNS]
 
@@ -27,17 +28,31 @@ def test_tta_swap_is_its_own_inverse() -> None:
 
 @pytest.mark.slow
 def test_predict_is_deterministic_and_in_the_oof_schema(tiny_run, small_demo) -> None:
-    first = predict_run(tiny_run.run_dir, str(small_demo), "test")
-    second = predict_run(tiny_run.run_dir, str(small_demo), "test")
+    first = predict_run(tiny_run.run_dir, str(small_demo), "test").frame
+    second = predict_run(tiny_run.run_dir, str(small_demo), "test").frame
     pd.testing.assert_frame_equal(first, second)
     saved = pd.read_parquet(tiny_run.run_dir / "test.parquet")
+    assert read_predictions(tiny_run.run_dir / "test.parquet").meta["tta"] is True  # the run's
     assert list(saved.columns) == OOF_COLUMNS
     assert (saved["fold"] == FOLD_AVERAGE).all()
     test_ids = pd.read_csv(small_demo / "test.csv")["eeg_id"]
     assert sorted(saved["eeg_id"]) == sorted(test_ids)
     np.testing.assert_allclose(saved[list(VOTE_COLUMNS)].sum(axis=1), 1.0, atol=1e-6)
-    no_tta = predict_run(tiny_run.run_dir, str(small_demo), "test", tta=False)
+    no_tta = predict_run(tiny_run.run_dir, str(small_demo), "test", tta=False, write=False).frame
     assert not np.allclose(no_tta[list(VOTE_COLUMNS)], first[list(VOTE_COLUMNS)])
+
+
+@pytest.mark.slow
+def test_oof_is_predicted_the_way_the_test_is(tiny_run, small_demo) -> None:
+    """The OOF file of a fold equals predict.py's output for the same EEGs with the same model:
+    same TTA (the run's train.tta), same sub-window averaging, recorded in both files."""
+    oof = read_predictions(tiny_run.run_dir / "fold1" / "oof.parquet")
+    assert oof.meta["tta"] is True and oof.meta["kind"] == "oof"
+    predicted = predict_run(tiny_run.run_dir, str(small_demo), "train", runtime="keras",
+                            write=False)  # fmt: skip
+    assert predicted.meta["tta"] is True
+    same = predicted.frame.set_index("eeg_id").loc[oof.frame["eeg_id"], list(VOTE_COLUMNS)]
+    np.testing.assert_allclose(same.to_numpy(), oof.frame[list(VOTE_COLUMNS)], atol=1e-5)
 
 
 @pytest.mark.slow

@@ -13,10 +13,12 @@ import warnings
 import librosa
 import numpy as np
 import pytest
+import scipy.signal
 
 from hmsbrain.config import PreprocessConfig, load_config
 from hmsbrain.constants import BIPOLAR_NAMES, CHAIN_NAMES, EEG_COLUMNS, SAMPLE_RATE
 from hmsbrain.dataio import HMSData
+from hmsbrain.inference import swap_batch
 from hmsbrain.inputs import iter_inputs, row_inputs, window_inputs
 from hmsbrain.preprocess import (
     bandpass,
@@ -27,8 +29,10 @@ from hmsbrain.preprocess import (
     fill_nan,
     map_batch,
     mel_power,
+    raw_signal,
     swap_hemispheres_montage,
     swap_hemispheres_raw,
+    swap_hemispheres_spectrogram,
     swap_hemispheres_tiles,
 )
 
@@ -147,6 +151,23 @@ def test_swap_commutes_with_the_whole_tile_pipeline():
     np.testing.assert_allclose(
         eeg_tiles(swap_hemispheres_raw(eeg), SMALL), swap_hemispheres_tiles(tiles), atol=1e-4
     )
+
+
+def test_swapped_model_inputs_equal_the_pipeline_on_the_mirrored_eeg():
+    """What TTA and the training augmentation do to a batch (swap_batch: image bands and raw
+    channels) equals preprocessing the mirrored recording: the EEG with left and right
+    electrodes exchanged, and its Kaggle spectrogram with LL <-> RL and LP <-> RP."""
+    eeg = _lateral_windows(2, seed=3)
+    spec = np.stack(_spec_windows(2, seed=4))
+    spec[:, :, :100] *= 3.0  # a lateralised Kaggle spectrogram too
+    batch = window_inputs(eeg, list(spec), SMALL).as_dict()
+    mirrored = window_inputs(
+        swap_hemispheres_raw(eeg), list(swap_hemispheres_spectrogram(spec)), SMALL
+    ).as_dict()
+    swapped = swap_batch(batch)
+    for key in ("image", "raw"):
+        assert np.abs(swapped[key] - batch[key]).max() > 0.1, f"{key}: the swap is a no-op here"
+        np.testing.assert_allclose(swapped[key], mirrored[key], atol=1e-4, err_msg=key)
 
 
 # --- (c) NaN filling ----------------------------------------------------------------------------
@@ -291,9 +312,23 @@ def test_raw_branch_is_the_scaled_decimated_clean_montage():
     eeg = _lateral_windows(1, seed=9)
     batch = window_inputs(eeg, None, dataclasses.replace(SMALL, use_kaggle_spectrogram=False))
     montage = clean_montage(eeg, SMALL)
-    np.testing.assert_allclose(
-        batch.raw[0], montage[0, :, :: SMALL.raw_downsample].T / SMALL.scale_uv, atol=1e-6
-    )
+    expected = scipy.signal.resample_poly(montage[0], 1, SMALL.raw_downsample, axis=-1)
+    np.testing.assert_allclose(batch.raw[0], expected.T / SMALL.scale_uv, atol=1e-5)
+
+
+def test_raw_branch_decimation_does_not_alias():
+    """30 Hz lies above the raw branch's 20 Hz Nyquist: keeping every 5th sample would fold it
+    onto 10 Hz at full amplitude; the anti-alias filter must remove it, and keep 5 Hz."""
+    t = np.arange(10_000) / SAMPLE_RATE
+    cfg = dataclasses.replace(SMALL, scale_uv=1.0)
+    for freq, kept in ((30.0, False), (5.0, True)):
+        montage = np.tile(np.sin(2 * np.pi * freq * t), (16, 1)).astype(np.float32)
+        raw = raw_signal(montage, cfg)[200:-200, 0]  # away from the edges
+        amplitude = np.sqrt(2) * raw.std()
+        if kept:
+            assert amplitude == pytest.approx(1.0, abs=0.02)
+        else:
+            assert amplitude < 0.01, f"{freq} Hz leaks into the raw branch at {amplitude:.3f}"
 
 
 # --- (f) acceptance on the real sample ----------------------------------------------------------

@@ -9,11 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hmsbrain import tensorrt_runtime
 from hmsbrain.cli import predict_main
 from hmsbrain.constants import VOTE_COLUMNS
 from hmsbrain.export import ONNX_FILE, export_fold
 from hmsbrain.inference import fold_dirs, predict_run
-from hmsbrain.runtimes import RuntimeUnavailableError, choose_runtime, open_runtime
+from hmsbrain.runtimes import (
+    TENSORRT_PROBS_ATOL,
+    OnnxRuntime,
+    RuntimeUnavailableError,
+    choose_runtime,
+    open_fold_runtime,
+    open_runtime,
+)
 from hmsbrain.tensorrt_runtime import unavailable_reason as tensorrt_reason
 
 
@@ -83,8 +91,60 @@ def test_onnx_and_keras_runtimes_agree(exported_run, small_demo, tmp_path) -> No
     }
     np.testing.assert_allclose(onnx_rt.predict(batch), keras_rt.predict(batch), atol=1e-5)
     by_runtime = {
-        kind: predict_run(exported_run, str(small_demo), "test", runtime=kind, write=False)
+        kind: predict_run(exported_run, str(small_demo), "test", runtime=kind, write=False).frame
         for kind in ("keras", "onnx")
     }
     pd.testing.assert_frame_equal(by_runtime["onnx"], by_runtime["keras"], atol=1e-5)
     assert by_runtime["onnx"][list(VOTE_COLUMNS)].sum(axis=1).sub(1).abs().max() < 1e-6
+
+
+class FakeEngine:
+    """Stands in for a TensorRT engine (none can run here): ONNX Runtime's output plus an error
+    of a chosen size, as FP16 rounding (small) or a broken engine (large) would give."""
+
+    error = 0.0
+
+    def __init__(self, onnx_path, cache_dir, *args) -> None:
+        self.inner = OnnxRuntime(onnx_path.parent)
+        self.input_names = self.inner.input_names
+        self.name = "tensorrt"
+
+    def predict(self, inputs):
+        probs = self.inner.predict(inputs)
+        return probs + self.error * (np.arange(probs.shape[1]) == 0)
+
+
+@pytest.fixture
+def fake_tensorrt(monkeypatch):
+    monkeypatch.setattr(tensorrt_runtime, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(tensorrt_runtime, "TensorRTRuntime", FakeEngine)
+    return FakeEngine
+
+
+@pytest.mark.slow
+def test_a_tensorrt_engine_is_used_only_after_it_matches_onnx(
+    exported_run, small_demo, fake_tensorrt, monkeypatch, caplog
+) -> None:
+    fold = fold_dirs(exported_run)[0]
+    assert (fold / "parity.npz").is_file()  # exported with the windows the check runs on
+    fake_tensorrt.error = 0.2 * TENSORRT_PROBS_ATOL  # FP16-sized error: accepted
+    assert open_fold_runtime("tensorrt", fold, fold, auto=True).name == "tensorrt"
+    fake_tensorrt.error = 5 * TENSORRT_PROBS_ATOL  # a broken engine
+    with pytest.raises(RuntimeUnavailableError, match=r"differs from ONNX Runtime by 0\.05"):
+        open_fold_runtime("tensorrt", fold, fold)  # asked for explicitly: an error
+    with caplog.at_level("WARNING"):
+        result = predict_run(exported_run, str(small_demo), "test", write=False)
+    assert f"TENSORRT NOT USED for {fold}" in caplog.text  # auto: loud, and onnx instead
+    assert result.meta["runtime"] == ["onnx"]
+    onnx = predict_run(exported_run, str(small_demo), "test", runtime="onnx", write=False)
+    pd.testing.assert_frame_equal(result.frame, onnx.frame)
+
+
+def test_an_engine_without_parity_windows_is_not_trusted(exported_run, tmp_path, fake_tensorrt):
+    fold = tmp_path / "fold1"
+    shutil.copytree(fold_dirs(exported_run)[0], fold, ignore=shutil.ignore_patterns("parity.npz"))
+    with pytest.raises(RuntimeUnavailableError, match="cannot be checked"):
+        open_fold_runtime("tensorrt", fold, tmp_path)
+    lines: list[str] = []
+    runtime = open_fold_runtime("tensorrt", fold, tmp_path, auto=True, log_line=lines.append)
+    assert runtime.name == "onnx" and lines[0].startswith("TENSORRT NOT USED")

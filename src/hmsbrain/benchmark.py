@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import librosa
@@ -97,79 +98,127 @@ def bench_preprocess(cfg: Config, n_windows: int, repeats: int) -> float:
     return speedup
 
 
-def _latency_and_rate(
-    predict: Callable[[dict[str, np.ndarray]], object], inputs: dict[str, np.ndarray],
-    batch: int, repeats: int,
-) -> tuple[float, float]:  # fmt: skip
-    """Median milliseconds for one EEG alone, and the best EEGs/s over all rows in ``batch``es."""
-    one = {k: v[:1] for k, v in inputs.items()}
-    predict(one)  # warm-up: graph tracing, memory arenas
-    n = len(next(iter(inputs.values())))
-    batches = [{k: v[i : i + batch] for k, v in inputs.items()} for i in range(0, n, batch)]
-    predict(batches[0])
+@dataclass
+class Timing:
+    """One runtime's figures, one value per repeat: ms for one EEG alone (median of several
+    calls) and EEGs/s over every row in batches."""
+
+    latency_ms: list[float] = field(default_factory=list)
+    rate: list[float] = field(default_factory=list)
+
+
+def _time_once(
+    predict: Callable[[dict[str, np.ndarray]], object], one: dict[str, np.ndarray],
+    batches: list[dict[str, np.ndarray]], n: int, timing: Timing,
+) -> None:  # fmt: skip
     singles = []
-    for _ in range(max(10, repeats * 5)):
+    for _ in range(10):
         start = time.perf_counter()
         predict(one)
         singles.append(time.perf_counter() - start)
-    rate = _rate(lambda: [predict(b) for b in batches], n, repeats)
-    return 1e3 * float(np.median(singles)), rate
+    start = time.perf_counter()
+    for b in batches:
+        predict(b)
+    timing.rate.append(n / (time.perf_counter() - start))
+    timing.latency_ms.append(1e3 * float(np.median(singles)))
+
+
+def _spread(values: list[float]) -> str:
+    """``median [min-max]``: a ratio is only worth what its spread over repeats says."""
+    return f"{np.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
 def bench_inference(
-    cfg: Config, run: Path | None, n_eegs: int, batch: int, repeats: int
-) -> dict[str, tuple[float, float]]:
+    cfg: Config, run: Path | None, n_eegs: int, batch: int, repeats: int, threads: int = 0
+) -> dict[str, Timing]:
     """Every available runtime on the same real inputs and the same model (a trained fold of
-    ``run``, or a fresh model of ``cfg`` at its full input shapes); ratios against Keras."""
+    ``run``, or a fresh model of ``cfg`` at its full input shapes); ratios against Keras.
+
+    The runtimes take turns inside each repeat, so a slow spell of a shared machine hits all of
+    them, and the ratio is formed per repeat; the median and the range over ``repeats`` are
+    printed. Both runtimes get the same, explicit thread count (``threads``, default: the CPUs
+    this process may use)."""
     import tempfile
 
     import keras
+    import tensorflow as tf
 
     from hmsbrain.cache import open_cache
     from hmsbrain.export import ONNX_FILE, export_model
     from hmsbrain.inference import fold_dirs
+    from hmsbrain.inputs import model_inputs
     from hmsbrain.models import build_model
-    from hmsbrain.runtimes import KerasRuntime, OnnxRuntime, unavailable_reason
+    from hmsbrain.runtimes import KerasRuntime, OnnxRuntime, cpu_count, unavailable_reason
 
+    threads = threads or cpu_count()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already started in this process: its pools are fixed
+        print("note: TensorFlow was already running; its thread counts could not be set")
     if run is not None:
         fold = fold_dirs(run)[0]
         cfg = load_config(fold / "config.yaml")
     data = HMSData(resolve_data_dir(cfg), "test")
-    cache = open_cache(data, cfg)
+    cache = open_cache(data, cfg, model_inputs(cfg.model))
     inputs = cache.batch(np.arange(n_eegs) % len(data))
     if run is not None:
         model = keras.saving.load_model(fold / "model.keras")
     else:
-        model = build_model(cfg.model, inputs["image"].shape[1:], inputs["raw"].shape[1:])
+        shapes = {k: v.shape[1:] for k, v in inputs.items()}
+        model = build_model(cfg.model, shapes.get("image"), shapes.get("raw"))
     names = tuple(t.name.split(":")[0] for t in model.inputs)
     inputs = {k: inputs[k] for k in names}
-    results: dict[str, tuple[float, float]] = {}
+    one = {k: v[:1] for k, v in inputs.items()}
+    batches = [{k: v[i : i + batch] for k, v in inputs.items()} for i in range(0, n_eegs, batch)]
+    results: dict[str, Timing] = {}
     skipped: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         fold_dir = Path(tmp)
         export_model(model, fold_dir / ONNX_FILE, {k: v[:8] for k, v in inputs.items()})
-        runtimes = {"keras": lambda: KerasRuntime(model), "onnx": lambda: OnnxRuntime(fold_dir)}
+        runtimes = {"keras": KerasRuntime(model), "onnx": OnnxRuntime(fold_dir, threads=threads)}
         reason = unavailable_reason("tensorrt", fold_dir)
         if reason is None:
             from hmsbrain.tensorrt_runtime import TensorRTRuntime
 
-            runtimes["tensorrt"] = lambda: TensorRTRuntime(fold_dir / ONNX_FILE, fold_dir, batch)
+            runtimes["tensorrt"] = TensorRTRuntime(fold_dir / ONNX_FILE, fold_dir, batch)
         else:
             skipped.append(f"tensorrt: {reason}")
-        for name, make in runtimes.items():
-            runtime = make()
-            label = name
-            if name == "onnx":
-                label = f"onnx ({runtime.providers[0].removesuffix('ExecutionProvider')})"
-            results[label] = _latency_and_rate(runtime.predict, inputs, batch, repeats)
+        for runtime in runtimes.values():  # warm-up: graph tracing, memory arenas
+            runtime.predict(one)
+            runtime.predict(batches[0])
+        labels = {
+            name: f"onnx ({rt.providers[0].removesuffix('ExecutionProvider')})"
+            if isinstance(rt, OnnxRuntime) else name
+            for name, rt in runtimes.items()
+        }  # fmt: skip
+        for _ in range(repeats):
+            for name, runtime in runtimes.items():
+                _time_once(
+                    runtime.predict,
+                    one,
+                    batches,
+                    n_eegs,
+                    results.setdefault(labels[name], Timing()),
+                )
     shapes = ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in inputs.items())
     print(f"model: {model.name} ({model.count_params():,} parameters), inputs {shapes}")
-    print(f"{n_eegs} test EEGs (one window each, no TTA), batch {batch}, best of {repeats}")
-    base_latency, base_rate = results["keras"]
-    print(f"{'runtime':<16}{'ms/EEG (batch 1)':>18}{'EEGs/s':>10}{'latency x':>11}{'speed x':>9}")
-    for label, (latency, rate) in results.items():
-        print(f"{label:<16}{latency:>18.1f}{rate:>10.1f}{base_latency / latency:>11.2f}"
-              f"{rate / base_rate:>9.2f}")  # fmt: skip
+    print(
+        f"{n_eegs} test EEGs (one window each, no TTA), batch {batch}, {threads} threads each, "
+        f"{repeats} repeats; figures are median [min-max] over the repeats"
+    )
+    base = results["keras"]
+    print(
+        f"{'runtime':<16}{'ms/EEG (batch 1)':>22}{'EEGs/s':>24}{'latency x':>22}"
+        f"{'throughput x':>22}"
+    )
+    for label, t in results.items():
+        latency_x = [b / v for b, v in zip(base.latency_ms, t.latency_ms, strict=True)]
+        rate_x = [v / b for b, v in zip(base.rate, t.rate, strict=True)]
+        print(
+            f"{label:<16}{_spread(t.latency_ms):>22}{_spread(t.rate):>24}"
+            f"{_spread(latency_x):>22}{_spread(rate_x):>22}"
+        )
     for line in skipped:
         print(f"not measured: {line}")
     return results
@@ -180,7 +229,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("which", choices=["preprocess", "inference"], help="what to benchmark")
     parser.add_argument("--config", type=Path, default=None, help="YAML config file")
     parser.add_argument("--windows", type=int, default=32, help="EEG windows per timing")
-    parser.add_argument("--repeats", type=int, default=3, help="timings per method (best kept)")
+    parser.add_argument(
+        "--repeats", type=int, default=None,
+        help="timings per method (preprocess: best of 3 by default; inference: 5, reported as "
+        "median and range)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="inference: threads of each runtime (default: the CPUs available)",
+    )
     parser.add_argument("--run", type=Path, default=None,
                         help="inference: time fold 0 of this trained run (default: a fresh "
                         "model of --config, the CPU demo hybrid)")  # fmt: skip
@@ -194,6 +253,9 @@ def main(argv: list[str] | None = None) -> None:
     default = DEMO_CONFIG if args.which == "inference" else None
     cfg = load_config(args.config or default, args.overrides)
     if args.which == "preprocess":
-        bench_preprocess(cfg, args.windows, args.repeats)
+        bench_preprocess(cfg, args.windows, args.repeats or 3)
     else:
-        bench_inference(cfg, args.run, args.eegs, args.batch_size, args.repeats)
+        repeats = args.repeats or 5
+        if repeats < 5:
+            parser.error("inference needs --repeats of at least 5 to say how noisy its ratio is")
+        bench_inference(cfg, args.run, args.eegs, args.batch_size, repeats, args.threads)

@@ -1,10 +1,20 @@
 """On-disk cache of model inputs, so preprocessing runs once per dataset and recipe.
 
 Inputs are stored as float16 ``.npy`` files opened as memory maps: a batch reads only its own
-rows, so memory does not grow with the dataset. The cache folder's name is a hash of everything
-the inputs depend on (data folder, its table file, preprocessing config, split), so a change of
-recipe never reuses stale inputs. It is written to a temporary folder and renamed into place, so
-an interrupted build is never mistaken for a complete one.
+rows, so memory does not grow with the dataset. Only the inputs the model reads are computed
+(``image``, ``raw`` or both), and only the files they need are opened.
+
+The cache folder's name is a hash of everything the inputs depend on: the preprocessing code
+version, the preprocessing config, the inputs asked for, the split, its table file and the size
+and modification time of every EEG and spectrogram file it reads. A fix to preprocessing, a
+changed recipe or a replaced file therefore never reuses stale inputs. Each build happens in a
+uniquely named temporary folder renamed into place at the end, so an interrupted build is never
+mistaken for a complete one and two processes building at once never delete each other's work.
+
+With ``fallback``, a row whose files cannot be read or preprocessed (missing, corrupt, too
+short...) does not stop the build: its inputs are zeros, and the reason is kept in the cache's
+``meta.json`` so the prediction can replace that row's output. Without it the first such row is
+an error, as it is when a strict caller opens a cache that a fallback build left with failures.
 """
 
 from __future__ import annotations
@@ -12,81 +22,170 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
+import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from hmsbrain.atomic import atomic_dir, write_json
 from hmsbrain.config import Config
-from hmsbrain.constants import TEST_CSV, TRAIN_CSV
-from hmsbrain.dataio import HMSData
-from hmsbrain.inputs import iter_inputs
+from hmsbrain.constants import (
+    CHAIN_NAMES,
+    EEG_COLUMNS,
+    EEG_WINDOW_SAMPLES,
+    SPEC_BINS_PER_CHAIN,
+    SPEC_WINDOW_ROWS,
+    TEST_CSV,
+    TRAIN_CSV,
+)
+from hmsbrain.dataio import DataError, HMSData
+from hmsbrain.inputs import Batch, row_inputs, uses_spectrogram, window_inputs
+from hmsbrain.preprocess import PREPROCESS_VERSION
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class InputCache:
-    """Memory-mapped inputs of every row of one split: ``image (N, H, W)``, ``raw (N, T, 16)``."""
+    """Memory-mapped inputs of every row of one split: ``image (N, H, W)`` and/or
+    ``raw (N, T, 16)``; ``failed`` maps rows that could not be read to the reason."""
 
     root: Path
-    image: np.ndarray
-    raw: np.ndarray
+    arrays: dict[str, np.ndarray]
+    failed: dict[int, str] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.image)
+        return len(next(iter(self.arrays.values())))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.arrays)
 
     def batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """float32 inputs of ``rows``; the grey image is repeated to the 3 channels models take."""
-        image = np.asarray(self.image[rows], dtype=np.float32)
-        return {
-            "image": np.repeat(image[..., None], 3, axis=-1),
-            "raw": np.asarray(self.raw[rows], dtype=np.float32),
-        }
+        out = {k: np.asarray(v[rows], dtype=np.float32) for k, v in self.arrays.items()}
+        if "image" in out:
+            out["image"] = np.repeat(out["image"][..., None], 3, axis=-1)
+        return out
 
 
-def cache_key(data: HMSData, cfg: Config) -> str:
+def _file_stat(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None  # a missing file is part of the key too: it may appear later
+    return stat.st_size, stat.st_mtime_ns
+
+
+def cache_key(data: HMSData, cfg: Config, names: Sequence[str]) -> str:
+    """Hash of everything the inputs ``names`` of ``data`` depend on (see the module doc)."""
     table = data.root / (TRAIN_CSV if data.split == "train" else TEST_CSV)
-    stat = table.stat()
+    files = [data.eeg_path(i) for i in data.rows["eeg_id"].unique()]
+    if uses_spectrogram(cfg.preprocess, names):
+        files += [data.spectrogram_path(i) for i in data.rows["spectrogram_id"].unique()]
+    digest = hashlib.sha1()
+    for path in files:
+        digest.update(f"{path.name}:{_file_stat(path)};".encode())
     payload = {
+        "version": PREPROCESS_VERSION,
         "root": str(data.root.resolve()),
-        "table": [stat.st_size, stat.st_mtime_ns],
+        "table": _file_stat(table),
+        "files": digest.hexdigest(),
         "split": data.split,
+        "inputs": list(names),
         "preprocess": dataclasses.asdict(cfg.preprocess),
     }
     return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def open_cache(data: HMSData, cfg: Config, batch_size: int = 64) -> InputCache:
-    """The cache of ``data`` under ``cfg.data.cache_dir``, built on first use."""
-    root = Path(cfg.data.cache_dir) / f"inputs-{data.split}-{cache_key(data, cfg)}"
+def open_cache(
+    data: HMSData, cfg: Config, names: Sequence[str], batch_size: int = 64, fallback: bool = False
+) -> InputCache:
+    """The cache of inputs ``names`` of ``data`` under ``cfg.data.cache_dir``, built on first use.
+
+    Without ``fallback``, a row that cannot be read is a DataError naming its file."""
+    root = Path(cfg.data.cache_dir) / f"inputs-{data.split}-{cache_key(data, cfg, names)}"
     if not (root / "meta.json").is_file():
-        _build(data, cfg, root, batch_size)
-    return InputCache(
-        root, np.load(root / "image.npy", mmap_mode="r"), np.load(root / "raw.npy", mmap_mode="r")
-    )
+        with atomic_dir(root) as tmp:
+            _build(data, cfg, names, tmp, batch_size, fallback)
+    meta = json.loads((root / "meta.json").read_text())
+    failed = {int(k): v for k, v in meta.get("failed", {}).items()}
+    if failed and not fallback:
+        row, reason = next(iter(failed.items()))
+        raise DataError(f"{reason} (row {row}; {len(failed)} rows of {data.split} failed)")
+    arrays = {name: np.load(root / f"{name}.npy", mmap_mode="r") for name in meta["inputs"]}
+    return InputCache(root, arrays, failed)
 
 
-def _build(data: HMSData, cfg: Config, root: Path, batch_size: int) -> None:
-    tmp = root.with_name(root.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    image = raw = None
-    progress = tqdm(total=len(data), desc=f"preprocessing {data.split} inputs", unit="window")
-    for rows, batch in iter_inputs(data, cfg.preprocess, batch_size):
-        if image is None:  # shapes are known after the first batch
-            image = np.lib.format.open_memmap(
-                tmp / "image.npy", "w+", np.float16, (len(data), *batch.image.shape[1:3])
-            )
-            raw = np.lib.format.open_memmap(
-                tmp / "raw.npy", "w+", np.float16, (len(data), *batch.raw.shape[1:])
-            )
-        image[rows] = batch.image[..., 0]  # the three channels are identical
-        raw[rows] = batch.raw
-        progress.update(len(rows))
-    progress.close()
-    image.flush()
-    raw.flush()
-    del image, raw
-    (tmp / "meta.json").write_text(json.dumps({"rows": len(data), "split": data.split}))
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
+def _rows_or_failures(
+    data: HMSData, rows: np.ndarray, cfg: Config, names: Sequence[str], fallback: bool
+) -> tuple[Batch | None, dict[int, str]]:
+    """The inputs of ``rows``; with ``fallback``, rows that fail are retried one by one and the
+    failing ones come back as reasons (their inputs zero)."""
+    try:
+        return row_inputs(data, rows, cfg.preprocess, names), {}
+    except Exception:
+        if not fallback:
+            raise
+    failed: dict[int, str] = {}
+    parts: dict[int, Batch] = {}
+    for row in rows:
+        try:
+            parts[int(row)] = row_inputs(data, [row], cfg.preprocess, names)
+        except Exception as exc:  # fallback mode: whatever stops one EEG must not stop all
+            message = str(exc)
+            if not isinstance(exc, DataError):  # DataError names its file already
+                eeg = data.eeg_path(data.rows["eeg_id"].iloc[row])
+                message = f"{eeg}: {type(exc).__name__}: {exc}"
+            failed[int(row)] = message
+            log.warning("row %d of %s cannot be used: %s", row, data.split, message)
+    if not parts:
+        return None, failed
+    template = next(iter(parts.values())).as_dict()
+    stacked = {
+        k: np.stack([parts[int(r)].as_dict()[k][0] if int(r) in parts else np.zeros_like(v[0])
+                     for r in rows])
+        for k, v in template.items()
+    }  # fmt: skip
+    return Batch(image=stacked.get("image"), raw=stacked.get("raw")), failed
+
+
+def _input_shapes(cfg: Config, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Stored shape of one row of each input, from a blank window: known before any file is
+    read, so a split whose every EEG fails (a one-EEG Kaggle test set) still gets a cache."""
+    blank = window_inputs(
+        np.zeros((1, EEG_WINDOW_SAMPLES, len(EEG_COLUMNS)), np.float32),
+        [np.zeros((SPEC_WINDOW_ROWS, len(CHAIN_NAMES) * SPEC_BINS_PER_CHAIN), np.float32)],
+        cfg.preprocess, names,
+    ).as_dict()  # fmt: skip
+    # The image's three channels are identical: one is stored.
+    return {k: v.shape[1:3] if k == "image" else v.shape[1:] for k, v in blank.items()}
+
+
+def _build(
+    data: HMSData, cfg: Config, names: Sequence[str], tmp: Path, batch_size: int, fallback: bool
+) -> None:
+    arrays = {
+        name: np.lib.format.open_memmap(tmp / f"{name}.npy", "w+", np.float16, (len(data), *shape))
+        for name, shape in _input_shapes(cfg, names).items()
+    }  # new files are zero-filled: the inputs of failed rows
+    failed: dict[int, str] = {}
+    # As a context manager the bar ends its line even when a row fails, so the error that
+    # follows starts a line of its own.
+    with tqdm(total=len(data), desc=f"preprocessing {data.split} inputs", unit="window") as bar:
+        for start in range(0, len(data), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(data)))
+            batch, bad = _rows_or_failures(data, rows, cfg, names, fallback)
+            failed.update(bad)
+            bar.update(len(rows))
+            if batch is not None:
+                for name, value in batch.as_dict().items():
+                    arrays[name][rows] = value[..., 0] if name == "image" else value
+    for array in arrays.values():
+        array.flush()
+    write_json(tmp / "meta.json", {
+        "rows": len(data), "split": data.split, "inputs": list(arrays),
+        "failed": {str(k): v for k, v in failed.items()},
+    })  # fmt: skip

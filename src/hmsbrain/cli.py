@@ -58,11 +58,12 @@ def train_main(argv: list[str] | None = None) -> None:
         overrides.append(f"data.data_dir={args.data_dir}")
     if args.run_name:
         overrides.append(f"train.run_name={args.run_name}")
+    # Imported before the try: its except clause names these classes.
+    from hmsbrain.models import WeightsError, backbone_names
+    from hmsbrain.training import RunConfigError, RunExistsError, train_fold
+
     try:
         cfg = load_config(args.config, overrides)
-        from hmsbrain.models import WeightsError, backbone_names
-        from hmsbrain.training import RunExistsError, train_fold
-
         if cfg.model.backbone not in backbone_names():
             raise ConfigError(f"unknown backbone {cfg.model.backbone!r}; valid: {backbone_names()}")
         if args.fold == "all":
@@ -74,7 +75,7 @@ def train_main(argv: list[str] | None = None) -> None:
         summaries = [
             train_fold(cfg, k, resume=args.resume, overwrite=args.overwrite) for k in folds
         ]
-    except (*USER_ERRORS, WeightsError, RunExistsError) as exc:
+    except (*USER_ERRORS, WeightsError, RunExistsError, RunConfigError) as exc:
         _fail(exc)
     if len(summaries) > 1:
         for s in summaries:
@@ -85,7 +86,8 @@ def predict_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="predict.py",
         description="Predict a data folder's split with every fold model of one or more runs; "
-        "writes <run>/<split>.parquet (the OOF schema, fold = -1 for the fold average).",
+        "writes <run>/<split>.parquet (the OOF schema, fold = -1 for the fold average). "
+        "Hemisphere-swap TTA follows each run's train.tta, as its OOF did.",
     )
     parser.add_argument("runs", nargs="+", type=Path, help="run folders, e.g. outputs/effnetv2")
     parser.add_argument(
@@ -93,7 +95,11 @@ def predict_main(argv: list[str] | None = None) -> None:
         help="Kaggle-layout folder (default: the data each run was trained on)",
     )  # fmt: skip
     parser.add_argument("--split", default="test", choices=["test", "train"])
-    parser.add_argument("--no-tta", action="store_true", help="switch off the hemisphere-swap TTA")
+    parser.add_argument(
+        "--fallback", action="store_true",
+        help="an EEG that cannot be read gets the run's class prior and a warning naming it, "
+        "instead of stopping (the Kaggle notebook always does this); default: stop with the error",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
         "--runtime", default="auto", choices=["auto", "tensorrt", "onnx", "keras"],
@@ -103,15 +109,22 @@ def predict_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from hmsbrain.inference import predict_run
+    from hmsbrain.predictions import PredictionError
     from hmsbrain.runtimes import RuntimeUnavailableError
 
     try:
         for run in args.runs:
             result = predict_run(
-                run, args.data_dir, args.split, not args.no_tta, args.batch_size, args.runtime
-            )
-            print(f"{run}: {len(result)} EEGs -> {run / (args.split + '.parquet')}")
-    except (*USER_ERRORS, RuntimeUnavailableError) as exc:
+                run, args.data_dir, args.split, batch_size=args.batch_size,
+                runtime=args.runtime, fallback=args.fallback,
+            )  # fmt: skip
+            tta = "on" if result.meta["tta"] else "off"
+            print(f"{run}: {len(result.frame)} EEGs (TTA {tta}, the run's train.tta) -> "
+                  f"{run / (args.split + '.parquet')}")  # fmt: skip
+            if result.fallback:
+                print(f"{run}: {len(result.fallback)} EEGs got the class prior (--fallback): "
+                      f"{sorted(result.fallback)[:10]}")  # fmt: skip
+    except (*USER_ERRORS, RuntimeUnavailableError, PredictionError) as exc:
         _fail(exc)
 
 
@@ -176,8 +189,9 @@ def package_main(argv: list[str] | None = None) -> None:
 def ensemble_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="ensemble.py",
-        description="Blend runs from their oof.parquet and test.parquet files, report CV, and "
-        "write a validated submissions/<name>.csv with a JSON report beside it.",
+        description="Blend runs from their oof.parquet and test.parquet files, report CV (nested, "
+        "out of sample, beside the in-sample figure), and write a validated "
+        "submissions/<name>.csv with a JSON report beside it.",
     )
     parser.add_argument("runs", nargs="+", type=Path, help="run folders, e.g. outputs/effnetv2")
     parser.add_argument("--name", default="submission", help="submission file stem")
@@ -186,7 +200,8 @@ def ensemble_main(argv: list[str] | None = None) -> None:
                         "sample_submission.csv the submission must match (default: the one "
                         "the runs predicted)")  # fmt: skip
     args = parser.parse_args(argv)
-    from hmsbrain.ensemble import ensemble, load_run, train_rows_of, write_report
+    from hmsbrain.ensemble import EnsembleError, ensemble, load_run, train_rows_of, write_report
+    from hmsbrain.predictions import PredictionError
     from hmsbrain.submission import SubmissionError, write_submission
 
     try:
@@ -196,20 +211,32 @@ def ensemble_main(argv: list[str] | None = None) -> None:
             print(f"note: {note}")
         print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print(
-            f"blend CV {result.cv:.4f} ({result.method}); best single run {result.best_single:.4f}"
+            f"cv: all OOF EEGs; cv_selected: EEGs with >= {result.select_min_votes} votes "
+            "(train.select_min_votes; the blend is fitted on these); cv_10plus: >= 10 votes"
+        )
+        print(
+            f"blend CV {result.cv:.4f} nested (out of sample: fitted on the other folds) | "
+            f"{result.cv_in_sample:.4f} in-sample (fitted on the EEGs it is scored on; "
+            f"optimistic) | best single run {result.best_single:.4f} | {result.method} blend, "
+            f"TTA {'on' if result.tta else 'off'}"
         )
         if result.submission is None:
             return
         data_dir = args.data_dir or runs[0].test_info.get("data_dir")
         if data_dir is None:
-            raise FileNotFoundError("no --data-dir given and the runs' test.json names none")
+            raise FileNotFoundError("no --data-dir given and the runs' test.parquet names none")
         if any(r.test_info.get("data_dir") != runs[0].test_info.get("data_dir") for r in runs):
             raise SubmissionError("the runs' test.parquet files were predicted on different data")
-        path = write_submission(
-            result.submission, args.out_dir / f"{args.name}.csv",
+        path = args.out_dir / f"{args.name}.csv"
+        report = path.with_suffix(".json")
+        # The old report goes first: a crash before the new one is written leaves no report,
+        # never one describing another submission (package.py ships what the report names).
+        report.unlink(missing_ok=True)
+        write_submission(
+            result.submission, path,
             Path(data_dir) / "test.csv", Path(data_dir) / "sample_submission.csv",
         )  # fmt: skip
-        write_report(result, path.with_suffix(".json"), [str(r) for r in args.runs])
-        print(f"wrote {path} ({len(result.submission)} rows) and {path.with_suffix('.json')}")
-    except (*USER_ERRORS, SubmissionError, ValueError) as exc:
+        write_report(result, report, [str(r) for r in args.runs], path)
+        print(f"wrote {path} ({len(result.submission)} rows) and {report}")
+    except (*USER_ERRORS, SubmissionError, EnsembleError, PredictionError) as exc:
         _fail(exc)

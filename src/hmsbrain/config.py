@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from hmsbrain.atomic import write_text
+
 
 class ConfigError(ValueError):
     """A configuration file or override that does not fit the schema."""
@@ -119,6 +121,16 @@ class TrainConfig:
     mixup_prob: float = _f(0.5, "Probability that a batch is mixed up.")
     mixup_alpha: float = _f(0.4, "Beta(alpha, alpha) parameter of mixup.")
     val_batch_size: int = _f(64, "Batch size of validation and prediction.")
+    tta: bool = _f(
+        True,
+        "Hemisphere-swap TTA for validation, OOF and test predictions alike (one setting, so "
+        "blend weights are fitted on the kind of prediction that is submitted).",
+    )
+    select_min_votes: int = _f(
+        0,
+        "Validation EEGs that pick the best epoch and fit blend weights: 0 = all, N = those "
+        "with at least N votes (top HMS teams scored EEGs with >= 10).",
+    )
     seed: int = _f(42, "Seed of every random generator of a run (Python, numpy, Keras).")
     mixed_precision: str = _f("auto", "'auto' (mixed_float16 on a GPU), 'on' or 'off'.")
 
@@ -223,7 +235,24 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config, so a run can be reproduced from its own folder."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def config_differences(old: Config, new: Config) -> list[str]:
+    """``section.key: old -> new`` for every key whose value differs."""
+
+    def flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    a, b = flat(config_to_dict(old)), flat(config_to_dict(new))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k)]
 
 
 def describe(cfg_type: type = Config, prefix: str = "") -> list[str]:

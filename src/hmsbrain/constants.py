@@ -81,3 +81,4 @@ TEST_CSV_COLUMNS: tuple[str, ...] = ("spectrogram_id", "eeg_id", "patient_id")
 KERAS_FILE = "model.keras"
 ONNX_FILE = "model.onnx"
 EXPORT_REPORT = "export.json"  # the export's parity figures
+PARITY_INPUTS = "parity.npz"  # the preprocessed windows the export was checked on

@@ -8,12 +8,15 @@ Layout (the competition's, and the demo dataset's)::
 
 Errors are :class:`DataError` and always name the file (and the row, for CSV problems).
 NaN inside EEG and spectrogram files is not an error: real recordings have missing stretches,
-and :mod:`hmsbrain.preprocess` fills them deliberately.
+and :mod:`hmsbrain.preprocess` fills them deliberately. Infinite values are treated the same way
+(set to NaN on reading), and each of these gets a warning naming the file: an all-NaN channel in
+a window, any infinite sample, a spectrogram window that is mostly missing.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +42,10 @@ from hmsbrain.constants import (
 )
 
 SPLITS = ("train", "test")
+# A Kaggle spectrogram window with more missing values than this is mostly zeros to the model.
+NAN_HEAVY_SHARE = 0.5
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -146,9 +153,31 @@ def _read_parquet(path: Path, columns: tuple[str, ...]) -> np.ndarray:
         raise DataError(f"{path}: columns are not numeric ({exc})") from exc
 
 
+def _infinite_to_nan(values: np.ndarray, path: Path, columns: tuple[str, ...]) -> np.ndarray:
+    """Infinite samples become NaN (then filled like any missing stretch), with a warning: a
+    single +inf would otherwise reach the filters and turn the whole prediction into NaN."""
+    infinite = np.isinf(values)
+    if infinite.any():
+        named = [columns[i] for i in np.flatnonzero(infinite.any(axis=0))]
+        log.warning(
+            "%s: %d infinite values (in %s) treated as missing, like NaN",
+            path, int(infinite.sum()), _short(named),
+        )  # fmt: skip
+        values = np.where(infinite, np.float32(np.nan), values)
+    return values
+
+
+def _short(names: list[str], limit: int = 6) -> str:
+    return ", ".join(names[:limit]) + (
+        f" and {len(names) - limit} more" if len(names) > limit else ""
+    )
+
+
 def read_eeg(path: str | Path) -> np.ndarray:
-    """A whole EEG recording ``(samples, 20)`` float32 in :data:`EEG_COLUMNS` order."""
-    return _read_parquet(Path(path), EEG_COLUMNS)
+    """A whole EEG recording ``(samples, 20)`` float32 in :data:`EEG_COLUMNS` order; infinite
+    values become NaN."""
+    path = Path(path)
+    return _infinite_to_nan(_read_parquet(path, EEG_COLUMNS), path, EEG_COLUMNS)
 
 
 def read_spectrogram(path: str | Path) -> np.ndarray:
@@ -173,7 +202,7 @@ def read_spectrogram(path: str | Path) -> np.ndarray:
         columns += own
     if SPEC_TIME_COLUMN not in names:
         raise DataError(f"{path}: no '{SPEC_TIME_COLUMN}' column; not a Kaggle spectrogram file")
-    return _read_parquet(path, tuple(columns))
+    return _infinite_to_nan(_read_parquet(path, tuple(columns)), path, tuple(columns))
 
 
 def eeg_window(eeg: np.ndarray, offset_seconds: float, path: str | Path) -> np.ndarray:
@@ -228,6 +257,7 @@ class HMSData:
         # Sub-windows of one EEG share its file: keep the last few recordings in memory.
         self._eeg = functools.lru_cache(maxsize=8)(read_eeg)
         self._spec = functools.lru_cache(maxsize=8)(read_spectrogram)
+        self._warned: set[tuple[Path, str]] = set()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -239,16 +269,41 @@ class HMSData:
         return self.root / f"{self.split}_spectrograms" / f"{int(spectrogram_id)}.parquet"
 
     def eeg_window(self, i: int) -> np.ndarray:
-        """Raw 50 s window of row ``i``, ``(10000, 20)``, NaN kept."""
+        """Raw 50 s window of row ``i``, ``(10000, 20)``, NaN kept (a warning names the file
+        when a channel is missing for the whole window: it will be all zeros)."""
         row = self.rows.iloc[i]
         path = self.eeg_path(row["eeg_id"])
-        return eeg_window(self._eeg(path), row["eeg_label_offset_seconds"], path)
+        window = eeg_window(self._eeg(path), row["eeg_label_offset_seconds"], path)
+        dead = np.isnan(window).all(axis=0)
+        if dead.any():
+            named = [EEG_COLUMNS[c] for c in np.flatnonzero(dead)]
+            offset = row["eeg_label_offset_seconds"]
+            self._warn_once(
+                path, f"channels {_short(named)} hold no value in the window at {offset:g} s; "
+                "they become zeros",
+            )  # fmt: skip
+        return window
 
     def spectrogram_window(self, i: int) -> np.ndarray:
-        """Kaggle 10 min spectrogram window of row ``i``, ``(300, 400)``, NaN kept."""
+        """Kaggle 10 min spectrogram window of row ``i``, ``(300, 400)``, NaN kept (a warning
+        names the file when most of it is missing)."""
         row = self.rows.iloc[i]
         path = self.spectrogram_path(row["spectrogram_id"])
-        return spectrogram_window(self._spec(path), row["spectrogram_label_offset_seconds"], path)
+        offset = row["spectrogram_label_offset_seconds"]
+        window = spectrogram_window(self._spec(path), offset, path)
+        share = float(np.isnan(window).mean())
+        if share > NAN_HEAVY_SHARE:
+            self._warn_once(
+                path, f"{share:.0%} of the window at {offset:g} s is missing (NaN); the model "
+                "sees it as zeros",
+            )  # fmt: skip
+        return window
+
+    def _warn_once(self, path: Path, message: str) -> None:
+        # Sub-windows of one EEG share their file's defects: one line per file and defect.
+        if (path, message) not in self._warned:
+            self._warned.add((path, message))
+            log.warning("%s: %s", path, message)
 
     def targets(self) -> np.ndarray:
         """Normalised vote distributions ``(rows, 6)``; train split only."""

@@ -10,23 +10,24 @@ that a runtime could pick up.
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from hmsbrain.atomic import atomic_path, write_json
 from hmsbrain.cache import open_cache
 from hmsbrain.config import Config, load_config
-from hmsbrain.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE
+from hmsbrain.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS
 from hmsbrain.dataio import HMSData
-from hmsbrain.inputs import resolve_data_dir
+from hmsbrain.inputs import model_inputs, resolve_data_dir
+from hmsbrain.runtimes import save_parity_inputs
 
 OPSET = 17
 PARITY_RTOL = 1e-4  # acceptance tolerance: max |logit difference| / max |Keras logit|
 OUTPUTS = ("logits", "probs")
+PACKAGED_PARITY_ROWS = 4  # windows kept beside the model for checking TensorRT engines
 
 
 class ExportError(RuntimeError):
@@ -114,13 +115,9 @@ def export_model(
 ) -> dict[str, object]:  # fmt: skip
     """Export ``model`` to ``path``, checked on ``inputs``; the file exists only if it passes."""
     model = float32_model(model)
-    tmp = path.with_name(path.name + ".partial")
-    try:
+    with atomic_path(path) as tmp:  # renamed into place only if the check below passes
         to_onnx(with_logits(model), tmp, opset)
         parity = check_parity(model, tmp, inputs, rtol)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     # check_parity has verified that the graph's inputs and outputs are exactly these.
     names = [t.name.split(":")[0] for t in model.inputs]
     return {"opset": opset, "inputs": names, "outputs": list(OUTPUTS), "parity": parity}
@@ -133,7 +130,7 @@ def parity_inputs(
     if data_dir is not None:
         cfg.data.data_dir = str(data_dir)
     data = HMSData(resolve_data_dir(cfg), "train")
-    cache = open_cache(data, cfg)
+    cache = open_cache(data, cfg, model_inputs(cfg.model))
     rows = np.linspace(0, len(data) - 1, min(n_rows, len(data))).round().astype(int)
     return cache.batch(np.unique(rows))
 
@@ -142,12 +139,17 @@ def export_fold(
     fold_dir: str | Path, data_dir: str | None = None, opset: int = OPSET,
     rtol: float = PARITY_RTOL,
 ) -> dict[str, object]:  # fmt: skip
-    """Export ``<fold_dir>/model.keras`` to ``model.onnx`` and write ``export.json``."""
+    """Export ``<fold_dir>/model.keras`` to ``model.onnx`` and write ``export.json``, plus the
+    parity windows (``parity.npz``), which travel with the model so that a TensorRT engine built
+    from it elsewhere can be checked against ONNX Runtime before it is used."""
     fold_dir = Path(fold_dir)
     cfg = load_config(fold_dir / "config.yaml")
     model = keras.saving.load_model(fold_dir / KERAS_FILE)
     inputs = parity_inputs(cfg, data_dir)
     report = export_model(model, fold_dir / ONNX_FILE, inputs, opset, rtol)
     report["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-    (fold_dir / EXPORT_REPORT).write_text(json.dumps(report, indent=1))
+    save_parity_inputs(
+        fold_dir / PARITY_INPUTS, {k: v[:PACKAGED_PARITY_ROWS] for k, v in inputs.items()}
+    )
+    write_json(fold_dir / EXPORT_REPORT, report)
     return report

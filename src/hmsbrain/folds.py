@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
+from hmsbrain.atomic import atomic_path
 from hmsbrain.constants import VOTE_COLUMNS
 
 
@@ -77,10 +78,8 @@ def load_or_make_folds(
             )
         return folds
     folds = make_folds(rows, n_folds, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    folds.to_csv(tmp, index=False)
-    tmp.replace(path)  # atomic: a crash never leaves half a fold file to be reused
+    with atomic_path(path) as tmp:  # a crash never leaves half a fold file to be reused
+        folds.to_csv(tmp, index=False)
     return folds
 
 

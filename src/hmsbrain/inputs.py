@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hmsbrain import demo
-from hmsbrain.config import Config, PreprocessConfig
+from hmsbrain.config import Config, ModelConfig, PreprocessConfig
 from hmsbrain.dataio import HMSData
 from hmsbrain.preprocess import (
     build_image,
@@ -27,6 +27,20 @@ from hmsbrain.preprocess import (
 )
 
 log = logging.getLogger(__name__)
+
+IMAGE_INPUT = "image"
+RAW_INPUT = "raw"
+WAVENET = "wavenet"  # the backbone name of the 1D branch alone
+ALL_INPUTS = (IMAGE_INPUT, RAW_INPUT)
+
+
+def model_inputs(cfg: ModelConfig) -> tuple[str, ...]:
+    """Names of the inputs a model built from ``cfg`` reads, in order. Only these are computed
+    and cached, and only the files they need are read: a WaveNet run never opens a Kaggle
+    spectrogram. (Here rather than in :mod:`hmsbrain.models`, which imports Keras.)"""
+    if cfg.backbone == WAVENET:
+        return (RAW_INPUT,)
+    return (IMAGE_INPUT, RAW_INPUT) if cfg.use_wavenet else (IMAGE_INPUT,)
 
 
 def resolve_data_dir(cfg: Config) -> Path:
@@ -40,36 +54,58 @@ def resolve_data_dir(cfg: Config) -> Path:
 
 @dataclass
 class Batch:
-    image: np.ndarray  # (rows, H, W, 3) float32
-    raw: np.ndarray  # (rows, time, 16) float32
+    """Model inputs of some rows; an input the model does not read is None (never computed)."""
+
+    image: np.ndarray | None  # (rows, H, W, 3) float32
+    raw: np.ndarray | None  # (rows, time, 16) float32
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {
+            k: v for k, v in ((IMAGE_INPUT, self.image), (RAW_INPUT, self.raw)) if v is not None
+        }
+
+
+def uses_spectrogram(cfg: PreprocessConfig, names: Sequence[str]) -> bool:
+    """Whether inputs ``names`` need the Kaggle spectrogram files (only the image shows them)."""
+    return IMAGE_INPUT in names and cfg.use_kaggle_spectrogram
 
 
 def window_inputs(
-    eeg_windows: np.ndarray, spec_windows: Sequence[np.ndarray] | None, cfg: PreprocessConfig
-) -> Batch:
-    """Raw windows ``(rows, 10000, 20)`` (+ Kaggle windows) -> model inputs, vectorised."""
+    eeg_windows: np.ndarray, spec_windows: Sequence[np.ndarray] | None, cfg: PreprocessConfig,
+    names: Sequence[str] = ALL_INPUTS,
+) -> Batch:  # fmt: skip
+    """Raw windows ``(rows, 10000, 20)`` (+ Kaggle windows) -> the model inputs ``names``."""
     montage = map_batch(lambda eeg: clean_montage(eeg, cfg), np.asarray(eeg_windows))
-    tiles = map_batch(lambda m: montage_tiles(m, cfg), montage)
-    kaggle = None
-    if cfg.use_kaggle_spectrogram:
-        if spec_windows is None:
-            raise ValueError("preprocess.use_kaggle_spectrogram is on but no spectrogram was given")
-        kaggle = np.stack([kaggle_tiles(s, cfg) for s in spec_windows])
-    return Batch(image=build_image(tiles, kaggle), raw=raw_signal(montage, cfg))
+    image = None
+    if IMAGE_INPUT in names:
+        tiles = map_batch(lambda m: montage_tiles(m, cfg), montage)
+        kaggle = None
+        if uses_spectrogram(cfg, names):
+            if spec_windows is None:
+                raise ValueError(
+                    "preprocess.use_kaggle_spectrogram is on but no spectrogram was given"
+                )
+            kaggle = np.stack([kaggle_tiles(s, cfg) for s in spec_windows])
+        image = build_image(tiles, kaggle)
+    raw = raw_signal(montage, cfg) if RAW_INPUT in names else None
+    return Batch(image=image, raw=raw)
 
 
-def row_inputs(data: HMSData, rows: Sequence[int], cfg: PreprocessConfig) -> Batch:
-    """Inputs of the given rows of ``data``."""
+def row_inputs(
+    data: HMSData, rows: Sequence[int], cfg: PreprocessConfig, names: Sequence[str] = ALL_INPUTS
+) -> Batch:
+    """Inputs ``names`` of the given rows of ``data``; only the files they need are read."""
     eeg = np.stack([data.eeg_window(i) for i in rows])
-    spec = [data.spectrogram_window(i) for i in rows] if cfg.use_kaggle_spectrogram else None
-    return window_inputs(eeg, spec, cfg)
+    spec = [data.spectrogram_window(i) for i in rows] if uses_spectrogram(cfg, names) else None
+    return window_inputs(eeg, spec, cfg, names)
 
 
 def iter_inputs(
-    data: HMSData, cfg: PreprocessConfig, batch_size: int = 32, rows: Sequence[int] | None = None
-) -> Iterator[tuple[np.ndarray, Batch]]:
+    data: HMSData, cfg: PreprocessConfig, batch_size: int = 32, rows: Sequence[int] | None = None,
+    names: Sequence[str] = ALL_INPUTS,
+) -> Iterator[tuple[np.ndarray, Batch]]:  # fmt: skip
     """``(row indices, Batch)`` over ``rows`` (default: all), ``batch_size`` rows at a time."""
     order = np.arange(len(data)) if rows is None else np.asarray(rows)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        yield chunk, row_inputs(data, chunk, cfg)
+        yield chunk, row_inputs(data, chunk, cfg, names)

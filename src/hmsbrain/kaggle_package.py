@@ -10,12 +10,15 @@
 
 ``run_kernel`` is the notebook's body: predict every packaged run with the same code as
 ``predict.py``, blend with the same code and weights as ``ensemble.py``, validate, and write
-``submission.csv``.
+``submission.csv``. A notebook that crashes scores nothing, so it never stops for one test EEG:
+an EEG that cannot be read (missing, corrupt, too short, not parquet...) gets the ensemble's
+class prior, and a line starting ``FALLBACK`` names it and says why.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import tempfile
 from datetime import UTC, datetime
@@ -24,17 +27,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hmsbrain.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE
+from hmsbrain.atomic import write_json
+from hmsbrain.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS, VOTE_COLUMNS
 from hmsbrain.ensemble import blend_frames
 from hmsbrain.inference import fold_dirs, predict_run
 from hmsbrain.submission import write_submission
+
+log = logging.getLogger(__name__)
 
 COMPETITION = "hms-harmful-brain-activity-classification"
 DATASET_SLUG = "hmsbrain-models"
 KERNEL_SLUG = "hmsbrain-inference"
 MANIFEST = "ensemble.json"
 KERNEL_NOTEBOOK = "hms_inference.ipynb"
-FOLD_FILES = (ONNX_FILE, KERAS_FILE, "config.yaml", EXPORT_REPORT)
+FOLD_FILES = (ONNX_FILE, KERAS_FILE, "config.yaml", "summary.json", EXPORT_REPORT, PARITY_INPUTS)
 PACKAGE_DIR = Path(__file__).resolve().parent
 KERNELS_DIR = PACKAGE_DIR.parents[1] / "kernels"
 
@@ -53,6 +59,11 @@ def _read_report(report_path: Path) -> dict:
     missing = {"runs", "method", "weights"} - set(report)
     if missing:
         raise PackageError(f"{report_path}: missing {sorted(missing)}; is it ensemble.py's report?")
+    for key in ("class_prior", "tta"):
+        if key not in report:
+            raise PackageError(
+                f"{report_path}: no {key!r}; it was written by an older ensemble.py, re-run it"
+            )
     return report
 
 
@@ -99,34 +110,31 @@ def build_package(
         dataset = staging / DATASET_SLUG
         shutil.copytree(PACKAGE_DIR, dataset / "hmsbrain",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
-        tta = {}
         for run in runs:
             for fold in ensure_exported(run, data_dir):
                 target = dataset / "runs" / run.name / fold.name
                 target.mkdir(parents=True)
                 for name in FOLD_FILES:
                     shutil.copy2(fold / name, target / name)
-            info = run / "test.json"
-            tta[run.name] = (
-                json.loads(info.read_text()).get("tta", True) if info.is_file() else True
-            )
         manifest = {
-            "runs": names, "method": report["method"], "weights": report["weights"], "tta": tta,
+            "runs": names, "method": report["method"], "weights": report["weights"],
+            # ensemble.py blends only runs whose OOF and test used the same TTA.
+            "tta": report["tta"], "class_prior": report["class_prior"],
             "blend_cv": report.get("blend_cv"), "report": report_path.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }  # fmt: skip
-        (dataset / MANIFEST).write_text(json.dumps(manifest, indent=1))
-        (dataset / "dataset-metadata.json").write_text(json.dumps({
+        write_json(dataset / MANIFEST, manifest)
+        write_json(dataset / "dataset-metadata.json", {
             "title": "hmsbrain models", "id": f"{kaggle_user}/{DATASET_SLUG}",
             "licenses": [{"name": "CC0-1.0"}],
-        }, indent=1))  # fmt: skip
+        })  # fmt: skip
         kernel = staging / "kernel"
         kernel.mkdir()
         shutil.copy2(KERNELS_DIR / KERNEL_NOTEBOOK, kernel / KERNEL_NOTEBOOK)
         metadata = json.loads((KERNELS_DIR / "kernel-metadata.json").read_text())
         metadata["id"] = f"{kaggle_user}/{KERNEL_SLUG}"
         metadata["dataset_sources"] = [f"{kaggle_user}/{DATASET_SLUG}"]
-        (kernel / "kernel-metadata.json").write_text(json.dumps(metadata, indent=1))
+        write_json(kernel / "kernel-metadata.json", metadata)
         for target in (dataset_dir, kernel_dir):
             shutil.rmtree(target, ignore_errors=True)
         (staging / DATASET_SLUG).rename(dataset_dir)
@@ -148,8 +156,9 @@ def upload_commands(dataset_dir: Path, kernel_dir: Path) -> list[str]:
 def predict_package(
     model_dir: str | Path, data_dir: str | Path, runtime: str = "auto",
     cache_dir: str | Path | None = None,
-) -> pd.DataFrame:  # fmt: skip
-    """The blended test prediction of a packaged ensemble (``eeg_id`` + six vote columns)."""
+) -> tuple[pd.DataFrame, dict[int, str]]:  # fmt: skip
+    """The blended test prediction of a packaged ensemble (``eeg_id`` + six vote columns), and
+    the EEGs that got the ensemble's class prior because they could not be read (id -> why)."""
     model_dir = Path(model_dir)
     manifest_path = model_dir / MANIFEST
     if not manifest_path.is_file():
@@ -157,20 +166,24 @@ def predict_package(
     manifest = json.loads(manifest_path.read_text())
     cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="hms-cache-"))
     names = manifest["runs"]
-    frames = [
+    predictions = [
         predict_run(
-            model_dir / "runs" / name,
-            str(data_dir),
-            "test",
-            manifest["tta"][name],
-            runtime=runtime,
-            cache_dir=str(cache_dir),
-            write=False,
+            model_dir / "runs" / name, str(data_dir), "test", manifest["tta"], runtime=runtime,
+            cache_dir=str(cache_dir), write=False, fallback=True,
         )
         for name in names
-    ]
+    ]  # fmt: skip
     weights = np.array([manifest["weights"][n] for n in names], dtype=float)
-    return blend_frames(frames, names, weights, manifest["method"])
+    blended = blend_frames([p.frame for p in predictions], names, weights, manifest["method"])
+    fallback = {k: v for p in predictions for k, v in p.fallback.items()}
+    if fallback:
+        blended.loc[blended["eeg_id"].isin(list(fallback)), list(VOTE_COLUMNS)] = np.asarray(
+            manifest["class_prior"], dtype=float
+        )
+        for eeg_id, reason in sorted(fallback.items()):
+            log.warning("FALLBACK eeg_id %s: the ensemble's class prior is submitted (%s)",
+                        eeg_id, reason)  # fmt: skip
+    return blended, fallback
 
 
 def run_kernel(
@@ -179,8 +192,11 @@ def run_kernel(
 ) -> pd.DataFrame:  # fmt: skip
     """What the Kaggle notebook does: predict, blend, validate, write ``submission.csv``."""
     data_dir = Path(data_dir)
-    submission = predict_package(model_dir, data_dir, runtime)
+    submission, fallback = predict_package(model_dir, data_dir, runtime)
     write_submission(
         submission, Path(out_path), data_dir / "test.csv", data_dir / "sample_submission.csv"
     )
+    if fallback:
+        log.warning("%d of %d test EEGs got the fallback prediction: %s", len(fallback),
+                    len(submission), sorted(fallback))  # fmt: skip
     return submission

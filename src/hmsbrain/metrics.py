@@ -66,3 +66,10 @@ def eeg_targets(rows: pd.DataFrame) -> pd.DataFrame:
     """
     votes = rows.groupby("eeg_id", sort=True)[list(VOTE_COLUMNS)].sum()
     return votes.div(votes.sum(axis=1), axis=0)
+
+
+def eeg_vote_counts(rows: pd.DataFrame) -> pd.Series:
+    """Votes per EEG, indexed by eeg_id: the median of its sub-windows' totals (they rarely
+    differ). The "at least N votes" subsets of training, selection and CV use it."""
+    totals = rows[list(VOTE_COLUMNS)].sum(axis=1)
+    return totals.groupby(rows["eeg_id"]).median()

@@ -16,10 +16,7 @@ from keras import layers
 
 from hmsbrain.config import ModelConfig
 from hmsbrain.constants import N_CLASSES
-
-IMAGE_INPUT = "image"
-RAW_INPUT = "raw"
-WAVENET = "wavenet"
+from hmsbrain.inputs import IMAGE_INPUT, RAW_INPUT, WAVENET, model_inputs
 
 BackboneFn = Callable[[ModelConfig, tuple[int, int, int], "str | None"], keras.Model]
 BACKBONES: dict[str, BackboneFn] = {}
@@ -152,17 +149,11 @@ def wavenet_features(x: keras.KerasTensor, cfg: ModelConfig) -> keras.KerasTenso
     )
 
 
-def model_inputs(cfg: ModelConfig) -> tuple[str, ...]:
-    """Names of the inputs a model built from ``cfg`` reads, in order."""
-    if cfg.backbone == WAVENET:
-        return (RAW_INPUT,)
-    return (IMAGE_INPUT, RAW_INPUT) if cfg.use_wavenet else (IMAGE_INPUT,)
-
-
 def build_model(
-    cfg: ModelConfig, image_shape: tuple[int, int, int], raw_shape: tuple[int, int]
+    cfg: ModelConfig, image_shape: tuple[int, ...] | None, raw_shape: tuple[int, ...] | None
 ) -> keras.Model:
-    """The classifier: image backbone, WaveNet, or both, ending in a float32 6-way softmax."""
+    """The classifier: image backbone, WaveNet, or both, ending in a float32 6-way softmax.
+    The shape of an input the model does not read may be None."""
     names = model_inputs(cfg)
     inputs, features = {}, []
     if IMAGE_INPUT in names:

@@ -31,6 +31,10 @@ from hmsbrain.constants import (
     SPEC_BINS_PER_CHAIN,
 )
 
+# Bump whenever a change here changes what any function computes from the same window: the input
+# cache is keyed on it, so inputs made by older code are never reused.
+PREPROCESS_VERSION = 2
+
 _COL = {name: i for i, name in enumerate(EEG_COLUMNS)}
 _ANODES = np.array([_COL[a] for a, _ in BIPOLAR_PAIRS])
 _CATHODES = np.array([_COL[b] for _, b in BIPOLAR_PAIRS])
@@ -47,7 +51,7 @@ CHAIN_MIRROR = np.array([CHAIN_NAMES.index(MIRROR_CHAIN[c]) for c in CHAIN_NAMES
 
 
 def fill_nan(eeg: np.ndarray) -> np.ndarray:
-    """Linearly interpolate NaN runs in each channel of ``(samples, channels)`` data.
+    """Linearly interpolate NaN (and infinite) runs in each channel of ``(samples, channels)``.
 
     Real HMS files contain flat or missing stretches stored as NaN. Interpolation keeps the
     signal continuous (a constant fill would put a step into the filter and the spectrogram);
@@ -55,7 +59,7 @@ def fill_nan(eeg: np.ndarray) -> np.ndarray:
     no NaN can reach the model. Returns a new float32 array; the input is not modified.
     """
     out = np.array(eeg, dtype=np.float32, copy=True)
-    bad = np.isnan(out)
+    bad = ~np.isfinite(out)
     if not bad.any():
         return out
     idx = np.arange(out.shape[0])
@@ -94,7 +98,7 @@ def bandpass(signals: np.ndarray, cfg: PreprocessConfig, fs: float = SAMPLE_RATE
 def clean_montage(eeg: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """NaN-filled, band-passed, clipped montage in microvolts, ``(..., 16, samples)``."""
     eeg = np.asarray(eeg, dtype=np.float32)
-    if np.isnan(eeg).any():
+    if not np.isfinite(eeg).all():
         flat = eeg.reshape(-1, *eeg.shape[-2:])
         eeg = np.stack([fill_nan(w) for w in flat]).reshape(eeg.shape)
     montage = bandpass(bipolar_montage(eeg), cfg)
@@ -230,12 +234,13 @@ def _stack_chains(tiles: np.ndarray) -> np.ndarray:
 def raw_signal(montage: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """Input of the 1D branch from a clean montage: scaled and decimated, ``(..., time, 16)``.
 
-    The band-pass already removed everything above ``bandpass_high``, so it doubles as the
-    anti-alias filter and plain decimation is safe while ``bandpass_high`` stays below the new
-    Nyquist frequency (20 Hz at the default factor 5).
+    Decimation is polyphase with its own anti-alias FIR filter: the band-pass edge (20 Hz) sits
+    at the new Nyquist frequency (20 Hz at the default factor 5), and a Butterworth skirt is no
+    anti-alias filter, so keeping every 5th sample would fold 20-40 Hz activity (muscle) into
+    the band the model reads.
     """
-    decimated = montage[..., :: cfg.raw_downsample] / cfg.scale_uv
-    return np.swapaxes(decimated, -1, -2).astype(np.float32)
+    decimated = scipy.signal.resample_poly(montage, 1, cfg.raw_downsample, axis=-1)
+    return np.swapaxes(decimated / cfg.scale_uv, -1, -2).astype(np.float32)
 
 
 def map_batch(
@@ -272,6 +277,13 @@ def swap_hemispheres_montage(montage: np.ndarray, axis: int = -2) -> np.ndarray:
 def swap_hemispheres_tiles(tiles: np.ndarray, axis: int = -3) -> np.ndarray:
     """Mirror chain tiles (LL <-> RL, LP <-> RP), EEG-derived or Kaggle."""
     return np.take(tiles, CHAIN_MIRROR, axis=axis)
+
+
+def swap_hemispheres_spectrogram(spec: np.ndarray) -> np.ndarray:
+    """Mirror a Kaggle spectrogram window ``(..., rows, 400)``: its chain column blocks swap
+    LL <-> RL and LP <-> RP, as if the recording had been mirrored before it was computed."""
+    blocks = spec.reshape(*spec.shape[:-1], len(CHAIN_NAMES), SPEC_BINS_PER_CHAIN)
+    return np.take(blocks, CHAIN_MIRROR, axis=-2).reshape(spec.shape)
 
 
 def swap_hemispheres_image(image: np.ndarray, axis: int = -3) -> np.ndarray:

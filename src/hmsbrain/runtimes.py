@@ -9,13 +9,15 @@ which it took and why it passed over the faster ones. ONNX and TensorRT read the
 from __future__ import annotations
 
 import importlib.util
+import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from hmsbrain.constants import KERAS_FILE, ONNX_FILE
+from hmsbrain.constants import KERAS_FILE, ONNX_FILE, PARITY_INPUTS
 
 if TYPE_CHECKING:
     import keras
@@ -23,6 +25,11 @@ if TYPE_CHECKING:
 
 RUNTIMES = ("auto", "tensorrt", "onnx", "keras")
 FASTEST_FIRST = ("tensorrt", "onnx", "keras")
+# A TensorRT engine runs in FP16; its probabilities must match ONNX Runtime's (float32) on the
+# fold's packaged parity windows within this, or it is not used.
+TENSORRT_PROBS_ATOL = 1e-2
+
+log = logging.getLogger(__name__)
 
 
 class RuntimeUnavailableError(RuntimeError):
@@ -63,17 +70,27 @@ def onnx_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
+def cpu_count() -> int:
+    """CPUs this process may run on (a container's share, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def onnx_session(
     path: Path, providers: Sequence[str] | None = None, threads: int = 0
 ) -> ort.InferenceSession:
     """An ONNX Runtime session for a model exported by this project.
 
+    Thread counts are set explicitly (``threads``, default: the CPUs this process may use, for
+    operators; one for running graph branches): ONNX Runtime's own default reads the host's
+    cores, which in a container oversubscribes the CPU and made its speed vary by 2x here.
     ``Pad_Fusion`` is disabled: it folds ResNet50V2's explicit padding into the following
     convolution in a way that moved its logits by 2.6e-3 relative to Keras (3e-7 without it)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads  # 0 = one per physical core
+    options.intra_op_num_threads = threads or cpu_count()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(
         str(path), options, providers=list(providers or onnx_providers()),
@@ -133,6 +150,71 @@ def choose_runtime(kind: str, fold_dirs: Sequence[Path], log: Callable[[str], No
             return name
         skipped.append(f"{name}: {reason}")
     raise RuntimeUnavailableError(f"runtime {kind}: " + "; ".join(skipped))
+
+
+def save_parity_inputs(path: Path, inputs: dict[str, np.ndarray]) -> None:
+    """Store model inputs compactly (float16; one channel of the grey image): at the full
+    recipe a float32 512 x 512 x 3 image is 3 MB a window, and every fold ships its own."""
+    from hmsbrain.atomic import atomic_path
+
+    compact = {k: (v[..., :1] if k == "image" else v).astype(np.float16) for k, v in inputs.items()}
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        np.savez_compressed(handle, **compact)
+
+
+def load_parity_inputs(path: Path) -> dict[str, np.ndarray]:
+    """The float32 model inputs :func:`save_parity_inputs` stored."""
+    with np.load(path) as stored:
+        inputs = {k: stored[k].astype(np.float32) for k in stored.files}
+    if "image" in inputs:
+        inputs["image"] = np.repeat(inputs["image"], 3, axis=-1)
+    return inputs
+
+
+def check_tensorrt(engine: Runtime, fold_dir: Path, atol: float = TENSORRT_PROBS_ATOL) -> float:
+    """Largest probability difference between a TensorRT engine and ONNX Runtime (CPU, float32)
+    on the fold's parity windows (``parity.npz``, written by export.py and packaged with the
+    model); raises RuntimeUnavailableError when it exceeds ``atol`` or cannot be measured."""
+    path = Path(fold_dir) / PARITY_INPUTS
+    if not path.is_file():
+        raise RuntimeUnavailableError(
+            f"runtime tensorrt: {path} not found, so the engine cannot be checked before use "
+            f"(re-run `python src/export.py {Path(fold_dir).parent}`)"
+        )
+    inputs = load_parity_inputs(path)
+    reference = onnx_session(Path(fold_dir) / ONNX_FILE, providers=["CPUExecutionProvider"])
+    names = [i.name for i in reference.get_inputs()]
+    expected = reference.run(["probs"], {k: inputs[k] for k in names})[0]
+    got = np.asarray(engine.predict(inputs))
+    gap = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
+    if not gap <= atol:  # also catches NaN
+        raise RuntimeUnavailableError(
+            f"runtime tensorrt: the engine of {fold_dir} differs from ONNX Runtime by {gap:.3g} "
+            f"in probability on {len(expected)} parity windows (FP16 tolerance {atol:g})"
+        )
+    return gap
+
+
+def open_fold_runtime(
+    kind: str, fold_dir: Path, cache_dir: Path, auto: bool = False,
+    log_line: Callable[[str], None] = log.warning,
+) -> Runtime:  # fmt: skip
+    """:func:`open_runtime`, with every TensorRT engine checked against ONNX Runtime first.
+
+    An engine that fails its check is never used: with ``auto`` the fold runs on ONNX Runtime
+    instead and ``log_line`` says so loudly; asked for explicitly, it is an error."""
+    runtime = open_runtime(kind, fold_dir, cache_dir)
+    if kind != "tensorrt":
+        return runtime
+    try:
+        gap = check_tensorrt(runtime, fold_dir)
+    except RuntimeUnavailableError as exc:
+        if not auto:
+            raise
+        log_line(f"TENSORRT NOT USED for {fold_dir}: {exc}; using onnx for this fold")
+        return open_runtime("onnx", fold_dir, cache_dir)
+    log.info("tensorrt engine of %s matches ONNX Runtime within %.2g", fold_dir, gap)
+    return runtime
 
 
 def open_runtime(kind: str, fold_dir: Path, cache_dir: Path) -> Runtime:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from hmsbrain.atomic import atomic_path
 from hmsbrain.dataio import read_sample_submission, read_test_csv
 
 SUM_TOLERANCE = 1e-6
@@ -44,8 +43,12 @@ def validate_submission(sub: pd.DataFrame, test_csv: str | Path, sample_csv: str
     if not all(pd.api.types.is_numeric_dtype(probs[c]) for c in probs.columns):
         raise SubmissionError("probability columns must be numeric")
     values = probs.to_numpy(dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise SubmissionError(f"{int((~np.isfinite(values)).any(axis=1).sum())} rows hold NaN/inf")
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        raise SubmissionError(
+            f"the row of eeg_id {sub['eeg_id'][bad].iloc[0]} holds NaN/inf "
+            f"({int(bad.sum())} rows in all)"
+        )
     if (values < 0).any() or (values > 1).any():
         raise SubmissionError("probabilities must lie in [0, 1]")
     sums = values.sum(axis=1)
@@ -63,9 +66,6 @@ def write_submission(
     """Validate, then write ``path`` atomically (a crash never leaves half a file)."""
     validate_submission(sub, test_csv, sample_csv)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        sub.to_csv(handle, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sub.to_csv(tmp, index=False)
     return path

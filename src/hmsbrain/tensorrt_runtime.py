@@ -21,11 +21,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from hmsbrain.atomic import write_bytes
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -90,17 +91,6 @@ def _dims(dims: trt.Dims) -> tuple[int, ...]:
     return tuple(dims[i] for i in range(len(dims)))
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and a rename, so a crash or a concurrent notebook process
-    never leaves a truncated engine or timing cache behind under the real name."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _build_engine(
     onnx_path: Path, onnx_bytes: bytes, cache_dir: Path, max_batch: int, fp16: bool
 ) -> bytes:
@@ -156,7 +146,7 @@ def _build_engine(
         raise RuntimeError(
             f"TensorRT failed to build an engine from {onnx_path}; its log above says why"
         )
-    _write_atomic(timing_path, bytes(timing_cache.serialize()))
+    write_bytes(timing_path, bytes(timing_cache.serialize()))
     return bytes(serialized)
 
 
@@ -194,7 +184,7 @@ class TensorRTRuntime:
                 log.warning("cached engine %s is unusable; rebuilding it", self.engine_path)
         if engine is None:
             serialized = _build_engine(onnx_path, onnx_bytes, cache_dir, max_batch, fp16)
-            _write_atomic(self.engine_path, serialized)
+            write_bytes(self.engine_path, serialized)
             engine = self._runtime.deserialize_cuda_engine(serialized)
             if engine is None:
                 raise RuntimeError(f"TensorRT could not load the engine it built from {onnx_path}")

@@ -20,22 +20,34 @@ import keras
 import numpy as np
 import pandas as pd
 
+from hmsbrain.atomic import atomic_path, write_json
 from hmsbrain.cache import InputCache, open_cache
-from hmsbrain.config import Config, TrainConfig, save_config
+from hmsbrain.config import (
+    Config,
+    ConfigError,
+    TrainConfig,
+    config_differences,
+    load_config,
+    save_config,
+)
 from hmsbrain.constants import VOTE_COLUMNS
 from hmsbrain.dataio import HMSData
 from hmsbrain.folds import attach_folds, load_or_make_folds
-from hmsbrain.inference import average_by_eeg, predict_rows
-from hmsbrain.inputs import resolve_data_dir
+from hmsbrain.inference import average_by_eeg, predict_rows, swap_batch
+from hmsbrain.inputs import model_inputs, resolve_data_dir
 from hmsbrain.losses import kl_divergence_loss
-from hmsbrain.metrics import eeg_targets, kl_score
-from hmsbrain.models import build_model, model_inputs
-from hmsbrain.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
+from hmsbrain.metrics import eeg_targets, eeg_vote_counts, kl_score
+from hmsbrain.models import build_model
+from hmsbrain.predictions import write_predictions
 from hmsbrain.runtimes import KerasRuntime
 
 
 class RunExistsError(RuntimeError):
     """A run folder that already holds work; never overwritten silently."""
+
+
+class RunConfigError(RuntimeError):
+    """``--resume`` with a recipe that differs from the one the run was started with."""
 
 
 # --- Targets and sampling ------------------------------------------------------------------------
@@ -70,11 +82,9 @@ def augment(
     """Hemisphere swap, time/frequency masks and mixup on a batch (numpy, in place where safe)."""
     n = len(targets)
     swap = rng.random(n) < cfg.swap_prob
-    if swap.any():
-        if "image" in inputs:
-            inputs["image"][swap] = swap_hemispheres_image(inputs["image"][swap], axis=-3)
-        if "raw" in inputs:
-            inputs["raw"][swap] = inputs["raw"][swap][..., MONTAGE_MIRROR]
+    if swap.any():  # the same mirror as the test-time augmentation
+        for key, mirrored in swap_batch({k: v[swap] for k, v in inputs.items()}).items():
+            inputs[key][swap] = mirrored
     if "image" in inputs:
         image = inputs["image"]
         h, w = image.shape[1:3]
@@ -148,20 +158,28 @@ class Plan:
     def stage(self, epoch: int) -> int:
         return 1 if epoch < self.stage1_epochs else 2
 
-    def lr(self, step: int) -> float:
-        """Warm-up then cosine decay in stage 1; a lower cosine restart in stage 2."""
+    def __post_init__(self) -> None:
         c = self.cfg
         total1 = self.stage1_epochs * self.stage1_steps
-        if step < total1:
-            warm = max(1, int(c.warmup_frac * total1))
-            if step < warm:
-                return c.lr * (step + 1) / warm
-            progress = (step - warm) / max(1, total1 - warm)
-            peak = c.lr
-        else:
-            progress = (step - total1) / max(1, self.stage2_epochs * self.stage2_steps)
-            peak = c.lr * c.stage2_lr_scale
-        return c.min_lr + 0.5 * (peak - c.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
+        warm = max(1, int(c.warmup_frac * total1))
+        self._total1 = total1
+        # Keras' cosine decay: a linear warm-up to the peak, then down to alpha * peak = min_lr.
+        self._stage1 = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=c.lr / warm, decay_steps=max(1, total1 - warm),
+            alpha=c.min_lr / c.lr, warmup_target=c.lr, warmup_steps=warm,
+        )  # fmt: skip
+        peak2 = c.lr * c.stage2_lr_scale
+        self._stage2 = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=peak2,
+            decay_steps=max(1, self.stage2_epochs * self.stage2_steps),
+            alpha=min(1.0, c.min_lr / peak2),
+        )
+
+    def lr(self, step: int) -> float:
+        """Warm-up then cosine decay in stage 1; a lower cosine restart in stage 2."""
+        if step < self._total1:
+            return float(self._stage1(step))
+        return float(self._stage2(step - self._total1))
 
 
 class _StepLR(keras.callbacks.Callback):
@@ -211,17 +229,46 @@ def _configure_precision(mode: str) -> str:
     return policy
 
 
-def _save_atomic(model: keras.Model, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
-    tmp.replace(path)
+def _save_model(model: keras.Model, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
+@dataclass
+class Validation:
+    """A fold's validation EEGs: targets, the subset that picks the best epoch, the prior."""
+
+    rows: pd.DataFrame  # the labelled sub-windows of the validation EEGs
+    targets: pd.DataFrame  # EEG-level targets, indexed by eeg_id
+    selected: np.ndarray  # bool per EEG: counts when picking the epoch (train.select_min_votes)
+    prior: np.ndarray  # the training folds' mean target
+
+    @classmethod
+    def of(cls, val_rows: pd.DataFrame, prior: np.ndarray, min_votes: int, fold: int) -> Validation:
+        targets = eeg_targets(val_rows)
+        selected = (eeg_vote_counts(val_rows).loc[targets.index] >= min_votes).to_numpy()
+        if not selected.any():
+            raise ConfigError(
+                f"train.select_min_votes={min_votes} leaves none of fold {fold}'s "
+                f"{len(targets)} validation EEGs to pick the best epoch with; lower it"
+            )
+        return cls(val_rows, targets, selected, prior)
+
+    def oof(self, probs: np.ndarray) -> pd.DataFrame:
+        return average_by_eeg(self.rows["eeg_id"].to_numpy(), probs)
+
+    def scores(self, oof: pd.DataFrame) -> tuple[float, float]:
+        """KL over every validation EEG, and over the selection subset."""
+        target = self.targets.loc[oof["eeg_id"]].to_numpy()
+        pred = oof[list(VOTE_COLUMNS)].to_numpy()
+        return kl_score(target, pred), kl_score(target[self.selected], pred[self.selected])
+
+    def prior_scores(self) -> tuple[float, float]:
+        frame = pd.DataFrame(
+            np.broadcast_to(self.prior, self.targets.shape), columns=list(VOTE_COLUMNS)
+        )
+        frame.insert(0, "eeg_id", self.targets.index.to_numpy())
+        return self.scores(frame)
 
 
 def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = False) -> dict:
@@ -238,14 +285,15 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
     folds_path = Path(cfg.data.cache_dir) / f"folds-{_dataset_tag(data_root)}-k{k}-s{seed}.csv"
     folds = load_or_make_folds(data.rows, folds_path, cfg.folds.n_folds, cfg.folds.seed)
     if not 0 <= fold < cfg.folds.n_folds:
-        raise ValueError(f"--fold {fold} is outside 0..{cfg.folds.n_folds - 1}")
+        raise ConfigError(f"--fold {fold} is outside 0..{cfg.folds.n_folds - 1}")
     rows = attach_folds(data.rows, folds)
     paths = RunPaths(run_dir(cfg, fold))
-    _check_run_dir(paths, resume, overwrite)
+    _check_run_dir(paths, cfg, resume, overwrite)
     paths.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, paths.config)
 
-    cache = open_cache(data, cfg)
+    names = model_inputs(cfg.model)
+    cache = open_cache(data, cfg, names)
     train_rows, val_rows = rows[rows["fold"] != fold], rows[rows["fold"] == fold]
     stage1 = StageData.from_rows(train_rows)
     min_votes = cfg.train.stage2_min_votes
@@ -259,13 +307,9 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
         cfg.train.stage1_epochs, stage2_epochs, stage1.steps(cfg.train.batch_size, per_eeg),
         stage2.steps(cfg.train.batch_size, per_eeg) if stage2 else 0, cfg.train,
     )  # fmt: skip
-    val_targets = eeg_targets(val_rows)
-    val_index = val_rows.index.to_numpy()
-    prior = stage1.targets.mean(axis=0)
-    prior_kl = kl_score(val_targets.to_numpy(), np.broadcast_to(prior, val_targets.shape))
+    val = Validation.of(val_rows, stage1.targets.mean(axis=0), cfg.train.select_min_votes, fold)
 
     policy = _configure_precision(cfg.train.mixed_precision)
-    names = model_inputs(cfg.model)
     state = {"epoch": 0, "best_kl": math.inf, "best_epoch": -1, "history": []}
     if resume and paths.state.is_file():
         state = json.loads(paths.state.read_text())
@@ -273,19 +317,23 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
         print(f"Resuming {paths.root} after epoch {state['epoch']} of {plan.epochs}.")
     else:
         sample = cache.batch(np.array([0]))
-        model = build_model(cfg.model, sample["image"].shape[1:], sample["raw"].shape[1:])
+        shapes = {name: value.shape[1:] for name, value in sample.items()}
+        model = build_model(cfg.model, shapes.get("image"), shapes.get("raw"))
         model.compile(
             optimizer=keras.optimizers.AdamW(
                 learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay
             ),
             loss=kl_divergence_loss,
         )
+    n_sel = int(val.selected.sum())
     print(
         f"{paths.root}: {model.count_params():,} parameters, inputs {list(names)}, {policy}; "
         f"{len(stage1.eeg_ids)} train EEGs (stage 2: {len(stage2.eeg_ids) if stage2 else 0}), "
-        f"{len(val_targets)} validation EEGs."
+        f"{len(val.targets)} validation EEGs ({n_sel} with >= {cfg.train.select_min_votes} votes "
+        f"pick the epoch); TTA {'on' if cfg.train.tta else 'off'}."
     )
     verbose = 1 if sys.stdout.isatty() else 2
+    val_index = val_rows.index.to_numpy()
     for epoch in range(state["epoch"], plan.epochs):
         started = time.time()
         stage_data = stage1 if plan.stage(epoch) == 1 else stage2
@@ -294,38 +342,41 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
             batches, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose,
             callbacks=[_StepLR(plan)],
         )  # fmt: skip
-        probs = predict_rows(KerasRuntime(model), cache, val_index, cfg.train.val_batch_size)
-        oof = average_by_eeg(val_rows["eeg_id"].to_numpy(), probs)
-        val_kl = kl_score(val_targets.to_numpy(), oof[list(VOTE_COLUMNS)].to_numpy())
+        # Validated exactly as the OOF and the test are predicted (same TTA), so the epoch kept
+        # is the best one for what is submitted.
+        probs = predict_rows(
+            KerasRuntime(model), cache, val_index, cfg.train.val_batch_size, cfg.train.tta
+        )
+        val_kl, val_kl_sel = val.scores(val.oof(probs))
         lr = float(model.optimizer.learning_rate.numpy())
         record = {
             "epoch": epoch + 1, "stage": plan.stage(epoch),
-            "train_loss": float(fit.history["loss"][-1]), "val_kl": val_kl, "lr": lr,
-            "seconds": round(time.time() - started, 1),
+            "train_loss": float(fit.history["loss"][-1]), "val_kl": val_kl,
+            "val_kl_selected": val_kl_sel, "lr": lr, "seconds": round(time.time() - started, 1),
         }  # fmt: skip
         state["history"].append(record)
-        if val_kl < state["best_kl"]:
-            state["best_kl"], state["best_epoch"] = val_kl, epoch + 1
-            _save_atomic(model, paths.best)
+        if val_kl_sel < state["best_kl"]:
+            state["best_kl"], state["best_epoch"] = val_kl_sel, epoch + 1
+            _save_model(model, paths.best)
         print(
             f"epoch {epoch + 1}/{plan.epochs} stage {record['stage']}  "
             f"train_loss {record['train_loss']:.4f}  val_kl {val_kl:.4f}  "
-            f"(best {state['best_kl']:.4f} @ {state['best_epoch']})  lr {lr:.2e}  "
-            f"{record['seconds']:.0f}s",
+            f"selected {val_kl_sel:.4f} (best {state['best_kl']:.4f} @ {state['best_epoch']})  "
+            f"lr {lr:.2e}  {record['seconds']:.0f}s",
             flush=True,
         )
-        _save_atomic(model, paths.checkpoint)
+        _save_model(model, paths.checkpoint)
         state["epoch"] = epoch + 1
-        _write_json(paths.state, state)
+        write_json(paths.state, state)
 
-    return _finish(cfg, fold, paths, state, cache, val_rows, val_targets, prior_kl)
+    return _finish(cfg, fold, paths, state, cache, val)
 
 
 def _dataset_tag(root: Path) -> str:
     return hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
 
 
-def _check_run_dir(paths: RunPaths, resume: bool, overwrite: bool) -> None:
+def _check_run_dir(paths: RunPaths, cfg: Config, resume: bool, overwrite: bool) -> None:
     if overwrite:
         shutil.rmtree(paths.root, ignore_errors=True)
         return
@@ -335,36 +386,58 @@ def _check_run_dir(paths: RunPaths, resume: bool, overwrite: bool) -> None:
             f"{paths.root} already holds a run; pass --resume to continue it or --overwrite to "
             "discard it and start again"
         )
+    if resume and paths.config.is_file():
+        changed = config_differences(load_config(paths.config), cfg)
+        if changed:
+            raise RunConfigError(
+                f"{paths.config}: --resume with a different recipe ({'; '.join(changed)}); a "
+                "resumed run must continue the same recipe. Resume without the changes, or "
+                "pass --overwrite to discard the run and start again with them"
+            )
 
 
 def _finish(
-    cfg: Config, fold: int, paths: RunPaths, state: dict, cache: InputCache,
-    val_rows: pd.DataFrame, val_targets: pd.DataFrame, prior_kl: float,
-) -> dict:  # fmt: skip
+    cfg: Config, fold: int, paths: RunPaths, state: dict, cache: InputCache, val: Validation
+) -> dict:
     """Best model -> model.keras (without optimizer), OOF, history, curves and summary."""
     best = keras.saving.load_model(paths.best)
     # A plain functional copy drops the optimizer and loss, so model.keras needs no project code.
     plain = keras.Model(best.inputs, best.outputs, name=best.name)
-    _save_atomic(plain, paths.model)
+    _save_model(plain, paths.model)
     probs = predict_rows(
-        KerasRuntime(best), cache, val_rows.index.to_numpy(), cfg.train.val_batch_size
-    )
-    oof = average_by_eeg(val_rows["eeg_id"].to_numpy(), probs)
+        KerasRuntime(best), cache, val.rows.index.to_numpy(), cfg.train.val_batch_size,
+        cfg.train.tta,
+    )  # fmt: skip
+    oof = val.oof(probs)
     oof.insert(1, "fold", fold)
-    oof.to_parquet(paths.oof, index=False)
-    cv = kl_score(val_targets.loc[oof["eeg_id"]].to_numpy(), oof[list(VOTE_COLUMNS)].to_numpy())
+    meta = {
+        "kind": "oof", "tta": cfg.train.tta, "select_min_votes": cfg.train.select_min_votes,
+        "fold": fold, "best_epoch": state["best_epoch"],
+    }  # fmt: skip
+    write_predictions(oof, paths.oof, meta)
+    cv, cv_sel = val.scores(oof)
+    prior_kl, prior_kl_sel = val.prior_scores()
     history = pd.DataFrame(state["history"])
-    history.to_csv(paths.history, index=False)
+    with atomic_path(paths.history) as tmp:
+        history.to_csv(tmp, index=False)
     _plot(history, paths.curves)
     summary = {
         "fold": fold, "cv_kl": cv, "class_prior_kl": prior_kl, "ratio": cv / prior_kl,
+        "select_min_votes": cfg.train.select_min_votes, "cv_kl_selected": cv_sel,
+        "class_prior_kl_selected": prior_kl_sel, "n_selected": int(val.selected.sum()),
+        "class_prior": val.prior.tolist(), "tta": cfg.train.tta,
         "best_epoch": state["best_epoch"], "n_val_eegs": len(oof), "run_dir": str(paths.root),
     }  # fmt: skip
-    _write_json(paths.summary, summary)
+    write_json(paths.summary, summary)
     print(
         f"fold {fold} CV (official KL, {len(oof)} EEGs): {cv:.4f}   class prior on the same "
         f"EEGs: {prior_kl:.4f}   ratio {cv / prior_kl:.2f}"
     )
+    if cfg.train.select_min_votes > 0:
+        print(
+            f"fold {fold} CV on the {summary['n_selected']} EEGs with >= "
+            f"{cfg.train.select_min_votes} votes: {cv_sel:.4f} (class prior {prior_kl_sel:.4f})"
+        )
     return summary
 
 
@@ -385,5 +458,6 @@ def _plot(history: pd.DataFrame, path: Path) -> None:
     ax.set_ylabel("KL divergence (log scale)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

@@ -1,0 +1,72 @@
+"""The input cache: keyed on everything the inputs depend on, reads only the files the model
+needs, and with fallback keeps going past an unreadable EEG while naming it."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from hmsbrain import cache as cache_module
+from hmsbrain.cache import cache_key, open_cache
+from hmsbrain.config import load_config
+from hmsbrain.dataio import DataError, HMSData
+
+RAW_ONLY = ("raw",)
+BOTH = ("image", "raw")
+
+
+@pytest.fixture
+def cfg(tiny_kaggle, tmp_path):
+    return load_config(overrides=[
+        f"data.data_dir={tiny_kaggle.root}", f"data.cache_dir={tmp_path / 'cache'}",
+        "preprocess.n_mels=8", "preprocess.n_frames=16",
+    ])  # fmt: skip
+
+
+def test_the_key_follows_code_version_files_recipe_and_inputs(tiny_kaggle, cfg, monkeypatch):
+    data = HMSData(tiny_kaggle.root, "train")
+    key = cache_key(data, cfg, BOTH)
+    assert cache_key(data, cfg, BOTH) == key
+    assert cache_key(data, cfg, RAW_ONLY) != key
+    monkeypatch.setattr(cache_module, "PREPROCESS_VERSION", -1)  # a fix to preprocessing
+    assert cache_key(data, cfg, BOTH) != key
+    monkeypatch.undo()
+    path = tiny_kaggle.eeg_path()
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a replaced EEG file
+    assert cache_key(data, cfg, BOTH) != key
+    changed = load_config(overrides=[f"data.cache_dir={cfg.data.cache_dir}", "preprocess.n_mels=9"])
+    assert cache_key(data, changed, BOTH) != cache_key(data, cfg, BOTH)
+
+
+def test_a_replaced_eeg_file_is_preprocessed_again(tiny_kaggle, cfg):
+    data = HMSData(tiny_kaggle.root, "test")
+    before = open_cache(data, cfg, RAW_ONLY).batch(np.array([0]))["raw"]
+    tiny_kaggle.write_eeg(2 * tiny_kaggle.eeg_signal(50, seed=3), "test")
+    after = open_cache(HMSData(tiny_kaggle.root, "test"), cfg, RAW_ONLY).batch(np.array([0]))
+    np.testing.assert_allclose(after["raw"], 2 * before, rtol=2e-3, atol=2e-3)
+
+
+def test_a_wavenet_run_never_reads_the_spectrograms(tiny_kaggle, cfg):
+    tiny_kaggle.spec_path("test").unlink()
+    cache = open_cache(HMSData(tiny_kaggle.root, "test"), cfg, RAW_ONLY)
+    assert cache.names == RAW_ONLY and cache.batch(np.array([0]))["raw"].shape[-1] == 16
+    with pytest.raises(DataError, match=f"{tiny_kaggle.spec_path('test')}: file not found"):
+        open_cache(HMSData(tiny_kaggle.root, "test"), cfg, BOTH)
+
+
+def test_fallback_keeps_going_and_names_the_unreadable_eeg(tiny_kaggle, cfg, caplog):
+    tiny_kaggle.eeg_path("test").write_text("eeg_id,Fp1\n1,2\n")  # CSV text named .parquet
+    data = HMSData(tiny_kaggle.root, "test")
+    with caplog.at_level("WARNING"):
+        cache = open_cache(data, cfg, BOTH, fallback=True)
+    assert list(cache.failed) == [0]
+    assert str(tiny_kaggle.eeg_path("test")) in cache.failed[0]
+    assert str(tiny_kaggle.eeg_path("test")) in caplog.text
+    assert not cache.batch(np.array([0]))["raw"].any()
+    # The same cache opened strictly (predict.py without --fallback) is the error itself.
+    with pytest.raises(DataError, match="not a parquet file"):
+        open_cache(data, cfg, BOTH)
+    assert not [p for p in cache.root.parent.iterdir() if ".partial" in p.name]
