@@ -212,3 +212,13 @@ def test_validation_scores_every_eeg_and_the_selection_subset() -> None:
     assert kl_sel == pytest.approx(np.mean([per_eeg[0], per_eeg[2]]))
     with pytest.raises(ValueError, match="select_min_votes=20 leaves none of fold 0's 3"):
         training.Validation.of(rows, prior, min_votes=20, fold=0)
+
+
+def test_a_bad_config_key_is_a_one_line_error(capsys) -> None:
+    """Before the model code is even imported: the CLI's error path must not itself crash."""
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["train.no_such_key=1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: unknown config key 'train.no_such_key'")
+    assert "Traceback" not in "\n".join(err)
