@@ -44,7 +44,7 @@ RUNTIME = os.environ.get("HMS_RUNTIME", "auto")
 # never drift apart.
 sys.path.insert(0, str(MODEL_DIR))
 import hmsbrain  # noqa: E402
-from hmsbrain.kaggle_package import run_kernel  # noqa: E402
+from hmsbrain.hms.kaggle import run_kernel  # noqa: E402
 
 print(f"hmsbrain from {Path(hmsbrain.__file__).parent}")
 print(f"data: {DATA_DIR}\nmodels: {MODEL_DIR}\nruntime: {RUNTIME}")

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hmsbrain import demo
-from hmsbrain.constants import (
+from hmsbrain.hms import demo
+from hmsbrain.hms.constants import (
     CHAIN_NAMES,
     EEG_COLUMNS,
     SAMPLE_RATE,
@@ -254,7 +254,7 @@ class TinyRun:
 @pytest.fixture(scope="session")
 def tiny_run(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     """Fold 1 of a tiny hybrid EfficientNetV2 run on the small demo (trained once per session)."""
-    from hmsbrain.training import train_fold
+    from hmsbrain.training.loop import train_fold
 
     tmp_path = tmp_path_factory.mktemp("tiny_run")
     cfg = tiny_config(small_demo, tmp_path)

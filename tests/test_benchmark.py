@@ -19,8 +19,8 @@ from hmsbrain.benchmark import (
     starter_tiles,
 )
 from hmsbrain.config import Config
-from hmsbrain.dataio import HMSData
-from hmsbrain.preprocess import clean_montage, eeg_tiles, mel_power
+from hmsbrain.hms.layout import HMSData
+from hmsbrain.hms.preprocess import clean_montage, eeg_tiles, mel_power
 
 
 def _demo_config(root) -> Config:

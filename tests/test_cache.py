@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from hmsbrain import cache as cache_module
-from hmsbrain.cache import cache_key, open_cache
 from hmsbrain.config import load_config
-from hmsbrain.dataio import DataError, HMSData
+from hmsbrain.data import cache as cache_module
+from hmsbrain.data.cache import cache_key, open_cache
+from hmsbrain.hms.layout import DataError, HMSData
 
 RAW_ONLY = ("raw",)
 BOTH = ("image", "raw")

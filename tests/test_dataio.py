@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmsbrain.constants import EEG_COLUMNS, SPEC_TIME_COLUMN, VOTE_COLUMNS
-from hmsbrain.dataio import (
+from hmsbrain.hms.constants import EEG_COLUMNS, SPEC_TIME_COLUMN, VOTE_COLUMNS
+from hmsbrain.hms.layout import (
     DataError,
     HMSData,
     eeg_window,

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmsbrain.constants import (
+from hmsbrain.hms.constants import (
     CHAIN_NAMES,
     EEG_COLUMNS,
     EEG_WINDOW_SECONDS,
@@ -27,8 +27,8 @@ from hmsbrain.constants import (
     TRAIN_CSV_COLUMNS,
     VOTE_COLUMNS,
 )
-from hmsbrain.dataio import HMSData, read_eeg, read_spectrogram
-from hmsbrain.demo import MARKER, DemoSize, ensure_demo, generate, kaggle_spectrogram
+from hmsbrain.hms.demo import MARKER, DemoSize, ensure_demo, generate, kaggle_spectrogram
+from hmsbrain.hms.layout import HMSData, read_eeg, read_spectrogram
 
 TINY = DemoSize(n_patients=2, mean_eegs_per_patient=1.0, max_sub_windows=2, n_test=1)
 CSV_FILES = ("train.csv", "test.csv", "sample_submission.csv", "test_solution.csv")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import scipy.optimize
 
-from hmsbrain import ensemble as ensemble_module
-from hmsbrain.constants import VOTE_COLUMNS
-from hmsbrain.ensemble import (
+from hmsbrain.hms.constants import VOTE_COLUMNS
+from hmsbrain.inference import ensemble as ensemble_module
+from hmsbrain.inference.ensemble import (
     EnsembleError,
     RunPredictions,
     blend,
@@ -20,8 +20,8 @@ from hmsbrain.ensemble import (
     fit_weights,
     load_run,
 )
-from hmsbrain.metrics import kl_score
-from hmsbrain.predictions import write_predictions
+from hmsbrain.inference.predictions import write_predictions
+from hmsbrain.training.metrics import kl_score
 
 
 def _frame(ids, probs, fold=0) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from hmsbrain.config import ModelConfig
-from hmsbrain.export import (
+from hmsbrain.inference.export import (
     EXPORT_REPORT,
     ONNX_FILE,
     PARITY_RTOL,
@@ -21,8 +21,8 @@ from hmsbrain.export import (
     float32_model,
     parity_inputs,
 )
-from hmsbrain.models import BACKBONES, WAVENET, build_model
-from hmsbrain.runtimes import onnx_session
+from hmsbrain.inference.runtimes import onnx_session
+from hmsbrain.models.registry import BACKBONES, WAVENET, build_model
 from tests.conftest import tiny_config
 
 
@@ -71,7 +71,7 @@ def test_failed_parity_fails_the_export_and_leaves_no_file(real_inputs, tmp_path
     cfg, inputs = real_inputs
     model = _model(cfg, WAVENET, inputs)
     other = _model(cfg, WAVENET, inputs)  # same architecture, other random weights
-    import hmsbrain.export as export
+    import hmsbrain.inference.export as export
 
     real_to_onnx = export.to_onnx
     monkeypatch.setattr(

@@ -13,8 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmsbrain.constants import VOTE_COLUMNS
-from hmsbrain.folds import FoldError, attach_folds, eeg_table, load_or_make_folds, make_folds
+from hmsbrain.hms.constants import VOTE_COLUMNS
+from hmsbrain.training.folds import (
+    FoldError,
+    attach_folds,
+    eeg_table,
+    load_or_make_folds,
+    make_folds,
+)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +133,7 @@ def test_too_few_eegs_per_class_is_a_fold_error():
 
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
 def test_small_demo_folds_cover_every_eeg(small_demo):
-    from hmsbrain.dataio import read_train_csv
+    from hmsbrain.hms.layout import read_train_csv
 
     rows = read_train_csv(small_demo / "train.csv")
     folds = make_folds(rows, 5, 42)

@@ -15,9 +15,8 @@ import pandas as pd
 import pytest
 
 from hmsbrain.cli import ensemble_main, package_main, predict_main
-from hmsbrain.constants import EEG_COLUMNS, VOTE_COLUMNS
-from hmsbrain.inference import predict_run
-from hmsbrain.kaggle_package import (
+from hmsbrain.hms.constants import EEG_COLUMNS, VOTE_COLUMNS
+from hmsbrain.hms.kaggle import (
     COMPETITION,
     DATASET_SLUG,
     KERNEL_NOTEBOOK,
@@ -25,8 +24,9 @@ from hmsbrain.kaggle_package import (
     MANIFEST,
     run_kernel,
 )
-from hmsbrain.predictions import read_predictions
-from hmsbrain.submission import validate_submission
+from hmsbrain.hms.submission import validate_submission
+from hmsbrain.inference.predict import predict_run
+from hmsbrain.inference.predictions import read_predictions
 from tests.conftest import spec_columns, tiny_config, write_parquet, write_spectrogram
 
 KERNEL_SOURCE = KERNELS_DIR / "hms_inference.py"
@@ -35,7 +35,7 @@ KERNEL_SOURCE = KERNELS_DIR / "hms_inference.py"
 @pytest.fixture(scope="module")
 def wavenet_run(small_demo, tmp_path_factory) -> Path:
     """A second tiny run (WaveNet alone, same fold), so the package holds a real blend."""
-    from hmsbrain.training import train_fold
+    from hmsbrain.training.loop import train_fold
 
     tmp_path = tmp_path_factory.mktemp("wavenet_run")
     train_fold(tiny_config(small_demo, tmp_path, backbone="wavenet"), fold=1)
@@ -58,7 +58,7 @@ def packaged(hms_sample_dir, tiny_run, wavenet_run, tmp_path_factory):
 
 def test_package_holds_the_project_models_and_metadata(packaged, capsys) -> None:
     dataset = packaged / "dist" / DATASET_SLUG
-    assert (dataset / "hmsbrain" / "kaggle_package.py").is_file()
+    assert (dataset / "hmsbrain" / "hms" / "kaggle.py").is_file()
     assert not list(dataset.rglob("__pycache__"))
     manifest = json.loads((dataset / "ensemble.json").read_text())
     report = json.loads((packaged / "sample.json").read_text())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from hmsbrain.config import ModelConfig
-from hmsbrain.models import (
+from hmsbrain.models.registry import (
     BACKBONES,
     WAVENET,
     WeightsError,

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from hmsbrain.cli import ensemble_main
-from hmsbrain.constants import VOTE_COLUMNS
-from hmsbrain.inference import predict_run, swap_batch
-from hmsbrain.predictions import FOLD_AVERAGE, read_predictions
+from hmsbrain.hms.constants import VOTE_COLUMNS
+from hmsbrain.inference.predict import predict_run, swap_batch
+from hmsbrain.inference.predictions import FOLD_AVERAGE, read_predictions
 
 OOF_COLUMNS = ["eeg_id", "fold", *VOTE_COLUMNS]
 

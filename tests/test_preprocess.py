@@ -16,11 +16,10 @@ import pytest
 import scipy.signal
 
 from hmsbrain.config import PreprocessConfig, load_config
-from hmsbrain.constants import BIPOLAR_NAMES, CHAIN_NAMES, EEG_COLUMNS, SAMPLE_RATE
-from hmsbrain.dataio import HMSData
-from hmsbrain.inference import swap_batch
-from hmsbrain.inputs import iter_inputs, row_inputs, window_inputs
-from hmsbrain.preprocess import (
+from hmsbrain.hms.constants import BIPOLAR_NAMES, CHAIN_NAMES, EEG_COLUMNS, SAMPLE_RATE
+from hmsbrain.hms.inputs import iter_inputs, row_inputs, window_inputs
+from hmsbrain.hms.layout import HMSData
+from hmsbrain.hms.preprocess import (
     bandpass,
     bipolar_montage,
     build_image,
@@ -35,6 +34,7 @@ from hmsbrain.preprocess import (
     swap_hemispheres_spectrogram,
     swap_hemispheres_tiles,
 )
+from hmsbrain.inference.predict import swap_batch
 
 DEFAULT = PreprocessConfig()
 # Every spectrogram parameter changed, and the band-pass edge kept below fmax.

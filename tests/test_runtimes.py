@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmsbrain import tensorrt_runtime
 from hmsbrain.cli import predict_main
-from hmsbrain.constants import VOTE_COLUMNS
-from hmsbrain.export import ONNX_FILE, export_fold
-from hmsbrain.inference import fold_dirs, predict_run
-from hmsbrain.runtimes import (
+from hmsbrain.hms.constants import VOTE_COLUMNS
+from hmsbrain.inference import tensorrt_runtime
+from hmsbrain.inference.export import ONNX_FILE, export_fold
+from hmsbrain.inference.predict import fold_dirs, predict_run
+from hmsbrain.inference.runtimes import (
     TENSORRT_PROBS_ATOL,
     OnnxRuntime,
     RuntimeUnavailableError,
@@ -22,7 +22,7 @@ from hmsbrain.runtimes import (
     open_fold_runtime,
     open_runtime,
 )
-from hmsbrain.tensorrt_runtime import unavailable_reason as tensorrt_reason
+from hmsbrain.inference.tensorrt_runtime import unavailable_reason as tensorrt_reason
 
 
 @pytest.fixture(scope="module")

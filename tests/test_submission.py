@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmsbrain.constants import VOTE_COLUMNS
-from hmsbrain.submission import SubmissionError, validate_submission, write_submission
+from hmsbrain.hms.constants import VOTE_COLUMNS
+from hmsbrain.hms.submission import SubmissionError, validate_submission, write_submission
 
 
 @pytest.fixture

@@ -13,9 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hmsbrain.tensorrt_runtime import TensorRTRuntime, TensorRTUnavailable, unavailable_reason
+from hmsbrain.inference.tensorrt_runtime import (
+    TensorRTRuntime,
+    TensorRTUnavailable,
+    unavailable_reason,
+)
 
-SOURCE = Path(__file__).resolve().parents[1] / "src" / "hmsbrain" / "tensorrt_runtime.py"
+SOURCE = (
+    Path(__file__).resolve().parents[1] / "src" / "hmsbrain" / "inference" / "tensorrt_runtime.py"
+)
 
 # tensorrt-stubs 10.13 cannot be used by mypy as installed:
 # - its tensorrt/ folder has no py.typed marker, so mypy declines it ("import-untyped") and

@@ -10,13 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmsbrain import training
 from hmsbrain.cli import train_main
 from hmsbrain.config import TrainConfig, load_config
-from hmsbrain.constants import VOTE_COLUMNS
-from hmsbrain.metrics import eeg_targets
-from hmsbrain.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
-from hmsbrain.training import (
+from hmsbrain.hms.constants import VOTE_COLUMNS
+from hmsbrain.hms.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
+from hmsbrain.training import loop as training
+from hmsbrain.training.loop import (
     EpochBatches,
     Plan,
     RunConfigError,
@@ -25,6 +24,7 @@ from hmsbrain.training import (
     augment,
     train_fold,
 )
+from hmsbrain.training.metrics import eeg_targets
 from tests.conftest import tiny_config
 
 OOF_COLUMNS = ["eeg_id", "fold", *VOTE_COLUMNS]

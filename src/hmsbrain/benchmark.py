@@ -16,10 +16,10 @@ import librosa
 import numpy as np
 
 from hmsbrain.config import Config, load_config
-from hmsbrain.constants import CHAIN_NAMES, PAIRS_PER_CHAIN, SAMPLE_RATE
-from hmsbrain.dataio import HMSData
-from hmsbrain.inputs import resolve_data_dir
-from hmsbrain.preprocess import clean_montage, eeg_tiles, hop_length, map_batch, mel_power
+from hmsbrain.hms.constants import CHAIN_NAMES, PAIRS_PER_CHAIN, SAMPLE_RATE
+from hmsbrain.hms.inputs import resolve_data_dir
+from hmsbrain.hms.layout import HMSData
+from hmsbrain.hms.preprocess import clean_montage, eeg_tiles, hop_length, map_batch, mel_power
 
 MEL_RTOL = 1e-4
 DEMO_CONFIG = (
@@ -143,12 +143,12 @@ def bench_inference(
     import keras
     import tensorflow as tf
 
-    from hmsbrain.cache import open_cache
-    from hmsbrain.export import ONNX_FILE, export_model
-    from hmsbrain.inference import fold_dirs
-    from hmsbrain.inputs import model_inputs
-    from hmsbrain.models import build_model
-    from hmsbrain.runtimes import KerasRuntime, OnnxRuntime, cpu_count, unavailable_reason
+    from hmsbrain.data.cache import open_cache
+    from hmsbrain.hms.inputs import model_inputs
+    from hmsbrain.inference.export import ONNX_FILE, export_model
+    from hmsbrain.inference.predict import fold_dirs
+    from hmsbrain.inference.runtimes import KerasRuntime, OnnxRuntime, cpu_count, unavailable_reason
+    from hmsbrain.models.registry import build_model
 
     threads = threads or cpu_count()
     try:
@@ -179,7 +179,7 @@ def bench_inference(
         runtimes = {"keras": KerasRuntime(model), "onnx": OnnxRuntime(fold_dir, threads=threads)}
         reason = unavailable_reason("tensorrt", fold_dir)
         if reason is None:
-            from hmsbrain.tensorrt_runtime import TensorRTRuntime
+            from hmsbrain.inference.tensorrt_runtime import TensorRTRuntime
 
             runtimes["tensorrt"] = TensorRTRuntime(fold_dir / ONNX_FILE, fold_dir, batch)
         else:

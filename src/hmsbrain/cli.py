@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from hmsbrain.config import ConfigError, describe, load_config
-from hmsbrain.dataio import DataError
-from hmsbrain.folds import FoldError
+from hmsbrain.hms.layout import DataError
+from hmsbrain.training.folds import FoldError
 
 # TensorFlow's C++ INFO lines (CPU features, one graph-optimiser session per export) bury the
 # project's own output; TF_CPP_MIN_LOG_LEVEL=0 brings them back.
@@ -59,8 +59,8 @@ def train_main(argv: list[str] | None = None) -> None:
     if args.run_name:
         overrides.append(f"train.run_name={args.run_name}")
     # Imported before the try: its except clause names these classes.
-    from hmsbrain.models import WeightsError, backbone_names
-    from hmsbrain.training import RunConfigError, RunExistsError, train_fold
+    from hmsbrain.models.registry import WeightsError, backbone_names
+    from hmsbrain.training.loop import RunConfigError, RunExistsError, train_fold
 
     try:
         cfg = load_config(args.config, overrides)
@@ -108,9 +108,9 @@ def predict_main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from hmsbrain.inference import predict_run
-    from hmsbrain.predictions import PredictionError
-    from hmsbrain.runtimes import RuntimeUnavailableError
+    from hmsbrain.inference.predict import predict_run
+    from hmsbrain.inference.predictions import PredictionError
+    from hmsbrain.inference.runtimes import RuntimeUnavailableError
 
     try:
         for run in args.runs:
@@ -138,8 +138,8 @@ def export_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="data for the parity check (default: "
                         "the data each run was trained on)")  # fmt: skip
     args = parser.parse_args(argv)
-    from hmsbrain.export import ExportError, export_fold
-    from hmsbrain.inference import fold_dirs
+    from hmsbrain.inference.export import ExportError, export_fold
+    from hmsbrain.inference.predict import fold_dirs
 
     try:
         for run in args.runs:
@@ -170,8 +170,8 @@ def package_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="data for export parity checks")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing package")
     args = parser.parse_args(argv)
-    from hmsbrain.export import ExportError
-    from hmsbrain.kaggle_package import PackageError, build_package, upload_commands
+    from hmsbrain.hms.kaggle import PackageError, build_package, upload_commands
+    from hmsbrain.inference.export import ExportError
 
     try:
         if not args.kaggle_user:
@@ -200,9 +200,15 @@ def ensemble_main(argv: list[str] | None = None) -> None:
                         "sample_submission.csv the submission must match (default: the one "
                         "the runs predicted)")  # fmt: skip
     args = parser.parse_args(argv)
-    from hmsbrain.ensemble import EnsembleError, ensemble, load_run, train_rows_of, write_report
-    from hmsbrain.predictions import PredictionError
-    from hmsbrain.submission import SubmissionError, write_submission
+    from hmsbrain.hms.submission import SubmissionError, write_submission
+    from hmsbrain.inference.ensemble import (
+        EnsembleError,
+        ensemble,
+        load_run,
+        train_rows_of,
+        write_report,
+    )
+    from hmsbrain.inference.predictions import PredictionError
 
     try:
         runs = [load_run(r) for r in args.runs]

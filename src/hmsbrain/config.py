@@ -251,8 +251,11 @@ def config_differences(old: Config, new: Config) -> list[str]:
         return out
 
     a, b = flat(config_to_dict(old)), flat(config_to_dict(new))
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(a.keys() | b.keys())
-            if a.get(k) != b.get(k)]
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k)
+    ]
 
 
 def describe(cfg_type: type = Config, prefix: str = "") -> list[str]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from hmsbrain.constants import KERAS_FILE, ONNX_FILE, PARITY_INPUTS
+from hmsbrain.hms.constants import KERAS_FILE, ONNX_FILE, PARITY_INPUTS
 
 if TYPE_CHECKING:
     import keras
@@ -126,7 +126,7 @@ def unavailable_reason(kind: str, fold_dir: Path) -> str | None:
             return "onnxruntime is not installed"
         return None
     if kind == "tensorrt":
-        from hmsbrain.tensorrt_runtime import unavailable_reason as trt_reason
+        from hmsbrain.inference.tensorrt_runtime import unavailable_reason as trt_reason
 
         return trt_reason()
     raise ValueError(f"unknown runtime {kind!r}; valid: {list(RUNTIMES)}")
@@ -228,7 +228,7 @@ def open_runtime(kind: str, fold_dir: Path, cache_dir: Path) -> Runtime:
     if kind == "onnx":
         return OnnxRuntime(fold_dir)
     if kind == "tensorrt":
-        from hmsbrain.tensorrt_runtime import TensorRTRuntime
+        from hmsbrain.inference.tensorrt_runtime import TensorRTRuntime
 
         return TensorRTRuntime(fold_dir / ONNX_FILE, Path(cache_dir) / "engines")
     raise RuntimeUnavailableError(f"unknown runtime {kind!r}; valid: {list(RUNTIMES[1:])}")

@@ -26,12 +26,12 @@ import pandas as pd
 import scipy.optimize
 
 from hmsbrain.atomic import write_json
-from hmsbrain.constants import METRIC_EPSILON, VOTE_COLUMNS
-from hmsbrain.dataio import HMSData
-from hmsbrain.inference import fold_dirs, run_config
-from hmsbrain.inputs import resolve_data_dir
-from hmsbrain.metrics import eeg_targets, eeg_vote_counts, kl_score
-from hmsbrain.predictions import read_predictions
+from hmsbrain.hms.constants import METRIC_EPSILON, VOTE_COLUMNS
+from hmsbrain.hms.inputs import resolve_data_dir
+from hmsbrain.hms.layout import HMSData
+from hmsbrain.inference.predict import fold_dirs, run_config
+from hmsbrain.inference.predictions import read_predictions
+from hmsbrain.training.metrics import eeg_targets, eeg_vote_counts, kl_score
 
 HIGH_VOTES = 10  # the "high-quality" rows top teams report CV on
 METHODS = ("linear", "log")

@@ -20,7 +20,7 @@ import scipy.signal
 from threadpoolctl import threadpool_limits
 
 from hmsbrain.config import PreprocessConfig
-from hmsbrain.constants import (
+from hmsbrain.hms.constants import (
     BIPOLAR_PAIRS,
     CHAIN_NAMES,
     EEG_COLUMNS,

@@ -8,7 +8,7 @@ Layout (the competition's, and the demo dataset's)::
 
 Errors are :class:`DataError` and always name the file (and the row, for CSV problems).
 NaN inside EEG and spectrogram files is not an error: real recordings have missing stretches,
-and :mod:`hmsbrain.preprocess` fills them deliberately. Infinite values are treated the same way
+and :mod:`hmsbrain.hms.preprocess` fills them deliberately. Infinite values are treated the same way
 (set to NaN on reading), and each of these gets a warning naming the file: an all-NaN channel in
 a window, any infinite sample, a spectrogram window that is mostly missing.
 """
@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hmsbrain.constants import (
+from hmsbrain.hms.constants import (
     CHAIN_NAMES,
     EEG_COLUMNS,
     EEG_WINDOW_SAMPLES,

@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from hmsbrain.atomic import atomic_path
-from hmsbrain.constants import VOTE_COLUMNS
+from hmsbrain.hms.constants import VOTE_COLUMNS
 
 
 class FoldError(ValueError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hmsbrain.constants import METRIC_EPSILON, VOTE_COLUMNS
+from hmsbrain.hms.constants import METRIC_EPSILON, VOTE_COLUMNS
 
 
 def kl_divergence(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:

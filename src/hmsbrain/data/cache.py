@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from hmsbrain.atomic import atomic_dir, write_json
 from hmsbrain.config import Config
-from hmsbrain.constants import (
+from hmsbrain.hms.constants import (
     CHAIN_NAMES,
     EEG_COLUMNS,
     EEG_WINDOW_SAMPLES,
@@ -40,9 +40,9 @@ from hmsbrain.constants import (
     TEST_CSV,
     TRAIN_CSV,
 )
-from hmsbrain.dataio import DataError, HMSData
-from hmsbrain.inputs import Batch, row_inputs, uses_spectrogram, window_inputs
-from hmsbrain.preprocess import PREPROCESS_VERSION
+from hmsbrain.hms.layout import DataError, HMSData
+from hmsbrain.hms.inputs import Batch, row_inputs, uses_spectrogram, window_inputs
+from hmsbrain.hms.preprocess import PREPROCESS_VERSION
 
 log = logging.getLogger(__name__)
 

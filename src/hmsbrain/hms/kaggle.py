@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.atomic import write_json
-from hmsbrain.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS, VOTE_COLUMNS
-from hmsbrain.ensemble import blend_frames
-from hmsbrain.inference import fold_dirs, predict_run
-from hmsbrain.submission import write_submission
+from hmsbrain.hms.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS, VOTE_COLUMNS
+from hmsbrain.hms.submission import write_submission
+from hmsbrain.inference.ensemble import blend_frames
+from hmsbrain.inference.predict import fold_dirs, predict_run
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ KERNEL_SLUG = "hmsbrain-inference"
 MANIFEST = "ensemble.json"
 KERNEL_NOTEBOOK = "hms_inference.ipynb"
 FOLD_FILES = (ONNX_FILE, KERAS_FILE, "config.yaml", "summary.json", EXPORT_REPORT, PARITY_INPUTS)
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole hmsbrain package is shipped
 KERNELS_DIR = PACKAGE_DIR.parents[1] / "kernels"
 
 
@@ -70,7 +70,9 @@ def _read_report(report_path: Path) -> dict:
 def ensure_exported(run: Path, data_dir: str | None = None) -> list[Path]:
     """Every fold of ``run`` with a current ``model.onnx`` (exported and checked if missing or
     older than ``model.keras``)."""
-    from hmsbrain.export import export_fold  # TensorFlow is needed to export, not to predict
+    from hmsbrain.inference.export import (
+        export_fold,  # TensorFlow is needed to export, not to predict
+    )
 
     folds = fold_dirs(run)
     for fold in folds:

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.atomic import atomic_path, write_json
-from hmsbrain.cache import InputCache, open_cache
 from hmsbrain.config import (
     Config,
     ConfigError,
@@ -30,16 +29,17 @@ from hmsbrain.config import (
     load_config,
     save_config,
 )
-from hmsbrain.constants import VOTE_COLUMNS
-from hmsbrain.dataio import HMSData
-from hmsbrain.folds import attach_folds, load_or_make_folds
-from hmsbrain.inference import average_by_eeg, predict_rows, swap_batch
-from hmsbrain.inputs import model_inputs, resolve_data_dir
-from hmsbrain.losses import kl_divergence_loss
-from hmsbrain.metrics import eeg_targets, eeg_vote_counts, kl_score
-from hmsbrain.models import build_model
-from hmsbrain.predictions import write_predictions
-from hmsbrain.runtimes import KerasRuntime
+from hmsbrain.data.cache import InputCache, open_cache
+from hmsbrain.hms.constants import VOTE_COLUMNS
+from hmsbrain.hms.inputs import model_inputs, resolve_data_dir
+from hmsbrain.hms.layout import HMSData
+from hmsbrain.inference.predict import average_by_eeg, predict_rows, swap_batch
+from hmsbrain.inference.predictions import write_predictions
+from hmsbrain.inference.runtimes import KerasRuntime
+from hmsbrain.models.registry import build_model
+from hmsbrain.training.folds import attach_folds, load_or_make_folds
+from hmsbrain.training.losses import kl_divergence_loss
+from hmsbrain.training.metrics import eeg_targets, eeg_vote_counts, kl_score
 
 
 class RunExistsError(RuntimeError):

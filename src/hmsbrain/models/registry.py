@@ -15,8 +15,8 @@ import keras
 from keras import layers
 
 from hmsbrain.config import ModelConfig
-from hmsbrain.constants import N_CLASSES
-from hmsbrain.inputs import IMAGE_INPUT, RAW_INPUT, WAVENET, model_inputs
+from hmsbrain.hms.constants import N_CLASSES
+from hmsbrain.hms.inputs import IMAGE_INPUT, RAW_INPUT, WAVENET, model_inputs
 
 BackboneFn = Callable[[ModelConfig, tuple[int, int, int], "str | None"], keras.Model]
 BACKBONES: dict[str, BackboneFn] = {}

@@ -17,12 +17,12 @@ import keras
 import numpy as np
 
 from hmsbrain.atomic import atomic_path, write_json
-from hmsbrain.cache import open_cache
 from hmsbrain.config import Config, load_config
-from hmsbrain.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS
-from hmsbrain.dataio import HMSData
-from hmsbrain.inputs import model_inputs, resolve_data_dir
-from hmsbrain.runtimes import save_parity_inputs
+from hmsbrain.data.cache import open_cache
+from hmsbrain.hms.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS
+from hmsbrain.hms.inputs import model_inputs, resolve_data_dir
+from hmsbrain.hms.layout import HMSData
+from hmsbrain.inference.runtimes import save_parity_inputs
 
 OPSET = 17
 PARITY_RTOL = 1e-4  # acceptance tolerance: max |logit difference| / max |Keras logit|
@@ -80,7 +80,7 @@ def check_parity(
     model: keras.Model, onnx_path: Path, inputs: dict[str, np.ndarray], rtol: float = PARITY_RTOL
 ) -> dict[str, float]:
     """Compare Keras and ONNX Runtime on ``inputs``; raises ExportError beyond ``rtol``."""
-    from hmsbrain.runtimes import onnx_session
+    from hmsbrain.inference.runtimes import onnx_session
 
     expected_inputs = [t.name.split(":")[0] for t in model.inputs]
     session = onnx_session(onnx_path, providers=["CPUExecutionProvider"])

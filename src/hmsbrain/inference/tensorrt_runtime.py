@@ -1,8 +1,9 @@
 """TensorRT inference for the exported ONNX fold models (Kaggle GPU notebooks).
 
-The engine is built from the ``model.onnx`` that :mod:`hmsbrain.export` writes (inputs ``image``
-and/or ``raw`` with a dynamic batch, outputs ``logits`` and ``probs``), with the official
-TensorRT 10 Python API. Building takes from seconds to minutes, so two things are cached on disk:
+The engine is built from the ``model.onnx`` that :mod:`hmsbrain.inference.export` writes (inputs
+``image`` and/or ``raw`` with a dynamic batch, outputs ``logits`` and ``probs``), with the
+official TensorRT 10 Python API. Building takes from seconds to minutes, so two things are
+cached on disk:
 
 - the serialised engine, under a key covering everything that makes an engine invalid or
   different (the ONNX bytes, the TensorRT version, the GPU model, FP16, the batch limit);

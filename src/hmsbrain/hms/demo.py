@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.fft
 
-from hmsbrain.constants import (
+from hmsbrain.hms.constants import (
     CHAIN_NAMES,
     CLASSES,
     EEG_COLUMNS,
@@ -48,7 +48,7 @@ from hmsbrain.constants import (
     SPEC_WINDOW_ROWS,
     VOTE_COLUMNS,
 )
-from hmsbrain.preprocess import bipolar_montage
+from hmsbrain.hms.preprocess import bipolar_montage
 
 GENERATOR_VERSION = 2
 MARKER = "demo.json"

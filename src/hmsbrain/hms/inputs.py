@@ -1,7 +1,7 @@
 """Model inputs of a dataset's rows: the spectrogram image and the raw montage, in batches.
 
-This is the one place that joins :mod:`hmsbrain.dataio` (which window of which file) to
-:mod:`hmsbrain.preprocess` (what to compute from it); training, prediction and the Kaggle kernel
+This is the one place that joins :mod:`hmsbrain.hms.layout` (which window of which file) to
+:mod:`hmsbrain.hms.preprocess` (what to compute from it); training, prediction and the Kaggle kernel
 all call it, so their inputs cannot drift apart.
 """
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hmsbrain import demo
 from hmsbrain.config import Config, ModelConfig, PreprocessConfig
-from hmsbrain.dataio import HMSData
-from hmsbrain.preprocess import (
+from hmsbrain.hms import demo
+from hmsbrain.hms.layout import HMSData
+from hmsbrain.hms.preprocess import (
     build_image,
     clean_montage,
     kaggle_tiles,
@@ -37,7 +37,7 @@ ALL_INPUTS = (IMAGE_INPUT, RAW_INPUT)
 def model_inputs(cfg: ModelConfig) -> tuple[str, ...]:
     """Names of the inputs a model built from ``cfg`` reads, in order. Only these are computed
     and cached, and only the files they need are read: a WaveNet run never opens a Kaggle
-    spectrogram. (Here rather than in :mod:`hmsbrain.models`, which imports Keras.)"""
+    spectrogram. (Here rather than in :mod:`hmsbrain.models.registry`, which imports Keras.)"""
     if cfg.backbone == WAVENET:
         return (RAW_INPUT,)
     return (IMAGE_INPUT, RAW_INPUT) if cfg.use_wavenet else (IMAGE_INPUT,)

@@ -1,10 +1,10 @@
 """Prediction with trained runs: batches, hemisphere-swap TTA, sub-window and fold averaging.
 
 A run's predictions are written as ``<run>/<split>.parquet`` in the prediction file schema of
-:mod:`hmsbrain.predictions` (``eeg_id, fold, *_vote``; ``fold`` is -1 for the average over all
-folds), which also records which data, folds, runtime and TTA produced them. TTA is the run's
-own setting (``train.tta``), the one its OOF was predicted with, so blend weights fitted on the
-OOF describe the test predictions they are applied to.
+:mod:`hmsbrain.inference.predictions` (``eeg_id, fold, *_vote``; ``fold`` is -1 for the average
+over all folds), which also records which data, folds, runtime and TTA produced them. TTA is the
+run's own setting (``train.tta``), the one its OOF was predicted with, so blend weights fitted
+on the OOF describe the test predictions they are applied to.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from hmsbrain.cache import InputCache, open_cache
 from hmsbrain.config import Config, load_config
-from hmsbrain.constants import VOTE_COLUMNS
-from hmsbrain.dataio import HMSData
-from hmsbrain.inputs import model_inputs, resolve_data_dir
-from hmsbrain.predictions import FOLD_AVERAGE, PredictionError, write_predictions
-from hmsbrain.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
-from hmsbrain.runtimes import Runtime, choose_runtime, open_fold_runtime
+from hmsbrain.data.cache import InputCache, open_cache
+from hmsbrain.hms.constants import VOTE_COLUMNS
+from hmsbrain.hms.inputs import model_inputs, resolve_data_dir
+from hmsbrain.hms.layout import HMSData
+from hmsbrain.hms.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
+from hmsbrain.inference.predictions import FOLD_AVERAGE, PredictionError, write_predictions
+from hmsbrain.inference.runtimes import Runtime, choose_runtime, open_fold_runtime
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.atomic import atomic_path
-from hmsbrain.dataio import read_sample_submission, read_test_csv
+from hmsbrain.hms.layout import read_sample_submission, read_test_csv
 
 SUM_TOLERANCE = 1e-6
 
