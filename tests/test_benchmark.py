@@ -19,8 +19,9 @@ from hmsbrain.benchmark import (
     starter_tiles,
 )
 from hmsbrain.config import Config
+from hmsbrain.dsp.mel import mel_power
 from hmsbrain.hms.layout import HMSData
-from hmsbrain.hms.preprocess import clean_montage, eeg_tiles, mel_power
+from hmsbrain.hms.preprocess import clean_montage, eeg_tiles
 
 
 def _demo_config(root) -> Config:

@@ -10,8 +10,9 @@ import pytest
 
 from hmsbrain.config import load_config
 from hmsbrain.data import cache as cache_module
+from hmsbrain.data.base import DataError
 from hmsbrain.data.cache import cache_key, open_cache
-from hmsbrain.hms.layout import DataError, HMSData
+from hmsbrain.hms.dataset import HMSDataset
 
 RAW_ONLY = ("raw",)
 BOTH = ("image", "raw")
@@ -26,7 +27,7 @@ def cfg(tiny_kaggle, tmp_path):
 
 
 def test_the_key_follows_code_version_files_recipe_and_inputs(tiny_kaggle, cfg, monkeypatch):
-    data = HMSData(tiny_kaggle.root, "train")
+    data = HMSDataset(tiny_kaggle.root, "train", cfg.preprocess)
     key = cache_key(data, cfg, BOTH)
     assert cache_key(data, cfg, BOTH) == key
     assert cache_key(data, cfg, RAW_ONLY) != key
@@ -42,24 +43,26 @@ def test_the_key_follows_code_version_files_recipe_and_inputs(tiny_kaggle, cfg, 
 
 
 def test_a_replaced_eeg_file_is_preprocessed_again(tiny_kaggle, cfg):
-    data = HMSData(tiny_kaggle.root, "test")
+    data = HMSDataset(tiny_kaggle.root, "test", cfg.preprocess)
     before = open_cache(data, cfg, RAW_ONLY).batch(np.array([0]))["raw"]
     tiny_kaggle.write_eeg(2 * tiny_kaggle.eeg_signal(50, seed=3), "test")
-    after = open_cache(HMSData(tiny_kaggle.root, "test"), cfg, RAW_ONLY).batch(np.array([0]))
+    after = open_cache(HMSDataset(tiny_kaggle.root, "test", cfg.preprocess), cfg, RAW_ONLY).batch(
+        np.array([0])
+    )
     np.testing.assert_allclose(after["raw"], 2 * before, rtol=2e-3, atol=2e-3)
 
 
 def test_a_wavenet_run_never_reads_the_spectrograms(tiny_kaggle, cfg):
     tiny_kaggle.spec_path("test").unlink()
-    cache = open_cache(HMSData(tiny_kaggle.root, "test"), cfg, RAW_ONLY)
+    cache = open_cache(HMSDataset(tiny_kaggle.root, "test", cfg.preprocess), cfg, RAW_ONLY)
     assert cache.names == RAW_ONLY and cache.batch(np.array([0]))["raw"].shape[-1] == 16
     with pytest.raises(DataError, match=f"{tiny_kaggle.spec_path('test')}: file not found"):
-        open_cache(HMSData(tiny_kaggle.root, "test"), cfg, BOTH)
+        open_cache(HMSDataset(tiny_kaggle.root, "test", cfg.preprocess), cfg, BOTH)
 
 
 def test_fallback_keeps_going_and_names_the_unreadable_eeg(tiny_kaggle, cfg, caplog):
     tiny_kaggle.eeg_path("test").write_text("eeg_id,Fp1\n1,2\n")  # CSV text named .parquet
-    data = HMSData(tiny_kaggle.root, "test")
+    data = HMSDataset(tiny_kaggle.root, "test", cfg.preprocess)
     with caplog.at_level("WARNING"):
         cache = open_cache(data, cfg, BOTH, fallback=True)
     assert list(cache.failed) == [0]

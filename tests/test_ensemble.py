@@ -10,6 +10,7 @@ import pytest
 import scipy.optimize
 
 from hmsbrain.hms.constants import VOTE_COLUMNS
+from hmsbrain.hms.dataset import eeg_targets, eeg_vote_counts
 from hmsbrain.inference import ensemble as ensemble_module
 from hmsbrain.inference.ensemble import (
     EnsembleError,
@@ -31,8 +32,20 @@ def _frame(ids, probs, fold=0) -> pd.DataFrame:
     return frame
 
 
-def _rows(ids, votes) -> pd.DataFrame:
-    return pd.DataFrame({"eeg_id": ids, **dict(zip(VOTE_COLUMNS, votes.T, strict=True))})
+class _Data:
+    """HMS vote labels as the ensemble sees a dataset: units, their targets and votes."""
+
+    id_column, classes, hard = "eeg_id", VOTE_COLUMNS, False
+
+    def __init__(self, rows: pd.DataFrame) -> None:
+        self.rows = rows
+
+    unit_targets = staticmethod(eeg_targets)
+    unit_votes = staticmethod(eeg_vote_counts)
+
+
+def _rows(ids, votes) -> _Data:
+    return _Data(pd.DataFrame({"eeg_id": ids, **dict(zip(VOTE_COLUMNS, votes.T, strict=True))}))
 
 
 def _dataset(n: int, seed: int, total_votes: int = 5):
@@ -82,8 +95,8 @@ def test_ensemble_blends_the_common_eegs_and_says_so() -> None:
         RunPredictions("b", _frame(ids[10:], noisy[1][10:], folds[10:]), test_b),
     ]
     result = ensemble(runs, _rows(ids, votes))
-    assert any("different OOF EEGs" in n for n in result.notes)
-    assert list(result.table["eegs"]) == [60, 50, 50, 50]
+    assert any("different OOF units" in n for n in result.notes)
+    assert list(result.table["units"]) == [60, 50, 50, 50]
     assert result.table["run"].iloc[-2].endswith("nested CV")
     assert result.table["run"].iloc[-1].endswith("in-sample")
     assert set(result.submission["eeg_id"]) == {1, 2}
@@ -194,7 +207,7 @@ def test_unreadable_test_eegs_get_the_ensembles_class_prior() -> None:
     sub = result.submission.set_index("eeg_id")
     np.testing.assert_allclose(sub.loc[2].to_numpy(), truth.mean(axis=0))
     np.testing.assert_allclose(sub.loc[1].to_numpy(), test.iloc[0, 2:].to_numpy().astype(float))
-    assert result.fallback == {2: "x.parquet: file not found"}
+    assert result.fallback == {"2": "x.parquet: file not found"}
 
 
 def test_cli_prints_nested_and_in_sample_and_reports_the_nested(monkeypatch, capsys) -> None:
@@ -208,7 +221,7 @@ def test_cli_prints_nested_and_in_sample_and_reports_the_nested(monkeypatch, cap
     result = ensemble(runs, _rows(ids, votes))
     assert result.cv != pytest.approx(result.cv_in_sample)
     monkeypatch.setattr(ensemble_module, "load_run", lambda r: runs["ab".index(str(r))])
-    monkeypatch.setattr(ensemble_module, "train_rows_of", lambda r: _rows(ids, votes))
+    monkeypatch.setattr(ensemble_module, "dataset_of", lambda r: _rows(ids, votes))
     from hmsbrain.cli import ensemble_main
 
     ensemble_main(["a", "b"])

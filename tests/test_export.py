@@ -22,7 +22,9 @@ from hmsbrain.inference.export import (
     parity_inputs,
 )
 from hmsbrain.inference.runtimes import onnx_session
-from hmsbrain.models.registry import BACKBONES, WAVENET, build_model
+from hmsbrain.models.imagenet import BACKBONES
+from hmsbrain.models.inputs import WAVENET
+from hmsbrain.models.registry import build_model
 from tests.conftest import tiny_config
 
 
@@ -35,7 +37,7 @@ def real_inputs(small_demo, tmp_path_factory) -> tuple[object, dict[str, np.ndar
 
 def _model(cfg, backbone: str, inputs: dict[str, np.ndarray], **kw) -> keras.Model:
     model_cfg = ModelConfig(**{**vars(cfg.model), "backbone": backbone, **kw})
-    return build_model(model_cfg, inputs["image"].shape[1:], inputs["raw"].shape[1:])
+    return build_model(model_cfg, inputs["image"].shape[1:], inputs["raw"].shape[1:], 6)
 
 
 @pytest.mark.slow

@@ -14,13 +14,8 @@ import pandas as pd
 import pytest
 
 from hmsbrain.hms.constants import VOTE_COLUMNS
-from hmsbrain.training.folds import (
-    FoldError,
-    attach_folds,
-    eeg_table,
-    load_or_make_folds,
-    make_folds,
-)
+from hmsbrain.hms.dataset import eeg_fold_units
+from hmsbrain.training.folds import FoldError, attach_folds, load_or_make_folds, make_folds
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +25,7 @@ def label_rows(hms_labels_path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def full_folds(label_rows) -> pd.DataFrame:
-    return make_folds(label_rows, 5, 42)
+    return make_folds(eeg_fold_units(label_rows), 5, 42)
 
 
 def _rows(patients: list[int], majority: list[int] | None = None) -> pd.DataFrame:
@@ -46,10 +41,12 @@ def _rows(patients: list[int], majority: list[int] | None = None) -> pd.DataFram
 
 def test_full_scale_every_eeg_and_patient_in_exactly_one_fold(label_rows, full_folds):
     assert len(full_folds) == label_rows["eeg_id"].nunique() == 17_001
-    assert full_folds["eeg_id"].is_unique
-    assert set(full_folds["eeg_id"]) == set(label_rows["eeg_id"])
+    assert full_folds["id"].is_unique
+    assert set(full_folds["id"]) == set(label_rows["eeg_id"])
     assert set(full_folds["fold"]) == {0, 1, 2, 3, 4}
-    folds_per_patient = full_folds.groupby("patient_id")["fold"].nunique()
+    patients = label_rows.groupby("eeg_id")["patient_id"].first()
+    assert (patients.loc[full_folds["id"]].to_numpy() == full_folds["group"].to_numpy()).all()
+    folds_per_patient = full_folds.groupby("group")["fold"].nunique()
     assert len(folds_per_patient) == 1_945
     assert (folds_per_patient == 1).all()
 
@@ -59,8 +56,8 @@ def test_full_scale_folds_are_balanced_in_size_and_class(label_rows, full_folds)
     sizes = full_folds["fold"].value_counts()
     assert ((sizes - n / 5).abs() <= 0.1 * n / 5).all(), sizes.to_dict()
 
-    eegs = eeg_table(label_rows).merge(full_folds[["eeg_id", "fold"]], on="eeg_id")
-    eegs["majority"] = eegs[list(VOTE_COLUMNS)].to_numpy().argmax(axis=1)
+    eegs = eeg_fold_units(label_rows).merge(full_folds[["id", "fold"]], on="id")
+    eegs["majority"] = eegs["label"]
     overall = eegs["majority"].value_counts(normalize=True).sort_index()
     per_fold = pd.crosstab(eegs["fold"], eegs["majority"], normalize="index")
     gap = (per_fold - overall).abs().to_numpy().max()
@@ -68,14 +65,14 @@ def test_full_scale_folds_are_balanced_in_size_and_class(label_rows, full_folds)
 
 
 def test_make_folds_is_deterministic_per_seed(label_rows, full_folds):
-    again = make_folds(label_rows, 5, 42)
+    again = make_folds(eeg_fold_units(label_rows), 5, 42)
     pd.testing.assert_frame_equal(again, full_folds)
-    other = make_folds(label_rows, 5, 7)
+    other = make_folds(eeg_fold_units(label_rows), 5, 7)
     assert not np.array_equal(other["fold"].to_numpy(), full_folds["fold"].to_numpy())
 
 
 def test_attach_folds_keeps_every_row_and_uses_the_eeg_fold(label_rows, full_folds):
-    attached = attach_folds(label_rows, full_folds)
+    attached = attach_folds(label_rows, full_folds, "eeg_id")
     assert len(attached) == len(label_rows)
     assert attached["fold"].notna().all()
     pd.testing.assert_series_equal(
@@ -87,7 +84,8 @@ def test_attach_folds_keeps_every_row_and_uses_the_eeg_fold(label_rows, full_fol
 
 def test_load_or_make_folds_writes_once_then_reuses_the_file(tmp_path, label_rows, full_folds):
     path = tmp_path / "cache" / "folds.csv"
-    first = load_or_make_folds(label_rows, path, 5, 42)
+    units = eeg_fold_units(label_rows)
+    first = load_or_make_folds(units, path, 5, 42)
     assert path.is_file()
     pd.testing.assert_frame_equal(first, full_folds)
     written = path.read_bytes()
@@ -95,7 +93,7 @@ def test_load_or_make_folds_writes_once_then_reuses_the_file(tmp_path, label_row
 
     # A different seed now must not re-split: the saved folds win, so every run of every
     # backbone sees the same split.
-    second = load_or_make_folds(label_rows, path, 5, seed=999)
+    second = load_or_make_folds(units, path, 5, seed=999)
     pd.testing.assert_frame_equal(second, first, check_dtype=False)
     assert path.read_bytes() == written
     assert path.stat().st_mtime_ns == mtime
@@ -105,22 +103,22 @@ def test_load_or_make_folds_writes_once_then_reuses_the_file(tmp_path, label_row
 def test_saved_folds_of_another_dataset_or_fold_count_are_rejected(tmp_path):
     rows = _rows(list(range(12)) * 5)  # 60 EEGs of 12 patients, 10 per class
     path = tmp_path / "folds.csv"
-    load_or_make_folds(rows, path, 5, 42)
+    load_or_make_folds(eeg_fold_units(rows), path, 5, 42)
     with pytest.raises(FoldError, match="do not match"):
-        load_or_make_folds(rows, path, 4, 42)  # another n_folds
-    with pytest.raises(FoldError, match=re.escape(str(path))):
-        load_or_make_folds(rows.iloc[:-1], path, 5, 42)  # another dataset (one EEG fewer)
+        load_or_make_folds(eeg_fold_units(rows), path, 4, 42)  # another n_folds
+    with pytest.raises(FoldError, match=re.escape(str(path))):  # one EEG fewer
+        load_or_make_folds(eeg_fold_units(rows.iloc[:-1]), path, 5, 42)
     more = pd.concat([rows, _rows([99]).assign(eeg_id=5000)])
     with pytest.raises(FoldError):
-        load_or_make_folds(more, path, 5, 42)  # another dataset (one EEG more)
+        load_or_make_folds(eeg_fold_units(more), path, 5, 42)  # one EEG more
 
 
 def test_fewer_patients_than_folds_is_a_fold_error():
     rows = _rows([1, 1, 2, 2, 3, 3, 4, 4])  # 8 EEGs but only 4 patients
     with pytest.raises(FoldError, match="patients"):
-        make_folds(rows, 5, 42)
+        make_folds(eeg_fold_units(rows), 5, 42)
     with pytest.raises(FoldError, match="at least 2"):
-        make_folds(rows, 1, 42)
+        make_folds(eeg_fold_units(rows), 1, 42)
 
 
 def test_too_few_eegs_per_class_is_a_fold_error():
@@ -128,7 +126,7 @@ def test_too_few_eegs_per_class_is_a_fold_error():
     # stratified over five folds.
     rows = _rows([1, 2, 3, 4, 5, 6], majority=[0, 1, 2, 3, 4, 5])
     with pytest.raises(FoldError):
-        make_folds(rows, 5, 42)
+        make_folds(eeg_fold_units(rows), 5, 42)
 
 
 @pytest.mark.filterwarnings("ignore:The least populated class:UserWarning")
@@ -136,7 +134,7 @@ def test_small_demo_folds_cover_every_eeg(small_demo):
     from hmsbrain.hms.layout import read_train_csv
 
     rows = read_train_csv(small_demo / "train.csv")
-    folds = make_folds(rows, 5, 42)
+    folds = make_folds(eeg_fold_units(rows), 5, 42)
     assert set(folds["fold"]) == set(range(5))
-    assert (folds.groupby("patient_id")["fold"].nunique() == 1).all()
-    assert len(attach_folds(rows, folds)) == len(rows)
+    assert (folds.groupby("group")["fold"].nunique() == 1).all()
+    assert len(attach_folds(rows, folds, "eeg_id")) == len(rows)

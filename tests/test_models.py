@@ -10,14 +10,9 @@ import numpy as np
 import pytest
 
 from hmsbrain.config import ModelConfig
-from hmsbrain.models.registry import (
-    BACKBONES,
-    WAVENET,
-    WeightsError,
-    backbone_names,
-    build_backbone,
-    build_model,
-)
+from hmsbrain.models.imagenet import BACKBONES, WeightsError, backbone_names, build_backbone
+from hmsbrain.models.inputs import WAVENET
+from hmsbrain.models.registry import build_model
 
 IMAGE = (64, 64, 3)
 RAW = (200, 16)
@@ -36,7 +31,7 @@ def _tiny(backbone: str, **kw) -> ModelConfig:
 @pytest.mark.parametrize("backbone", [*BACKBONES, WAVENET])
 def test_every_backbone_builds_predicts_and_round_trips(backbone: str, tmp_path) -> None:
     """Each registered backbone (hybrid with WaveNet) gives distributions and reloads exactly."""
-    model = build_model(_tiny(backbone), IMAGE, RAW)
+    model = build_model(_tiny(backbone), IMAGE, RAW, 6)
     x = _inputs(model)
     probs = np.asarray(model.predict_on_batch(x))
     assert probs.shape == (2, 6)
@@ -49,7 +44,7 @@ def test_every_backbone_builds_predicts_and_round_trips(backbone: str, tmp_path)
 
 def test_saved_hybrid_reloads_in_a_fresh_process_without_project_code(tmp_path) -> None:
     """model.keras has no custom objects: plain Keras in a new process gives identical outputs."""
-    model = build_model(_tiny("effnetv2"), IMAGE, RAW)
+    model = build_model(_tiny("effnetv2"), IMAGE, RAW, 6)
     x = _inputs(model)
     model.save(tmp_path / "model.keras")
     np.savez(tmp_path / "io.npz", *x, probs=np.asarray(model.predict_on_batch(x)))
@@ -69,9 +64,9 @@ print("identical")
 
 def test_image_only_and_wavenet_only_inputs() -> None:
     image_only = build_model(_tiny("mobilenetv3", use_wavenet=False, mobilenetv3_size="small"),
-                             IMAGE, RAW)  # fmt: skip
+                             IMAGE, RAW, 6)  # fmt: skip
     assert [t.name for t in image_only.inputs] == ["image"]
-    wave = build_model(_tiny(WAVENET), IMAGE, RAW)
+    wave = build_model(_tiny(WAVENET), IMAGE, RAW, 6)
     assert [t.name for t in wave.inputs] == ["raw"]
 
 
@@ -119,7 +114,7 @@ def test_mixed_precision_hybrid_outputs_float32_distributions() -> None:
     """On a GPU, training runs in mixed_float16; the head must still emit float32 softmax."""
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        model = build_model(_tiny("effnetv2"), IMAGE, RAW)
+        model = build_model(_tiny("effnetv2"), IMAGE, RAW, 6)
         probs = model.predict_on_batch(_inputs(model))
         assert probs.dtype == np.float32
         np.testing.assert_allclose(np.asarray(probs).sum(axis=1), 1.0, atol=1e-5)

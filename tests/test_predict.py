@@ -11,6 +11,7 @@ import pytest
 
 from hmsbrain.cli import ensemble_main
 from hmsbrain.hms.constants import VOTE_COLUMNS
+from hmsbrain.hms.preprocess import HMS_MONTAGE
 from hmsbrain.inference.predict import predict_run, swap_batch
 from hmsbrain.inference.predictions import FOLD_AVERAGE, read_predictions
 
@@ -20,10 +21,10 @@ OOF_COLUMNS = ["eeg_id", "fold", *VOTE_COLUMNS]
 def test_tta_swap_is_its_own_inverse() -> None:
     rng = np.random.default_rng(0)
     batch = {"image": rng.standard_normal((2, 16, 8, 3)), "raw": rng.standard_normal((2, 30, 16))}
-    twice = swap_batch(swap_batch(batch))
+    twice = swap_batch(swap_batch(batch, HMS_MONTAGE), HMS_MONTAGE)
     for key in batch:
         np.testing.assert_array_equal(twice[key], batch[key])
-    assert not np.array_equal(swap_batch(batch)["raw"], batch["raw"])
+    assert not np.array_equal(swap_batch(batch, HMS_MONTAGE)["raw"], batch["raw"])
 
 
 @pytest.mark.slow

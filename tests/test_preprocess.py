@@ -16,19 +16,19 @@ import pytest
 import scipy.signal
 
 from hmsbrain.config import PreprocessConfig, load_config
+from hmsbrain.dsp.filters import bandpass, fill_nan
+from hmsbrain.dsp.image import build_image
+from hmsbrain.dsp.mel import mel_power
+from hmsbrain.dsp.parallel import map_batch
+from hmsbrain.dsp.pipeline import raw_branch as raw_signal
 from hmsbrain.hms.constants import BIPOLAR_NAMES, CHAIN_NAMES, EEG_COLUMNS, SAMPLE_RATE
 from hmsbrain.hms.inputs import iter_inputs, row_inputs, window_inputs
 from hmsbrain.hms.layout import HMSData
 from hmsbrain.hms.preprocess import (
-    bandpass,
+    HMS_MONTAGE,
     bipolar_montage,
-    build_image,
     clean_montage,
     eeg_tiles,
-    fill_nan,
-    map_batch,
-    mel_power,
-    raw_signal,
     swap_hemispheres_montage,
     swap_hemispheres_raw,
     swap_hemispheres_spectrogram,
@@ -164,7 +164,7 @@ def test_swapped_model_inputs_equal_the_pipeline_on_the_mirrored_eeg():
     mirrored = window_inputs(
         swap_hemispheres_raw(eeg), list(swap_hemispheres_spectrogram(spec)), SMALL
     ).as_dict()
-    swapped = swap_batch(batch)
+    swapped = swap_batch(batch, HMS_MONTAGE)
     for key in ("image", "raw"):
         assert np.abs(swapped[key] - batch[key]).max() > 0.1, f"{key}: the swap is a no-op here"
         np.testing.assert_allclose(swapped[key], mirrored[key], atol=1e-4, err_msg=key)

@@ -13,18 +13,13 @@ import pytest
 from hmsbrain.cli import train_main
 from hmsbrain.config import TrainConfig, load_config
 from hmsbrain.hms.constants import VOTE_COLUMNS
-from hmsbrain.hms.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
+from hmsbrain.hms.dataset import eeg_targets, eeg_vote_counts
+from hmsbrain.hms.preprocess import HMS_MONTAGE, MONTAGE_MIRROR, swap_hemispheres_image
 from hmsbrain.training import loop as training
-from hmsbrain.training.loop import (
-    EpochBatches,
-    Plan,
-    RunConfigError,
-    RunExistsError,
-    StageData,
-    augment,
-    train_fold,
-)
-from hmsbrain.training.metrics import eeg_targets
+from hmsbrain.training.batches import EpochBatches, StageData, augment
+from hmsbrain.training.loop import RunConfigError, RunExistsError, train_fold
+from hmsbrain.training.schedule import Plan
+from hmsbrain.training.validation import Validation
 from tests.conftest import tiny_config
 
 OOF_COLUMNS = ["eeg_id", "fold", *VOTE_COLUMNS]
@@ -41,7 +36,7 @@ def test_short_run_writes_every_output(tiny_run) -> None:
     assert list(oof.columns) == OOF_COLUMNS
     assert (oof["fold"] == 1).all()
     folds = pd.read_csv(next((tmp_path / "cache").glob("folds-*.csv")))
-    assert set(oof["eeg_id"]) == set(folds.loc[folds["fold"] == 1, "eeg_id"])  # one row per EEG
+    assert set(oof["eeg_id"]) == set(folds.loc[folds["fold"] == 1, "id"])  # one row per EEG
     assert oof["eeg_id"].is_unique
     np.testing.assert_allclose(oof[list(VOTE_COLUMNS)].sum(axis=1), 1.0, atol=1e-5)
     history = pd.read_csv(run / "history.csv")
@@ -147,7 +142,9 @@ def test_augment_swaps_image_and_raw_together() -> None:
     image = rng.standard_normal((3, 16, 8, 3)).astype(np.float32)
     raw = rng.standard_normal((3, 20, 16)).astype(np.float32)
     cfg = TrainConfig(swap_prob=1.0, time_masks=0, freq_masks=0, mixup_prob=0.0)
-    out, targets = augment({"image": image.copy(), "raw": raw.copy()}, np.eye(6)[:3], rng, cfg)
+    out, targets = augment(
+        {"image": image.copy(), "raw": raw.copy()}, np.eye(6)[:3], rng, cfg, HMS_MONTAGE
+    )
     np.testing.assert_array_equal(out["image"], swap_hemispheres_image(image, axis=-3))
     np.testing.assert_array_equal(out["raw"], raw[..., MONTAGE_MIRROR])
     np.testing.assert_array_equal(targets, np.eye(6)[:3])
@@ -158,10 +155,18 @@ def test_mixup_and_masks_keep_targets_distributions() -> None:
     image = rng.standard_normal((8, 16, 8, 3)).astype(np.float32)
     targets = rng.dirichlet(np.ones(6), 8)
     cfg = TrainConfig(swap_prob=0.0, mixup_prob=1.0, mixup_alpha=0.4, time_masks=2, freq_masks=2)
-    out, mixed = augment({"image": image.copy()}, targets.copy(), rng, cfg)
+    out, mixed = augment({"image": image.copy()}, targets.copy(), rng, cfg, HMS_MONTAGE)
     np.testing.assert_allclose(mixed.sum(axis=1), 1.0)
     assert not np.allclose(mixed, targets)
     assert out["image"].shape == image.shape
+
+
+class _VotesOnly:
+    """The HMS dataset's per-EEG targets and votes, without any file behind them."""
+
+    id_column, classes, hard = "eeg_id", VOTE_COLUMNS, False
+    unit_targets = staticmethod(eeg_targets)
+    unit_votes = staticmethod(eeg_vote_counts)
 
 
 class _RowIndexCache:
@@ -179,11 +184,11 @@ def test_every_batch_pairs_each_row_with_its_own_eegs_target() -> None:
     table = pd.DataFrame({"eeg_id": eeg_ids, **dict(zip(VOTE_COLUMNS, votes.T, strict=True))})
     table.index += 1000  # stage rows are labels of the full table, as in training
     train = table[table["eeg_id"] != 105]  # a fold's training rows: not contiguous
-    stage = StageData.from_rows(train)
+    stage = StageData.from_rows(train, _VotesOnly())
     expected = eeg_targets(train)
     cfg = TrainConfig(batch_size=5, samples_per_eeg=3, swap_prob=0.0, time_masks=0,
                       freq_masks=0, mixup_prob=0.0)  # fmt: skip
-    batches = EpochBatches(stage, _RowIndexCache(), ("raw",), cfg, seed=[1, 2, 3])
+    batches = EpochBatches(stage, _RowIndexCache(), ("raw",), cfg, [1, 2, 3], HMS_MONTAGE)
     seen = []
     for i in range(len(batches)):
         (raw,), targets = batches[i]
@@ -199,10 +204,11 @@ def test_validation_scores_every_eeg_and_the_selection_subset() -> None:
     votes = np.array([[12, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 1], [0, 0, 9, 3, 0, 0]])
     rows = pd.DataFrame({"eeg_id": [7, 8, 9], **dict(zip(VOTE_COLUMNS, votes.T, strict=True))})
     prior = np.full(6, 1 / 6)
-    val = training.Validation.of(rows, prior, min_votes=10, fold=0)
+    val = Validation.of(rows, _VotesOnly(), prior, min_votes=10, fold=0)
     np.testing.assert_array_equal(val.selected, [True, False, True])
     oof = val.oof(np.tile([0.5, 0.1, 0.1, 0.1, 0.1, 0.1], (3, 1)))
-    kl_all, kl_sel = val.scores(oof)
+    scores = val.scores(oof)
+    kl_all, kl_sel = scores["kl"], scores["kl_selected"]
     per_eeg = [
         np.log(1 / 0.5),
         0.5 * np.log(0.5 / 0.1) * 2,
@@ -211,7 +217,7 @@ def test_validation_scores_every_eeg_and_the_selection_subset() -> None:
     assert kl_all == pytest.approx(np.mean(per_eeg))
     assert kl_sel == pytest.approx(np.mean([per_eeg[0], per_eeg[2]]))
     with pytest.raises(ValueError, match="select_min_votes=20 leaves none of fold 0's 3"):
-        training.Validation.of(rows, prior, min_votes=20, fold=0)
+        Validation.of(rows, _VotesOnly(), prior, min_votes=20, fold=0)
 
 
 def test_a_bad_config_key_is_a_one_line_error(capsys) -> None:

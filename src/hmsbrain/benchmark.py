@@ -16,10 +16,12 @@ import librosa
 import numpy as np
 
 from hmsbrain.config import Config, load_config
+from hmsbrain.data.sources import open_dataset, resolve_data_dir
+from hmsbrain.dsp.mel import hop_length, mel_power
+from hmsbrain.dsp.parallel import map_batch
 from hmsbrain.hms.constants import CHAIN_NAMES, PAIRS_PER_CHAIN, SAMPLE_RATE
-from hmsbrain.hms.inputs import resolve_data_dir
 from hmsbrain.hms.layout import HMSData
-from hmsbrain.hms.preprocess import clean_montage, eeg_tiles, hop_length, map_batch, mel_power
+from hmsbrain.hms.preprocess import clean_montage, eeg_tiles
 
 MEL_RTOL = 1e-4
 DEMO_CONFIG = (
@@ -144,11 +146,11 @@ def bench_inference(
     import tensorflow as tf
 
     from hmsbrain.data.cache import open_cache
-    from hmsbrain.hms.inputs import model_inputs
-    from hmsbrain.inference.export import ONNX_FILE, export_model
-    from hmsbrain.inference.predict import fold_dirs
+    from hmsbrain.inference.export import export_model
     from hmsbrain.inference.runtimes import KerasRuntime, OnnxRuntime, cpu_count, unavailable_reason
+    from hmsbrain.models.inputs import cached_inputs
     from hmsbrain.models.registry import build_model
+    from hmsbrain.runs import ONNX_FILE, fold_dirs
 
     threads = threads or cpu_count()
     try:
@@ -159,14 +161,17 @@ def bench_inference(
     if run is not None:
         fold = fold_dirs(run)[0]
         cfg = load_config(fold / "config.yaml")
-    data = HMSData(resolve_data_dir(cfg), "test")
-    cache = open_cache(data, cfg, model_inputs(cfg.model))
+    data = open_dataset(cfg, "test")
+    cache = open_cache(data, cfg, cached_inputs(cfg))
     inputs = cache.batch(np.arange(n_eegs) % len(data))
     if run is not None:
         model = keras.saving.load_model(fold / "model.keras")
     else:
         shapes = {k: v.shape[1:] for k, v in inputs.items()}
-        model = build_model(cfg.model, shapes.get("image"), shapes.get("raw"))
+        model = build_model(
+            cfg.model, shapes.get("image"), shapes.get("raw"), len(data.classes),
+            cfg.preprocess.sample_rate / cfg.preprocess.raw_downsample,
+        )  # fmt: skip
     names = tuple(t.name.split(":")[0] for t in model.inputs)
     inputs = {k: inputs[k] for k in names}
     one = {k: v[:1] for k, v in inputs.items()}

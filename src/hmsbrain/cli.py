@@ -9,14 +9,16 @@ import sys
 from pathlib import Path
 
 from hmsbrain.config import ConfigError, describe, load_config
-from hmsbrain.hms.layout import DataError
+from hmsbrain.data.base import DataError
 from hmsbrain.training.folds import FoldError
 
 # TensorFlow's C++ INFO lines (CPU features, one graph-optimiser session per export) bury the
 # project's own output; TF_CPP_MIN_LOG_LEVEL=0 brings them back.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo_cpu.yaml"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+DEFAULT_CONFIG = CONFIGS / "demo_cpu.yaml"  # HMS data (the demo included)
+GENERIC_CONFIG = CONFIGS / "eeg_cpu.yaml"  # every other layout
 # Errors that are the user's input, not a bug: one line, no stack trace, exit code 2.
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, FoldError, FileNotFoundError)
 
@@ -36,14 +38,19 @@ def train_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fold", default="0", help="fold index, or 'all' (default 0)")
     parser.add_argument(
         "--backbone", default=None,
-        help="effnetv2, resnet50v2, mobilenetv3, densenet201 or wavenet (default: the config's)",
+        help="effnetv2, resnet50v2, mobilenetv3, densenet201 (image, + WaveNet), or wavenet, "
+        "eegnet, shallow, bandpower (raw signals) (default: the config's)",
     )  # fmt: skip
     parser.add_argument(
-        "--config", type=Path, default=DEFAULT_CONFIG,
-        help="YAML recipe (default: configs/demo_cpu.yaml, the CPU demo)",
+        "--config", type=Path, default=None,
+        help="YAML recipe (default: configs/demo_cpu.yaml for HMS data, configs/eeg_cpu.yaml "
+        "for any other layout)",
     )  # fmt: skip
-    parser.add_argument("--data-dir", default=None, help="Kaggle-layout data folder "
-                        "(default: the embedded demo dataset)")  # fmt: skip
+    parser.add_argument(
+        "--data-dir", default=None,
+        help="data folder (the Kaggle HMS layout or any layout of 'Your own EEG data'), or "
+        "demo:hms, demo:emotiv, demo:trials64, demo:mindwave (default: demo:hms)",
+    )  # fmt: skip
     parser.add_argument("--run-name", default=None, help="run folder (default: backbone name)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run")
@@ -59,11 +66,15 @@ def train_main(argv: list[str] | None = None) -> None:
     if args.run_name:
         overrides.append(f"train.run_name={args.run_name}")
     # Imported before the try: its except clause names these classes.
-    from hmsbrain.models.registry import WeightsError, backbone_names
+    from hmsbrain.data.sources import open_dataset
+    from hmsbrain.models.imagenet import WeightsError, backbone_names
+    from hmsbrain.runs import fold_dirs, run_root
     from hmsbrain.training.loop import RunConfigError, RunExistsError, train_fold
+    from hmsbrain.training.report import write_run_report
 
+    report = None
     try:
-        cfg = load_config(args.config, overrides)
+        cfg = load_config(args.config or default_config(args.data_dir), overrides)
         if cfg.model.backbone not in backbone_names():
             raise ConfigError(f"unknown backbone {cfg.model.backbone!r}; valid: {backbone_names()}")
         if args.fold == "all":
@@ -75,11 +86,55 @@ def train_main(argv: list[str] | None = None) -> None:
         summaries = [
             train_fold(cfg, k, resume=args.resume, overwrite=args.overwrite) for k in folds
         ]
+        run = run_root(cfg)
+        if len(fold_dirs(run)) == cfg.folds.n_folds:  # every fold done: the run's CV report
+            report = write_run_report(run, open_dataset(cfg, "train"))
+            print(f"report: {run / 'report.md'}")
     except (*USER_ERRORS, WeightsError, RunExistsError, RunConfigError) as exc:
         _fail(exc)
     if len(summaries) > 1:
-        for s in summaries:
-            print(f"fold {s['fold']}: CV {s['cv_kl']:.4f} (class prior {s['class_prior_kl']:.4f})")
+        print(cv_table(summaries))
+    if report is not None:
+        print(overall_line(report))
+
+
+def default_config(data_dir: str | None) -> Path:
+    """The CPU recipe for the data: the HMS demo recipe, or the generic EEG one."""
+    from hmsbrain.data.sources import is_hms_data
+
+    return DEFAULT_CONFIG if is_hms_data(data_dir or "") else GENERIC_CONFIG
+
+
+def cv_table(summaries: list[dict]) -> str:
+    """Per fold: the CV, the class prior and the band-power baseline on the same units."""
+    hard = summaries[0].get("hard", False)
+    lines = []
+    for s in summaries:
+        text = f"fold {s['fold']}: CV {s['cv_kl']:.4f} (class prior {s['class_prior_kl']:.4f}"
+        if "baseline" in s:
+            text += f", band-power baseline {s['baseline']['kl']:.4f}"
+        text += ")"
+        if hard:
+            text += f"  balanced accuracy {s['metrics']['balanced_accuracy']:.3f}"
+            if "baseline" in s:
+                text += f" (baseline {s['baseline']['balanced_accuracy']:.3f})"
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def overall_line(report: dict) -> str:
+    """The run's CV over every fold's OOF, beside the baseline and chance."""
+    model = report["model"]
+    text = f"all folds: KL {model['kl']:.4f} (class prior {report['class_prior']['kl']:.4f}"
+    if "baseline" in report:
+        text += f", band-power baseline {report['baseline']['kl']:.4f}"
+    text += ")"
+    if report["hard"]:
+        text += f"; balanced accuracy {model['balanced_accuracy']:.3f}"
+        if "baseline" in report:
+            text += f" (band-power baseline {report['baseline']['balanced_accuracy']:.3f})"
+        text += f", chance {model['chance_balanced_accuracy']:.3f}"
+    return text
 
 
 def predict_main(argv: list[str] | None = None) -> None:
@@ -139,7 +194,7 @@ def export_main(argv: list[str] | None = None) -> None:
                         "the data each run was trained on)")  # fmt: skip
     args = parser.parse_args(argv)
     from hmsbrain.inference.export import ExportError, export_fold
-    from hmsbrain.inference.predict import fold_dirs
+    from hmsbrain.runs import fold_dirs
 
     try:
         for run in args.runs:
@@ -200,29 +255,33 @@ def ensemble_main(argv: list[str] | None = None) -> None:
                         "sample_submission.csv the submission must match (default: the one "
                         "the runs predicted)")  # fmt: skip
     args = parser.parse_args(argv)
+    from hmsbrain.atomic import atomic_path
+    from hmsbrain.data.sources import is_hms_layout
     from hmsbrain.hms.submission import SubmissionError, write_submission
     from hmsbrain.inference.ensemble import (
         EnsembleError,
+        dataset_of,
         ensemble,
         load_run,
-        train_rows_of,
         write_report,
     )
     from hmsbrain.inference.predictions import PredictionError
 
     try:
         runs = [load_run(r) for r in args.runs]
-        result = ensemble(runs, train_rows_of(args.runs[0]))
+        result = ensemble(runs, dataset_of(args.runs[0]))
         for note in result.notes:
             print(f"note: {note}")
         print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        ten = "; cv_10plus: >= 10 votes" if "cv_10plus" in result.table else ""
         print(
-            f"cv: all OOF EEGs; cv_selected: EEGs with >= {result.select_min_votes} votes "
-            "(train.select_min_votes; the blend is fitted on these); cv_10plus: >= 10 votes"
+            "cv: KL (log loss for hard labels) on all OOF units; cv_selected: units with >= "
+            f"{result.select_min_votes} votes (train.select_min_votes; the blend is fitted on "
+            f"these){ten}"
         )
         print(
             f"blend CV {result.cv:.4f} nested (out of sample: fitted on the other folds) | "
-            f"{result.cv_in_sample:.4f} in-sample (fitted on the EEGs it is scored on; "
+            f"{result.cv_in_sample:.4f} in-sample (fitted on the units it is scored on; "
             f"optimistic) | best single run {result.best_single:.4f} | {result.method} blend, "
             f"TTA {'on' if result.tta else 'off'}"
         )
@@ -238,10 +297,14 @@ def ensemble_main(argv: list[str] | None = None) -> None:
         # The old report goes first: a crash before the new one is written leaves no report,
         # never one describing another submission (package.py ships what the report names).
         report.unlink(missing_ok=True)
-        write_submission(
-            result.submission, path,
-            Path(data_dir) / "test.csv", Path(data_dir) / "sample_submission.csv",
-        )  # fmt: skip
+        if is_hms_layout(Path(data_dir)):
+            write_submission(
+                result.submission, path,
+                Path(data_dir) / "test.csv", Path(data_dir) / "sample_submission.csv",
+            )  # fmt: skip
+        else:  # another dataset's blended test predictions: no competition format to match
+            with atomic_path(path) as tmp:
+                result.submission.to_csv(tmp, index=False)
         write_report(result, report, [str(r) for r in args.runs], path)
         print(f"wrote {path} ({len(result.submission)} rows) and {report}")
     except (*USER_ERRORS, SubmissionError, EnsembleError, PredictionError) as exc:

@@ -48,7 +48,14 @@ def _f(default: Any, help: str) -> Any:
 
 @dataclass
 class DataConfig:
-    data_dir: str = _f("", "Kaggle-layout data folder; empty means the embedded demo dataset.")
+    data_dir: str = _f(
+        "",
+        "Data folder (the Kaggle HMS layout, or any layout of 'Your own EEG data' in the "
+        "README), or demo:<name> (hms, emotiv, trials64, mindwave); empty means demo:hms.",
+    )
+    layout: str = _f(
+        "auto", "auto, hms, folders, recordings, arrays or table; dataset.yaml may name it."
+    )
     demo_dir: str = _f("data/demo", "Where the demo dataset is generated on first use.")
     demo_seed: int = _f(2024, "Seed of the demo dataset generator.")
     cache_dir: str = _f("outputs/cache", "Folder for folds and preprocessed inputs, per dataset.")
@@ -62,6 +69,26 @@ class FoldConfig:
 
 @dataclass
 class PreprocessConfig:
+    sample_rate: float = _f(
+        200.0, "Rate in Hz every signal is resampled to (polyphase) before anything else."
+    )
+    montage: str = _f(
+        "auto",
+        "double_banana (a 10-20 cap), identity or average (common average reference); auto: "
+        "double_banana for a clinical 10-20 recording, identity otherwise.",
+    )
+    standardize: bool = _f(
+        False,
+        "Standardise each raw-branch channel with the mean and std of the training folds "
+        "(a layer of the model, so export and prediction apply it too).",
+    )
+    max_image_groups: int = _f(
+        8, "Most spectrogram tiles in the image: channels are grouped by region beyond this."
+    )
+    window_seconds: float = _f(
+        0.0, "Sliding-window length for prediction on unlabelled recordings; 0: the epochs'."
+    )
+    stride_seconds: float = _f(0.0, "Sliding-window stride; 0: half the window.")
     bandpass_low: float = _f(0.5, "Band-pass lower edge in Hz (zero-phase Butterworth).")
     bandpass_high: float = _f(20.0, "Band-pass upper edge in Hz.")
     filter_order: int = _f(4, "Butterworth order of the band-pass (doubled by filtfilt).")
@@ -98,6 +125,21 @@ class ModelConfig:
     bn_momentum: float = _f(
         0.0, "If > 0, BatchNorm momentum of every layer (lower suits short from-scratch runs)."
     )
+    eegnet_f1: int = _f(8, "EEGNet: temporal filters.")
+    eegnet_d: int = _f(2, "EEGNet: spatial filters per temporal filter (depth multiplier).")
+    eegnet_f2: int = _f(16, "EEGNet: pointwise filters of the separable convolution.")
+    eegnet_kernel_seconds: float = _f(0.5, "EEGNet: temporal kernel length in seconds.")
+    eegnet_dropout: float = _f(0.25, "EEGNet: dropout after each block.")
+    shallow_filters: int = _f(40, "ShallowConvNet: temporal and spatial filters.")
+    shallow_kernel_seconds: float = _f(0.1, "ShallowConvNet: temporal kernel in seconds.")
+    shallow_pool_seconds: float = _f(0.3, "ShallowConvNet: mean-pooling window in seconds.")
+    shallow_stride_seconds: float = _f(0.06, "ShallowConvNet: pooling stride in seconds.")
+    shallow_dropout: float = _f(0.5, "ShallowConvNet: dropout before the classifier.")
+    bandpower_bands: list[float] = _f(  # noqa: RUF009
+        [1.0, 4.0, 8.0, 13.0, 20.0, 30.0, 45.0],
+        "Band-power baseline: band edges in Hz (bands above the Nyquist rate are dropped).",
+    )
+    bandpower_c: float = _f(1.0, "Band-power baseline: inverse L2 strength of the classifier.")
 
 
 @dataclass
@@ -125,6 +167,19 @@ class TrainConfig:
         True,
         "Hemisphere-swap TTA for validation, OOF and test predictions alike (one setting, so "
         "blend weights are fitted on the kind of prediction that is submitted).",
+    )
+    loss: str = _f("auto", "auto (KL for soft labels, cross-entropy for hard ones), kl or ce.")
+    label_smoothing: float = _f(0.0, "Label smoothing of hard-label cross-entropy.")
+    class_weights: str = _f(
+        "none", "none or balanced: weight hard-label samples by inverse class frequency."
+    )
+    select_metric: str = _f(
+        "auto",
+        "What picks the best epoch: kl (log loss) or balanced_accuracy; auto: kl for soft "
+        "labels, balanced_accuracy for hard ones.",
+    )
+    baseline: bool = _f(
+        True, "Fit the band-power baseline in the same folds and report it beside the CV."
     )
     select_min_votes: int = _f(
         0,

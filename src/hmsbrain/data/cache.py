@@ -5,11 +5,12 @@ rows, so memory does not grow with the dataset. Only the inputs the model reads 
 (``image``, ``raw`` or both), and only the files they need are opened.
 
 The cache folder's name is a hash of everything the inputs depend on: the preprocessing code
-version, the preprocessing config, the inputs asked for, the split, its table file and the size
-and modification time of every EEG and spectrogram file it reads. A fix to preprocessing, a
-changed recipe or a replaced file therefore never reuses stale inputs. Each build happens in a
-uniquely named temporary folder renamed into place at the end, so an interrupted build is never
-mistaken for a complete one and two processes building at once never delete each other's work.
+version, the preprocessing config, the inputs asked for, the split, and the size and
+modification time of every file it reads (tables, recordings, spectrograms). A fix to
+preprocessing, a changed recipe or a replaced file therefore never reuses stale inputs. Each
+build happens in a uniquely named temporary folder renamed into place at the end, so an
+interrupted build is never mistaken for a complete one and two processes building at once never
+delete each other's work.
 
 With ``fallback``, a row whose files cannot be read or preprocessed (missing, corrupt, too
 short...) does not stop the build: its inputs are zeros, and the reason is kept in the cache's
@@ -31,18 +32,10 @@ from tqdm import tqdm
 
 from hmsbrain.atomic import atomic_dir, write_json
 from hmsbrain.config import Config
-from hmsbrain.hms.constants import (
-    CHAIN_NAMES,
-    EEG_COLUMNS,
-    EEG_WINDOW_SAMPLES,
-    SPEC_BINS_PER_CHAIN,
-    SPEC_WINDOW_ROWS,
-    TEST_CSV,
-    TRAIN_CSV,
-)
-from hmsbrain.hms.layout import DataError, HMSData
-from hmsbrain.hms.inputs import Batch, row_inputs, uses_spectrogram, window_inputs
-from hmsbrain.hms.preprocess import PREPROCESS_VERSION
+from hmsbrain.data.base import DataError
+from hmsbrain.data.dataset import Dataset
+from hmsbrain.dsp.pipeline import PREPROCESS_VERSION
+from hmsbrain.models.inputs import Batch
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +43,7 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass
 class InputCache:
     """Memory-mapped inputs of every row of one split: ``image (N, H, W)`` and/or
-    ``raw (N, T, 16)``; ``failed`` maps rows that could not be read to the reason."""
+    ``raw (N, T, channels)``; ``failed`` maps rows that could not be read to the reason."""
 
     root: Path
     arrays: dict[str, np.ndarray]
@@ -79,21 +72,18 @@ def _file_stat(path: Path) -> tuple[int, int] | None:
     return stat.st_size, stat.st_mtime_ns
 
 
-def cache_key(data: HMSData, cfg: Config, names: Sequence[str]) -> str:
+def cache_key(data: Dataset, cfg: Config, names: Sequence[str]) -> str:
     """Hash of everything the inputs ``names`` of ``data`` depend on (see the module doc)."""
-    table = data.root / (TRAIN_CSV if data.split == "train" else TEST_CSV)
-    files = [data.eeg_path(i) for i in data.rows["eeg_id"].unique()]
-    if uses_spectrogram(cfg.preprocess, names):
-        files += [data.spectrogram_path(i) for i in data.rows["spectrogram_id"].unique()]
     digest = hashlib.sha1()
-    for path in files:
+    for path in data.input_files(names):
         digest.update(f"{path.name}:{_file_stat(path)};".encode())
     payload = {
         "version": PREPROCESS_VERSION,
+        "source": type(data).__name__,
         "root": str(data.root.resolve()),
-        "table": _file_stat(table),
         "files": digest.hexdigest(),
         "split": data.split,
+        "rows": len(data),
         "inputs": list(names),
         "preprocess": dataclasses.asdict(cfg.preprocess),
     }
@@ -101,7 +91,7 @@ def cache_key(data: HMSData, cfg: Config, names: Sequence[str]) -> str:
 
 
 def open_cache(
-    data: HMSData, cfg: Config, names: Sequence[str], batch_size: int = 64, fallback: bool = False
+    data: Dataset, cfg: Config, names: Sequence[str], batch_size: int = 64, fallback: bool = False
 ) -> InputCache:
     """The cache of inputs ``names`` of ``data`` under ``cfg.data.cache_dir``, built on first use.
 
@@ -109,7 +99,7 @@ def open_cache(
     root = Path(cfg.data.cache_dir) / f"inputs-{data.split}-{cache_key(data, cfg, names)}"
     if not (root / "meta.json").is_file():
         with atomic_dir(root) as tmp:
-            _build(data, cfg, names, tmp, batch_size, fallback)
+            _build(data, names, tmp, batch_size, fallback)
     meta = json.loads((root / "meta.json").read_text())
     failed = {int(k): v for k, v in meta.get("failed", {}).items()}
     if failed and not fallback:
@@ -120,12 +110,12 @@ def open_cache(
 
 
 def _rows_or_failures(
-    data: HMSData, rows: np.ndarray, cfg: Config, names: Sequence[str], fallback: bool
+    data: Dataset, rows: np.ndarray, names: Sequence[str], fallback: bool
 ) -> tuple[Batch | None, dict[int, str]]:
     """The inputs of ``rows``; with ``fallback``, rows that fail are retried one by one and the
     failing ones come back as reasons (their inputs zero)."""
     try:
-        return row_inputs(data, rows, cfg.preprocess, names), {}
+        return data.inputs(rows, names), {}
     except Exception:
         if not fallback:
             raise
@@ -133,12 +123,12 @@ def _rows_or_failures(
     parts: dict[int, Batch] = {}
     for row in rows:
         try:
-            parts[int(row)] = row_inputs(data, [row], cfg.preprocess, names)
+            parts[int(row)] = data.inputs([row], names)
         except Exception as exc:  # fallback mode: whatever stops one EEG must not stop all
             message = str(exc)
             if not isinstance(exc, DataError):  # DataError names its file already
-                eeg = data.eeg_path(data.rows["eeg_id"].iloc[row])
-                message = f"{eeg}: {type(exc).__name__}: {exc}"
+                unit = data.rows[data.id_column].iloc[row]
+                message = f"{data.source(unit)}: {type(exc).__name__}: {exc}"
             failed[int(row)] = message
             log.warning("row %d of %s cannot be used: %s", row, data.split, message)
     if not parts:
@@ -152,32 +142,24 @@ def _rows_or_failures(
     return Batch(image=stacked.get("image"), raw=stacked.get("raw")), failed
 
 
-def _input_shapes(cfg: Config, names: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """Stored shape of one row of each input, from a blank window: known before any file is
-    read, so a split whose every EEG fails (a one-EEG Kaggle test set) still gets a cache."""
-    blank = window_inputs(
-        np.zeros((1, EEG_WINDOW_SAMPLES, len(EEG_COLUMNS)), np.float32),
-        [np.zeros((SPEC_WINDOW_ROWS, len(CHAIN_NAMES) * SPEC_BINS_PER_CHAIN), np.float32)],
-        cfg.preprocess, names,
-    ).as_dict()  # fmt: skip
-    # The image's three channels are identical: one is stored.
-    return {k: v.shape[1:3] if k == "image" else v.shape[1:] for k, v in blank.items()}
-
-
-def _build(
-    data: HMSData, cfg: Config, names: Sequence[str], tmp: Path, batch_size: int, fallback: bool
-) -> None:
+def _build(data: Dataset, names: Sequence[str], tmp: Path, batch_size: int, fallback: bool) -> None:
+    # Shapes come from a blank window, before any file is read: a split whose every row fails
+    # (a one-EEG Kaggle test set) still gets a cache, and the fallback takes over.
+    blank = data.blank_inputs(names).as_dict()
+    # The image's three channels are identical: one is stored. New files are zero-filled: the
+    # inputs of failed rows.
+    shapes = {k: v.shape[1:3] if k == "image" else v.shape[1:] for k, v in blank.items()}
     arrays = {
         name: np.lib.format.open_memmap(tmp / f"{name}.npy", "w+", np.float16, (len(data), *shape))
-        for name, shape in _input_shapes(cfg, names).items()
-    }  # new files are zero-filled: the inputs of failed rows
+        for name, shape in shapes.items()
+    }
     failed: dict[int, str] = {}
     # As a context manager the bar ends its line even when a row fails, so the error that
     # follows starts a line of its own.
     with tqdm(total=len(data), desc=f"preprocessing {data.split} inputs", unit="window") as bar:
         for start in range(0, len(data), batch_size):
             rows = np.arange(start, min(start + batch_size, len(data)))
-            batch, bad = _rows_or_failures(data, rows, cfg, names, fallback)
+            batch, bad = _rows_or_failures(data, rows, names, fallback)
             failed.update(bad)
             bar.update(len(rows))
             if batch is not None:

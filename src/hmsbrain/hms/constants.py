@@ -64,9 +64,6 @@ VOTE_COLUMNS: tuple[str, ...] = tuple(f"{c}_vote" for c in CLASSES)
 N_CLASSES = len(CLASSES)
 EXPERT_CONSENSUS: tuple[str, ...] = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 
-# Competition metric: the submission is clipped to [EPS, 1 - EPS].
-METRIC_EPSILON = 1e-15
-
 # File names of the Kaggle layout.
 TRAIN_CSV = "train.csv"
 TEST_CSV = "test.csv"
@@ -76,9 +73,3 @@ TRAIN_CSV_COLUMNS: tuple[str, ...] = (
     "spectrogram_label_offset_seconds", "patient_id", *VOTE_COLUMNS,
 )  # fmt: skip
 TEST_CSV_COLUMNS: tuple[str, ...] = ("spectrogram_id", "eeg_id", "patient_id")
-
-# A trained fold's files: the Keras model, and its ONNX export (written by export.py).
-KERAS_FILE = "model.keras"
-ONNX_FILE = "model.onnx"
-EXPORT_REPORT = "export.json"  # the export's parity figures
-PARITY_INPUTS = "parity.npz"  # the preprocessed windows the export was checked on

@@ -28,10 +28,11 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.atomic import write_json
-from hmsbrain.hms.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS, VOTE_COLUMNS
+from hmsbrain.hms.constants import VOTE_COLUMNS
 from hmsbrain.hms.submission import write_submission
 from hmsbrain.inference.ensemble import blend_frames
-from hmsbrain.inference.predict import fold_dirs, predict_run
+from hmsbrain.inference.predict import predict_run
+from hmsbrain.runs import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS, fold_dirs
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hmsbrain.data.base import DataError
 from hmsbrain.hms.constants import (
     CHAIN_NAMES,
     EEG_COLUMNS,
@@ -46,10 +47,6 @@ SPLITS = ("train", "test")
 NAN_HEAVY_SHARE = 0.5
 
 log = logging.getLogger(__name__)
-
-
-class DataError(ValueError):
-    """Input data that cannot be used as it is; the message names the file and the problem."""
 
 
 # --- CSV files -----------------------------------------------------------------------------------

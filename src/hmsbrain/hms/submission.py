@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.atomic import atomic_path
+from hmsbrain.hms.constants import VOTE_COLUMNS
 from hmsbrain.hms.layout import read_sample_submission, read_test_csv
+from hmsbrain.training.metrics import kl_score
 
 SUM_TOLERANCE = 1e-6
 
@@ -69,3 +71,23 @@ def write_submission(
     with atomic_path(path) as tmp:
         sub.to_csv(tmp, index=False)
     return path
+
+
+def score(
+    solution: pd.DataFrame, submission: pd.DataFrame, row_id_column_name: str = "eeg_id"
+) -> float:
+    """Kaggle's signature: frames keyed by ``row_id_column_name`` with the six vote columns.
+
+    Rows are matched by id, so the submission's row order does not matter; a missing or extra id
+    is an error rather than a silently shifted score.
+    """
+    sol = solution.set_index(row_id_column_name)
+    sub = submission.set_index(row_id_column_name)
+    missing = sol.index.difference(sub.index)
+    extra = sub.index.difference(sol.index)
+    if len(missing) or len(extra):
+        raise ValueError(
+            f"submission ids differ from the solution: {len(missing)} missing, {len(extra)} extra"
+        )
+    cols = list(VOTE_COLUMNS)
+    return kl_score(sol[cols].to_numpy(), sub.loc[sol.index, cols].to_numpy())

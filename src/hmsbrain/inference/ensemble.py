@@ -1,17 +1,20 @@
 """Blending runs from their OOF and test files alone (no model is ever loaded).
 
-Weights are non-negative and sum to one, chosen to minimise the official KL on the OOF EEGs
-that every run covers and that the runs' selection subset keeps (``train.select_min_votes``:
-all EEGs, or those with at least N votes); blending is tried on probabilities (weighted mean)
-and in log space (weighted geometric mean, renormalised), and the better of the two is kept.
+Weights are non-negative and sum to one, chosen to minimise the official KL (the log loss, for
+hard labels) on the OOF units that every run covers and that the runs' selection subset keeps
+(``train.select_min_votes``: all units, or those with at least N votes); blending is tried on
+probabilities (weighted mean) and in log space (weighted geometric mean, renormalised), and the
+better of the two is kept.
 
 The blend's CV is scored out of sample, by nested cross-validation over the folds the OOF files
-record: for each fold, weights and method are fitted on the other folds' EEGs and scored on the
-held-out one. The in-sample figure (fitted and scored on the same EEGs, which flatters the blend
-more the more runs it has) is reported beside it, named as such, and never as the CV.
+record: for each fold, weights and method are fitted on the other folds' units and scored on
+the held-out one. The in-sample figure (fitted and scored on the same units, which flatters the
+blend more the more runs it has) is reported beside it, named as such, and never as the CV.
 
 Runs are blended only when they were predicted the same way: OOF and test with the same TTA
-setting (inside each run and across runs) and the same selection subset.
+setting (inside each run and across runs), the same selection subset, the same classes and the
+same folds. Every table also shows the band-power baseline of the first run, fitted in the same
+folds.
 """
 
 from __future__ import annotations
@@ -26,15 +29,16 @@ import pandas as pd
 import scipy.optimize
 
 from hmsbrain.atomic import write_json
-from hmsbrain.hms.constants import METRIC_EPSILON, VOTE_COLUMNS
-from hmsbrain.hms.inputs import resolve_data_dir
-from hmsbrain.hms.layout import HMSData
-from hmsbrain.inference.predict import fold_dirs, run_config
-from hmsbrain.inference.predictions import read_predictions
-from hmsbrain.training.metrics import eeg_targets, eeg_vote_counts, kl_score
+from hmsbrain.data.dataset import Dataset
+from hmsbrain.data.sources import open_dataset
+from hmsbrain.inference.predictions import probability_columns, read_predictions
+from hmsbrain.runs import BASELINE_OOF_FILE, OOF_FILE, fold_dirs, run_config
+from hmsbrain.training.metrics import METRIC_EPSILON, classification_metrics, kl_score
 
-HIGH_VOTES = 10  # the "high-quality" rows top teams report CV on
+HIGH_VOTES = 10  # the "high-quality" units top HMS teams report CV on
 METHODS = ("linear", "log")
+# Classification figures shown in the table for hard labels.
+TABLE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc")
 
 
 class EnsembleError(ValueError):
@@ -44,24 +48,43 @@ class EnsembleError(ValueError):
 @dataclass
 class RunPredictions:
     name: str
-    oof: pd.DataFrame  # eeg_id, fold, votes; one row per EEG
+    oof: pd.DataFrame  # id, fold, classes; one row per unit
     test: pd.DataFrame | None
     tta: bool = True
     select_min_votes: int = 0
     test_info: dict = field(default_factory=dict)  # the test file's metadata
+    baseline: pd.DataFrame | None = None  # the band-power baseline's OOF, same folds
+
+    @property
+    def id_column(self) -> str:
+        return str(self.oof.columns[0])
+
+    @property
+    def classes(self) -> list[str]:
+        return probability_columns(self.oof)
+
+
+def _concat_oof(run: Path, name: str) -> tuple[pd.DataFrame, list[dict]] | None:
+    paths = [f / name for f in fold_dirs(run)]
+    if not all(p.is_file() for p in paths):
+        return None
+    parts = [read_predictions(p) for p in paths]
+    frame = pd.concat([p.frame for p in parts], ignore_index=True)
+    id_column = frame.columns[0]
+    if frame[id_column].duplicated().any():
+        raise EnsembleError(f"{run}: a {id_column} appears in the {name} of two folds")
+    return frame.sort_values(id_column, ignore_index=True), [p.meta for p in parts]
 
 
 def load_run(run: str | Path) -> RunPredictions:
     """A run's OOF (every fold) and test predictions, checked to be predicted the same way."""
     run = Path(run)
-    parts = [read_predictions(f / "oof.parquet") for f in fold_dirs(run)]
-    oof = pd.concat([p.frame for p in parts], ignore_index=True).sort_values(
-        "eeg_id", ignore_index=True
-    )
-    if oof["eeg_id"].duplicated().any():
-        raise EnsembleError(f"{run}: an eeg_id appears in the OOF of two folds")
+    found = _concat_oof(run, OOF_FILE)
+    if found is None:
+        raise FileNotFoundError(f"{run}: a fold has no {OOF_FILE}; finish training it")
+    oof, metas = found
     # OOF files written before the setting was recorded were predicted without TTA.
-    oof_tta = {bool(p.meta.get("tta", False)) for p in parts}
+    oof_tta = {bool(m.get("tta", False)) for m in metas}
     if len(oof_tta) > 1:
         raise EnsembleError(f"{run}: its folds' OOF files mix TTA on and off; retrain them alike")
     tta = oof_tta.pop()
@@ -81,9 +104,12 @@ def load_run(run: str | Path) -> RunPredictions:
                 f"{_on(info['tta'])}; blend weights fitted on one would be applied to the other. "
                 f"Re-run `python src/predict.py {run}` (it uses the run's train.tta)"
             )
-        test = predicted.frame.sort_values("eeg_id", ignore_index=True)
+        test = predicted.frame.sort_values(predicted.frame.columns[0], ignore_index=True)
+    baseline = _concat_oof(run, BASELINE_OOF_FILE)
     select = run_config(run).train.select_min_votes
-    return RunPredictions(run.name, oof, test, tta, select, info)
+    return RunPredictions(
+        run.name, oof, test, tta, select, info, None if baseline is None else baseline[0]
+    )
 
 
 def _on(flag: bool) -> str:
@@ -103,18 +129,19 @@ def blend(preds: list[np.ndarray], weights: np.ndarray, method: str) -> np.ndarr
 def blend_frames(
     frames: list[pd.DataFrame], names: list[str], weights: np.ndarray, method: str
 ) -> pd.DataFrame:
-    """Blend per-run prediction frames (``eeg_id`` + vote columns) that cover the same EEGs;
+    """Blend per-run prediction frames (id + class columns) that cover the same units;
     ensemble.py and the Kaggle kernel both blend test predictions through this."""
-    frames = [f.sort_values("eeg_id", ignore_index=True) for f in frames]
-    ids = frames[0]["eeg_id"].to_numpy()
+    id_column = frames[0].columns[0]
+    classes = probability_columns(frames[0])
+    frames = [f.sort_values(id_column, ignore_index=True) for f in frames]
+    ids = frames[0][id_column].to_numpy()
     for name, frame in zip(names[1:], frames[1:], strict=True):
-        if not np.array_equal(frame["eeg_id"].to_numpy(), ids):
-            raise EnsembleError(f"{name}: predicts other EEGs than {names[0]}")
+        if not np.array_equal(frame[id_column].to_numpy(), ids):
+            raise EnsembleError(f"{name}: predicts other units than {names[0]}")
     out = pd.DataFrame(
-        blend([f[list(VOTE_COLUMNS)].to_numpy() for f in frames], weights, method),
-        columns=list(VOTE_COLUMNS),
+        blend([f[classes].to_numpy() for f in frames], weights, method), columns=classes
     )
-    out.insert(0, "eeg_id", ids)
+    out.insert(0, id_column, ids)
     return out
 
 
@@ -130,7 +157,7 @@ def fit_weights(preds: list[np.ndarray], target: np.ndarray, method: str) -> np.
     )  # fmt: skip
     if not result.success:
         raise EnsembleError(
-            f"fitting {method} blend weights on {len(target)} EEGs failed: {result.message}"
+            f"fitting {method} blend weights on {len(target)} units failed: {result.message}"
         )
     weights = np.clip(result.x, 0.0, None)
     return weights / weights.sum()
@@ -154,7 +181,7 @@ def nested_blend(
         held = folds == k
         train = ~held & fit_rows
         if not train.any():
-            raise EnsembleError(f"no EEG outside fold {k} to fit the blend on")
+            raise EnsembleError(f"no unit outside fold {k} to fit the blend on")
         method, weights = fit_blend([p[train] for p in preds], target[train])
         out[held] = blend([p[held] for p in preds], weights, method)
     return out
@@ -162,79 +189,101 @@ def nested_blend(
 
 @dataclass
 class EnsembleResult:
-    table: pd.DataFrame  # per run and for the blend: EEGs, CV (all / selected / >= 10), weight
+    table: pd.DataFrame  # per run, the baseline and the blend: units, CV figures, weight
     method: str
     weights: dict[str, float]
-    cv: float  # nested (out of sample), all common EEGs; NaN where it cannot be formed
+    cv: float  # nested (out of sample), all common units; NaN where it cannot be formed
     cv_selected: float  # nested, on the selection subset
-    cv_in_sample: float  # fitted and scored on the same EEGs: optimistic, for comparison only
+    cv_in_sample: float  # fitted and scored on the same units: optimistic, for comparison only
     best_single: float
     select_min_votes: int
     tta: bool
-    class_prior: np.ndarray  # mean EEG-level target of the train rows: the fallback prediction
+    class_prior: np.ndarray  # mean unit target of the train rows: the fallback prediction
     submission: pd.DataFrame | None
     notes: list[str]
-    fallback: dict[int, str] = field(default_factory=dict)  # test eeg_id -> why
+    fallback: dict[object, str] = field(default_factory=dict)  # test unit id -> why
+    metrics: dict[str, object] = field(default_factory=dict)  # nested blend, hard labels
 
 
 def _common_folds(runs: list[RunPredictions], ids: np.ndarray) -> np.ndarray:
-    """The fold of each common EEG, which every run must agree on (one split for all)."""
-    folds = [r.oof.set_index("eeg_id").loc[ids, "fold"].to_numpy() for r in runs]
+    """The fold of each common unit, which every run must agree on (one split for all)."""
+    folds = [r.oof.set_index(r.id_column).loc[ids, "fold"].to_numpy() for r in runs]
     for r, f in zip(runs[1:], folds[1:], strict=True):
         if not np.array_equal(f, folds[0]):
             raise EnsembleError(
-                f"{r.name} and {runs[0].name} put the same EEGs in different folds; blending "
-                "them would score EEGs that a run trained on. Train every run on the same split"
+                f"{r.name} and {runs[0].name} put the same units in different folds; blending "
+                "them would score units that a run trained on. Train every run on the same split"
             )
     return folds[0]
 
 
 def _one(values: list, what: str, runs: list[RunPredictions]) -> object:
-    if len(set(values)) > 1:
+    if len({str(v) for v in values}) > 1:
         listed = ", ".join(f"{r.name}: {v}" for r, v in zip(runs, values, strict=True))
         raise EnsembleError(f"the runs differ in {what} ({listed}); blend runs made alike")
     return values[0]
 
 
-def ensemble(runs: list[RunPredictions], train_rows: pd.DataFrame) -> EnsembleResult:
-    """Score every run on its OOF, fit blend weights on the common EEGs, score the blend by
-    nested CV, blend the test files."""
+@dataclass
+class _Truth:
+    """Targets and subsets of the units being scored."""
+
+    targets: pd.DataFrame  # unit targets of the whole training data, indexed by unit id
+    votes: pd.Series
+    select: int
+    classes: list[str]
+    hard: bool
+
+    def scores(self, ids: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+        t = self.targets.loc[ids].to_numpy()
+        votes = self.votes.loc[ids].to_numpy()
+        s, h = votes >= self.select, votes >= HIGH_VOTES
+        out = {
+            "cv": kl_score(t, pred), "cv_selected": kl_score(t[s], pred[s]) if s.any() else np.nan,
+        }  # fmt: skip
+        if not self.hard:
+            out["cv_10plus"] = kl_score(t[h], pred[h]) if h.any() else np.nan
+        else:
+            found = classification_metrics(t, pred, tuple(self.classes))
+            out.update({k: found.get(k, np.nan) for k in TABLE_METRICS})
+        return out
+
+
+def ensemble(runs: list[RunPredictions], data: Dataset) -> EnsembleResult:
+    """Score every run on its OOF, fit blend weights on the common units, score the blend by
+    nested CV, blend the test files. ``data`` is the labelled data the runs were trained on."""
     tta = bool(_one([r.tta for r in runs], "TTA (train.tta)", runs))
     select = int(_one([r.select_min_votes for r in runs], "train.select_min_votes", runs))
+    classes = list(_one([r.classes for r in runs], "classes", runs))  # type: ignore[call-overload]
     notes = []
-    common = set(runs[0].oof["eeg_id"])
+    id_column = runs[0].id_column
+    common = set(runs[0].oof[id_column])
     for r in runs[1:]:
-        common &= set(r.oof["eeg_id"])
-    if any(set(r.oof["eeg_id"]) != common for r in runs):
+        common &= set(r.oof[id_column])
+    if any(set(r.oof[id_column]) != common for r in runs):
         sizes = ", ".join(f"{r.name}: {len(r.oof)}" for r in runs)
-        notes.append(f"runs cover different OOF EEGs ({sizes}); blending on the {len(common)} "
-                     "EEGs they share")  # fmt: skip
+        notes.append(f"runs cover different OOF units ({sizes}); blending on the {len(common)} "
+                     "they share")  # fmt: skip
     ids = np.array(sorted(common))
-    all_targets = eeg_targets(train_rows)
-    votes = eeg_vote_counts(train_rows)
-    targets = all_targets.loc[ids].to_numpy()
-    selected = (votes.loc[ids] >= select).to_numpy()
-    high = (votes.loc[ids] >= HIGH_VOTES).to_numpy()
+    truth = _Truth(data.unit_targets(data.rows), data.unit_votes(data.rows), select, classes,
+                   data.hard)  # fmt: skip
+    targets = truth.targets.loc[ids].to_numpy()
+    selected = (truth.votes.loc[ids] >= select).to_numpy()
     folds = _common_folds(runs, ids)
-    preds = [r.oof.set_index("eeg_id").loc[ids, list(VOTE_COLUMNS)].to_numpy() for r in runs]
-
-    def scores(p: np.ndarray, own: pd.Index | None = None) -> dict[str, float]:
-        t, s, h = targets, selected, high
-        if own is not None:
-            t = all_targets.loc[own].to_numpy()
-            s, h = (votes.loc[own] >= select).to_numpy(), (votes.loc[own] >= HIGH_VOTES).to_numpy()
-        return {
-            "cv": kl_score(t, p), "cv_selected": kl_score(t[s], p[s]) if s.any() else np.nan,
-            "cv_10plus": kl_score(t[h], p[h]) if h.any() else np.nan,
-        }  # fmt: skip
+    preds = [r.oof.set_index(id_column).loc[ids, classes].to_numpy() for r in runs]
 
     rows = []
-    for r in runs:  # each run over all its own OOF EEGs
-        own = r.oof.set_index("eeg_id")
-        rows.append({"run": r.name, "eegs": len(own),
-                     **scores(own[list(VOTE_COLUMNS)].to_numpy(), own.index)})  # fmt: skip
+    for r in runs:  # each run over all its own OOF units
+        own = r.oof.set_index(id_column)
+        rows.append({"run": r.name, "units": len(own),
+                     **truth.scores(own.index.to_numpy(), own[classes].to_numpy())})  # fmt: skip
+    baseline = next((r for r in runs if r.baseline is not None), None)
+    if baseline is not None:
+        own = baseline.baseline.set_index(id_column)  # type: ignore[union-attr]
+        rows.append({"run": f"band-power baseline ({baseline.name}'s folds)", "units": len(own),
+                     **truth.scores(own.index.to_numpy(), own[classes].to_numpy())})  # fmt: skip
     method, weights = fit_blend([p[selected] for p in preds], targets[selected])
-    in_sample = scores(blend(preds, weights, method))
+    in_sample = truth.scores(ids, blend(preds, weights, method))
     if len(runs) == 1:
         nested = dict(in_sample)  # nothing is fitted to a single run
     elif len(np.unique(folds)) < 2:
@@ -242,26 +291,26 @@ def ensemble(runs: list[RunPredictions], train_rows: pd.DataFrame) -> EnsembleRe
         notes.append("the OOF covers one fold: the blend cannot be scored out of sample (nested "
                      "CV needs at least 2 folds); its CV is unknown")  # fmt: skip
     else:
-        nested = scores(nested_blend(preds, targets, folds, selected))
-    single = min(scores(p)["cv"] for p in preds)
+        nested = truth.scores(ids, nested_blend(preds, targets, folds, selected))
+    single = min(truth.scores(ids, p)["cv"] for p in preds)
     table = pd.DataFrame(rows)
-    table["weight"] = weights
-    table.loc[len(table)] = {"run": f"blend ({method}), nested CV", "eegs": len(ids), **nested,
-                             "weight": weights.sum()}  # fmt: skip
-    table.loc[len(table)] = {"run": f"blend ({method}), in-sample", "eegs": len(ids),
-                             **in_sample, "weight": weights.sum()}  # fmt: skip
-    prior = all_targets.mean(axis=0).to_numpy()
+    table["weight"] = [*weights, *([np.nan] if baseline is not None else [])]
+    for label, figures in (("nested CV", nested), ("in-sample", in_sample)):
+        table.loc[len(table)] = {"run": f"blend ({method}), {label}", "units": len(ids),
+                                 **figures, "weight": weights.sum()}  # fmt: skip
+    prior = truth.targets.mean(axis=0).to_numpy()
     submission, fallback = None, {}
     if all(r.test is not None for r in runs):
         names = [f"{r.name}/test.parquet" for r in runs]
         submission = blend_frames([r.test for r in runs], names, weights, method)
         for r in runs:
-            fallback.update({int(k): v for k, v in r.test_info.get("fallback", {}).items()})
+            fallback.update(r.test_info.get("fallback", {}))
         if fallback:
-            # An EEG some run could not read gets the ensemble's class prior, not a blend of
+            # A unit some run could not read gets the ensemble's class prior, not a blend of
             # one run's guess with another's prior.
-            submission.loc[submission["eeg_id"].isin(list(fallback)), list(VOTE_COLUMNS)] = prior
-            notes.append(f"{len(fallback)} test EEGs could not be read and get the class prior: "
+            keys = submission[id_column].astype(str).isin(list(fallback))
+            submission.loc[keys, classes] = prior
+            notes.append(f"{len(fallback)} test units could not be read and get the class prior: "
                          f"{sorted(fallback)[:10]}")  # fmt: skip
     else:
         notes.append("some runs have no test.parquet (run predict.py): no submission written")
@@ -269,12 +318,13 @@ def ensemble(runs: list[RunPredictions], train_rows: pd.DataFrame) -> EnsembleRe
         table, method, dict(zip([r.name for r in runs], weights.tolist(), strict=True)),
         nested["cv"], nested["cv_selected"], in_sample["cv"], single, select, tta, prior,
         submission, notes, fallback,
+        {k: nested[k] for k in TABLE_METRICS if k in nested},
     )  # fmt: skip
 
 
-def train_rows_of(run: str | Path) -> pd.DataFrame:
-    """The labelled rows a run was trained on (its config's data folder)."""
-    return HMSData(resolve_data_dir(run_config(run)), "train").rows
+def dataset_of(run: str | Path) -> Dataset:
+    """The labelled data a run was trained on (its config's data folder)."""
+    return open_dataset(run_config(run), "train")
 
 
 def write_report(
@@ -286,6 +336,7 @@ def write_report(
         "method": result.method, "weights": result.weights,
         "blend_cv": _finite(result.cv), "blend_cv_selected": _finite(result.cv_selected),
         "blend_cv_in_sample": result.cv_in_sample, "best_single_cv": result.best_single,
+        "blend_metrics": {k: _finite(v) for k, v in result.metrics.items()},
         "select_min_votes": result.select_min_votes, "tta": result.tta,
         "class_prior": result.class_prior.tolist(),
         "fallback": {str(k): v for k, v in result.fallback.items()},
@@ -298,5 +349,5 @@ def write_report(
     write_json(path, report)
 
 
-def _finite(value: float) -> float | None:
-    return None if np.isnan(value) else value
+def _finite(value: object) -> object:
+    return None if isinstance(value, float) and np.isnan(value) else value

@@ -19,10 +19,10 @@ import numpy as np
 from hmsbrain.atomic import atomic_path, write_json
 from hmsbrain.config import Config, load_config
 from hmsbrain.data.cache import open_cache
-from hmsbrain.hms.constants import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS
-from hmsbrain.hms.inputs import model_inputs, resolve_data_dir
-from hmsbrain.hms.layout import HMSData
+from hmsbrain.data.sources import open_dataset
 from hmsbrain.inference.runtimes import save_parity_inputs
+from hmsbrain.models.inputs import cached_inputs
+from hmsbrain.runs import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS
 
 OPSET = 17
 PARITY_RTOL = 1e-4  # acceptance tolerance: max |logit difference| / max |Keras logit|
@@ -129,8 +129,8 @@ def parity_inputs(
     """Up to ``n_rows`` real preprocessed train windows of the run's data (from its input cache)."""
     if data_dir is not None:
         cfg.data.data_dir = str(data_dir)
-    data = HMSData(resolve_data_dir(cfg), "train")
-    cache = open_cache(data, cfg, model_inputs(cfg.model))
+    data = open_dataset(cfg, "train")
+    cache = open_cache(data, cfg, cached_inputs(cfg))
     rows = np.linspace(0, len(data) - 1, min(n_rows, len(data))).round().astype(int)
     return cache.batch(np.unique(rows))
 

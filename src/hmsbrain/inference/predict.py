@@ -1,15 +1,18 @@
-"""Prediction with trained runs: batches, hemisphere-swap TTA, sub-window and fold averaging.
+"""Prediction with trained runs: batches, hemisphere-swap TTA, averaging per unit and fold.
 
 A run's predictions are written as ``<run>/<split>.parquet`` in the prediction file schema of
-:mod:`hmsbrain.inference.predictions` (``eeg_id, fold, *_vote``; ``fold`` is -1 for the average
-over all folds), which also records which data, folds, runtime and TTA produced them. TTA is the
-run's own setting (``train.tta``), the one its OOF was predicted with, so blend weights fitted
-on the OOF describe the test predictions they are applied to.
+:mod:`hmsbrain.inference.predictions` (the unit id, ``fold`` = -1 for the average over folds,
+one probability column per class), which also records which data, folds, runtime and TTA
+produced them. TTA is the run's own setting (``train.tta``), the one its OOF was predicted
+with, so blend weights fitted on the OOF describe the test predictions they are applied to.
+
+Sliding windows over new recordings (a folder of EDF files without events) are also written as
+one CSV per recording, ``<run>/windows/<recording>.csv``: window start and end in seconds and
+the class probabilities.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,73 +22,71 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from hmsbrain.config import Config, load_config
+from hmsbrain.atomic import atomic_path
+from hmsbrain.config import Config, ConfigError, load_config
 from hmsbrain.data.cache import InputCache, open_cache
-from hmsbrain.hms.constants import VOTE_COLUMNS
-from hmsbrain.hms.inputs import model_inputs, resolve_data_dir
-from hmsbrain.hms.layout import HMSData
-from hmsbrain.hms.preprocess import MONTAGE_MIRROR, swap_hemispheres_image
+from hmsbrain.data.dataset import Dataset
+from hmsbrain.data.sources import open_dataset
+from hmsbrain.dsp.image import mirror_image
+from hmsbrain.dsp.montage import Montage
 from hmsbrain.inference.predictions import FOLD_AVERAGE, PredictionError, write_predictions
 from hmsbrain.inference.runtimes import Runtime, choose_runtime, open_fold_runtime
+from hmsbrain.models.inputs import cached_inputs
+from hmsbrain.runs import fold_dirs, fold_summary, run_config
 
 log = logging.getLogger(__name__)
 
 
-def swap_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def swap_batch(batch: dict[str, np.ndarray], montage: Montage) -> dict[str, np.ndarray]:
     """The hemisphere-mirrored copy of a model-input batch (image bands and raw channels)."""
+    if montage.mirror is None or montage.group_mirror is None:
+        raise ConfigError(
+            f"the {montage.kind} montage of channels {list(montage.names)[:8]} has no left-right "
+            "mirror; set train.tta=false and train.swap_prob=0"
+        )
     out = dict(batch)
     if "image" in batch:
-        out["image"] = swap_hemispheres_image(batch["image"], axis=-3)
+        out["image"] = mirror_image(batch["image"], montage.group_mirror, axis=-3)
     if "raw" in batch:
-        out["raw"] = batch["raw"][..., MONTAGE_MIRROR]
+        out["raw"] = batch["raw"][..., montage.mirror]
     return out
 
 
 def predict_rows(
     runtime: Runtime, cache: InputCache, rows: np.ndarray, batch_size: int,
-    tta: bool = False, progress: bool = False,
+    montage: Montage | None = None, progress: bool = False,
 ) -> np.ndarray:  # fmt: skip
-    """Probabilities ``(len(rows), 6)`` of cached rows; with ``tta``, averaged with the
-    hemisphere-swapped input (a mirrored head shows the same pattern, so the label is kept)."""
+    """Probabilities ``(len(rows), classes)`` of cached rows; with a ``montage`` (TTA), averaged
+    with the hemisphere-swapped input (a mirrored head shows the same pattern, so the label is
+    kept)."""
     out = []
     starts = range(0, len(rows), batch_size)
     for start in tqdm(starts, desc="predicting", unit="batch", disable=not progress):
         batch = cache.batch(rows[start : start + batch_size])
         probs = np.asarray(runtime.predict(batch))
-        if tta:
-            probs = 0.5 * (probs + np.asarray(runtime.predict(swap_batch(batch))))
+        if montage is not None:
+            probs = 0.5 * (probs + np.asarray(runtime.predict(swap_batch(batch, montage))))
         out.append(probs)
-    return np.concatenate(out) if out else np.zeros((0, len(VOTE_COLUMNS)), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def average_by_eeg(eeg_ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
-    """Mean prediction of each EEG's sub-windows: ``eeg_id`` + six vote columns, sorted by id."""
-    frame = pd.DataFrame(probs, columns=list(VOTE_COLUMNS))
-    frame.insert(0, "eeg_id", eeg_ids)
-    mean = frame.groupby("eeg_id", sort=True).mean()
+def average_by_unit(
+    ids: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], id_column: str
+) -> pd.DataFrame:
+    """Mean prediction of each unit's rows (an HMS EEG's sub-windows): the id and one column
+    per class, sorted by id."""
+    frame = pd.DataFrame(np.asarray(probs, np.float64), columns=list(classes))
+    frame.insert(0, id_column, ids)
+    mean = frame.groupby(id_column, sort=True).mean()
     mean = mean.div(mean.sum(axis=1), axis=0)  # renormalise float32 round-off
     return mean.reset_index()
-
-
-def fold_dirs(run: str | Path) -> list[Path]:
-    """The trained folds of a run folder, in fold order."""
-    run = Path(run)
-    found = sorted(p.parent for p in run.glob("fold*/model.keras"))
-    if not found:
-        raise FileNotFoundError(f"{run}: no fold*/model.keras; train the run first")
-    return found
-
-
-def run_config(run: str | Path) -> Config:
-    """The config of a run's first fold (every fold of a run shares its recipe)."""
-    return load_config(fold_dirs(run)[0] / "config.yaml")
 
 
 def class_prior(run: str | Path) -> np.ndarray:
     """The mean training target of a run's folds: the fallback prediction of an unreadable EEG."""
     priors = []
     for fold in fold_dirs(run):
-        summary = json.loads((fold / "summary.json").read_text())
+        summary = fold_summary(fold)
         if "class_prior" not in summary:
             raise FileNotFoundError(
                 f"{fold / 'summary.json'}: no class_prior (written by training since the "
@@ -98,10 +99,10 @@ def class_prior(run: str | Path) -> np.ndarray:
 
 @dataclass
 class RunPrediction:
-    """A run's fold-averaged prediction and the EEGs that got the fallback instead."""
+    """A run's fold-averaged prediction and the units that got the fallback instead."""
 
-    frame: pd.DataFrame  # eeg_id, fold (-1), six vote columns
-    fallback: dict[int, str] = field(default_factory=dict)  # eeg_id -> why
+    frame: pd.DataFrame  # id, fold (-1), one column per class
+    fallback: dict[object, str] = field(default_factory=dict)  # unit id -> why
     meta: dict = field(default_factory=dict)
 
 
@@ -113,52 +114,58 @@ def predict_run(
     """Average of every fold model of ``run`` on ``split`` of ``data_dir``.
 
     ``tta`` defaults to the run's ``train.tta`` (what its OOF used); ``runtime`` is one of
-    :data:`hmsbrain.runtimes.RUNTIMES`; ``cache_dir`` replaces the runs' input-cache folder (a
-    Kaggle kernel cannot write where the run was trained). With ``fallback``, an EEG that cannot
-    be read, or whose prediction is not finite, gets the run's class prior and a warning naming
-    it, instead of stopping the whole prediction. With ``write``, the result goes to
-    ``<run>/<split>.parquet``."""
+    :data:`hmsbrain.inference.runtimes.RUNTIMES`; ``cache_dir`` replaces the runs' input-cache
+    folder (a Kaggle kernel cannot write where the run was trained). With ``fallback``, a unit
+    that cannot be read, or whose prediction is not finite, gets the run's class prior and a
+    warning naming it, instead of stopping the whole prediction. With ``write``, the result goes
+    to ``<run>/<split>.parquet``."""
     run = Path(run)
     folds = fold_dirs(run)
-    first = run_config(run)
-    tta = first.train.tta if tta is None else tta
+    tta = run_config(run).train.tta if tta is None else tta
     kind = choose_runtime(runtime, folds)
     per_fold, failed, used = [], {}, []
-    data = None
+    data: Dataset | None = None
     for fold in folds:
         cfg: Config = load_config(fold / "config.yaml")
         if data_dir is not None:
             cfg.data.data_dir = str(data_dir)
         if cache_dir is not None:
             cfg.data.cache_dir = str(cache_dir)
-        data = HMSData(resolve_data_dir(cfg), split)
+        summary = fold_summary(fold)
+        data = open_dataset(cfg, split, window_seconds=summary.get("window_seconds", 0.0))
+        # The run's classes: data to predict may carry no labels, hence no class names.
+        classes = tuple(summary.get("classes") or data.classes)
         # Preprocessing is the training code itself (the cache builds it from the run's config).
-        cache = open_cache(data, cfg, model_inputs(cfg.model), fallback=fallback)
+        cache = open_cache(data, cfg, cached_inputs(cfg), fallback=fallback)
         model = open_fold_runtime(kind, fold, Path(cfg.data.cache_dir), auto=runtime == "auto")
         used.append(model.name)
-        probs = predict_rows(model, cache, np.arange(len(data)), batch_size, tta, progress=True)
-        ids = data.rows["eeg_id"].to_numpy()
+        mirror = data.montage if tta else None
+        probs = predict_rows(model, cache, np.arange(len(data)), batch_size, mirror, True)
+        ids = data.rows[data.id_column].to_numpy()
         for row, reason in cache.failed.items():
-            failed[int(ids[row])] = reason
+            failed[ids[row]] = reason
         bad = ~np.isfinite(probs).all(axis=1)
         for row in np.flatnonzero(bad):
-            reason = f"{data.eeg_path(ids[row])}: the {fold.name} model's prediction is not finite"
+            reason = f"{data.source(ids[row])}: the {fold.name} model's prediction is not finite"
             if not fallback:
-                raise PredictionError(f"{reason} (eeg_id {ids[row]}); nothing was written")
-            failed.setdefault(int(ids[row]), reason)
+                raise PredictionError(
+                    f"{reason} ({data.id_column} {ids[row]}); nothing was written"
+                )
+            failed.setdefault(ids[row], reason)
         probs[bad] = 1.0  # replaced below; keeps the fold average finite meanwhile
-        per_fold.append(average_by_eeg(ids, probs))
+        per_fold.append(average_by_unit(ids, probs, classes, data.id_column))
     assert data is not None  # fold_dirs never returns an empty list
-    stacked = np.stack([f[list(VOTE_COLUMNS)].to_numpy() for f in per_fold])
-    mean = stacked.mean(axis=0, dtype=np.float64)
-    result = pd.DataFrame(mean / mean.sum(axis=1, keepdims=True), columns=list(VOTE_COLUMNS))
-    result.insert(0, "eeg_id", per_fold[0]["eeg_id"].to_numpy())
+    classes = list(classes)
+    mean = np.stack([f[classes].to_numpy() for f in per_fold]).mean(axis=0)
+    result = pd.DataFrame(mean / mean.sum(axis=1, keepdims=True), columns=classes)
+    result.insert(0, data.id_column, per_fold[0][data.id_column].to_numpy())
     result.insert(1, "fold", FOLD_AVERAGE)
     if failed:
         prior = class_prior(run)
-        result.loc[result["eeg_id"].isin(list(failed)), list(VOTE_COLUMNS)] = prior
-        for eeg_id, reason in failed.items():
-            log.warning("FALLBACK eeg_id %s gets %s's class prior: %s", eeg_id, run.name, reason)
+        result.loc[result[data.id_column].isin(list(failed)), classes] = prior
+        for unit, reason in failed.items():
+            log.warning("FALLBACK %s %s gets %s's class prior: %s", data.id_column, unit,
+                        run.name, reason)  # fmt: skip
     meta = {
         "kind": split, "data_dir": str(Path(data.root).resolve()), "split": split, "tta": tta,
         "runtime": sorted(set(used)), "folds": [f.name for f in folds],
@@ -166,7 +173,26 @@ def predict_run(
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }  # fmt: skip
     if write:
-        write_predictions(
-            result, run / f"{split}.parquet", meta, source=lambda i: str(data.eeg_path(i))
-        )
+        write_predictions(result, run / f"{split}.parquet", meta, source=data.source)
+        if "start" in data.rows and not data.labelled:
+            write_window_csvs(result, data, classes, run / "windows")
     return RunPrediction(result, failed, meta)
+
+
+def write_window_csvs(
+    result: pd.DataFrame, data: Dataset, classes: list[str], out_dir: Path
+) -> list[Path]:
+    """One CSV per recording: ``start, end`` (seconds) and the class probabilities of each
+    sliding window, in time order."""
+    frame = data.rows[[data.id_column, "file", "start"]].merge(result, on=data.id_column)
+    paths = []
+    for file, part in frame.groupby("file", sort=True):
+        table = part.sort_values("start")
+        out = pd.DataFrame({"start": table["start"], "end": table["start"] + data.epoch_seconds})
+        for name in classes:
+            out[name] = table[name].to_numpy()
+        path = out_dir / f"{Path(str(file)).stem}.csv"
+        with atomic_path(path) as tmp:
+            out.to_csv(tmp, index=False, float_format="%.6g")
+        paths.append(path)
+    return paths

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from hmsbrain.hms.constants import KERAS_FILE, ONNX_FILE, PARITY_INPUTS
+from hmsbrain.runs import KERAS_FILE, ONNX_FILE, PARITY_INPUTS
 
 if TYPE_CHECKING:
     import keras

@@ -1,7 +1,8 @@
-"""One training run: a fold of one backbone, two stages, best epoch kept by the official metric.
+"""One training run: a fold of one backbone, two stages, the best epoch kept by validation.
 
 Outputs, in ``<output_dir>/<run_name>/fold<k>/``: ``model.keras``, ``config.yaml``,
-``history.csv``, ``curves.png``, ``oof.parquet`` and ``summary.json``; ``checkpoint/`` holds the
+``history.csv``, ``curves.png``, ``oof.parquet``, ``summary.json`` and, with ``train.baseline``,
+``baseline_oof.parquet`` (the band-power baseline in the same fold); ``checkpoint/`` holds the
 last epoch (model, optimizer and loop state) for ``--resume``.
 """
 
@@ -9,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -21,25 +22,28 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.atomic import atomic_path, write_json
-from hmsbrain.config import (
-    Config,
-    ConfigError,
-    TrainConfig,
-    config_differences,
-    load_config,
-    save_config,
-)
+from hmsbrain.config import Config, ConfigError, config_differences, load_config, save_config
 from hmsbrain.data.cache import InputCache, open_cache
-from hmsbrain.hms.constants import VOTE_COLUMNS
-from hmsbrain.hms.inputs import model_inputs, resolve_data_dir
-from hmsbrain.hms.layout import HMSData
-from hmsbrain.inference.predict import average_by_eeg, predict_rows, swap_batch
+from hmsbrain.data.dataset import Dataset
+from hmsbrain.data.sources import demo_name, open_dataset
+from hmsbrain.inference.predict import predict_rows
 from hmsbrain.inference.predictions import write_predictions
 from hmsbrain.inference.runtimes import KerasRuntime
-from hmsbrain.models.registry import build_model
+from hmsbrain.models.bandpower import BandpowerFit, Periodogram, bandpower_model, fit_features
+from hmsbrain.models.inputs import RAW_INPUT, cached_inputs, model_inputs
+from hmsbrain.models.registry import BANDPOWER, build_model
+from hmsbrain.runs import RunPaths, run_dir
+from hmsbrain.training.batches import EpochBatches, StageData
 from hmsbrain.training.folds import attach_folds, load_or_make_folds
 from hmsbrain.training.losses import kl_divergence_loss
-from hmsbrain.training.metrics import eeg_targets, eeg_vote_counts, kl_score
+from hmsbrain.training.metrics import classification_metrics
+from hmsbrain.training.schedule import Plan, StepLR
+from hmsbrain.training.validation import Validation, select_metric
+
+log = logging.getLogger(__name__)
+
+BASELINE_MAX_ROWS = 20_000  # rows the band-power baseline is fitted on (enough for 7 x 20 terms)
+STATS_CHUNK = 512  # rows read at a time for the raw standardisation statistics
 
 
 class RunExistsError(RuntimeError):
@@ -48,175 +52,6 @@ class RunExistsError(RuntimeError):
 
 class RunConfigError(RuntimeError):
     """``--resume`` with a recipe that differs from the one the run was started with."""
-
-
-# --- Targets and sampling ------------------------------------------------------------------------
-
-
-@dataclass
-class StageData:
-    """The rows one stage trains on: per EEG, its sub-window row indices and its target."""
-
-    eeg_ids: np.ndarray
-    row_groups: list[np.ndarray]
-    targets: np.ndarray  # (n_eegs, 6)
-
-    @classmethod
-    def from_rows(cls, rows: pd.DataFrame) -> StageData:
-        groups = rows.groupby("eeg_id", sort=True).indices  # positions in the full row table
-        target = eeg_targets(rows)
-        ids = target.index.to_numpy()
-        return cls(
-            ids,
-            [rows.index.to_numpy()[groups[i]] for i in ids],
-            target.to_numpy(np.float32),
-        )
-
-    def steps(self, batch_size: int, samples_per_eeg: int = 1) -> int:
-        return math.ceil(len(self.eeg_ids) * samples_per_eeg / batch_size)
-
-
-def augment(
-    inputs: dict[str, np.ndarray], targets: np.ndarray, rng: np.random.Generator, cfg: TrainConfig
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Hemisphere swap, time/frequency masks and mixup on a batch (numpy, in place where safe)."""
-    n = len(targets)
-    swap = rng.random(n) < cfg.swap_prob
-    if swap.any():  # the same mirror as the test-time augmentation
-        for key, mirrored in swap_batch({k: v[swap] for k, v in inputs.items()}).items():
-            inputs[key][swap] = mirrored
-    if "image" in inputs:
-        image = inputs["image"]
-        h, w = image.shape[1:3]
-        band = h // 4  # one chain tile: a frequency mask hits the same band of every chain
-        for i in range(n):
-            for _ in range(cfg.time_masks):
-                width = rng.integers(0, max(1, int(cfg.mask_frac * w)) + 1)
-                start = rng.integers(0, w - width + 1)
-                image[i, :, start : start + width] = 0.0
-            for _ in range(cfg.freq_masks):
-                width = rng.integers(0, max(1, int(cfg.mask_frac * band)) + 1)
-                start = rng.integers(0, band - width + 1)
-                for chain in range(4):
-                    image[i, chain * band + start : chain * band + start + width] = 0.0
-    if cfg.mixup_alpha > 0 and rng.random() < cfg.mixup_prob:
-        lam = rng.beta(cfg.mixup_alpha, cfg.mixup_alpha)
-        perm = rng.permutation(n)
-        inputs = {k: lam * v + (1 - lam) * v[perm] for k, v in inputs.items()}
-        targets = lam * targets + (1 - lam) * targets[perm]
-    return inputs, targets
-
-
-class EpochBatches(keras.utils.PyDataset):
-    """One epoch of training batches: every EEG ``samples_per_eeg`` times, each time at a random
-    one of its sub-windows.
-
-    Sampling among an EEG's labelled sub-windows is the random time shift within the recording;
-    the epoch's generator is seeded by (seed, fold, epoch), so a resumed run sees the same data.
-    """
-
-    def __init__(
-        self, stage: StageData, cache: InputCache, names: tuple[str, ...], cfg: TrainConfig,
-        seed: list[int],
-    ) -> None:  # fmt: skip
-        super().__init__()
-        self.stage, self.cache, self.names, self.cfg = stage, cache, names, cfg
-        self.rng = np.random.default_rng(seed)
-        eegs = np.repeat(np.arange(len(stage.eeg_ids)), cfg.samples_per_eeg)
-        self.order = self.rng.permutation(eegs)  # positions in the stage's EEG list
-        self.rows = np.array([self.rng.choice(stage.row_groups[i]) for i in self.order])
-
-    def __len__(self) -> int:
-        return self.stage.steps(self.cfg.batch_size, self.cfg.samples_per_eeg)
-
-    def __getitem__(self, index: int) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
-        pick = slice(index * self.cfg.batch_size, (index + 1) * self.cfg.batch_size)
-        batch = self.cache.batch(self.rows[pick])
-        inputs = {k: batch[k] for k in self.names}
-        targets = self.stage.targets[self.order[pick]].copy()
-        inputs, targets = augment(inputs, targets, self.rng, self.cfg)
-        return tuple(inputs[k] for k in self.names), targets
-
-
-# --- The learning-rate plan ----------------------------------------------------------------------
-
-
-@dataclass
-class Plan:
-    """Epoch and step layout of the two stages, and the learning rate at every step."""
-
-    stage1_epochs: int
-    stage2_epochs: int
-    stage1_steps: int  # per epoch
-    stage2_steps: int
-    cfg: TrainConfig
-
-    @property
-    def epochs(self) -> int:
-        return self.stage1_epochs + self.stage2_epochs
-
-    def stage(self, epoch: int) -> int:
-        return 1 if epoch < self.stage1_epochs else 2
-
-    def __post_init__(self) -> None:
-        c = self.cfg
-        total1 = self.stage1_epochs * self.stage1_steps
-        warm = max(1, int(c.warmup_frac * total1))
-        self._total1 = total1
-        # Keras' cosine decay: a linear warm-up to the peak, then down to alpha * peak = min_lr.
-        self._stage1 = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=c.lr / warm, decay_steps=max(1, total1 - warm),
-            alpha=c.min_lr / c.lr, warmup_target=c.lr, warmup_steps=warm,
-        )  # fmt: skip
-        peak2 = c.lr * c.stage2_lr_scale
-        self._stage2 = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=peak2,
-            decay_steps=max(1, self.stage2_epochs * self.stage2_steps),
-            alpha=min(1.0, c.min_lr / peak2),
-        )
-
-    def lr(self, step: int) -> float:
-        """Warm-up then cosine decay in stage 1; a lower cosine restart in stage 2."""
-        if step < self._total1:
-            return float(self._stage1(step))
-        return float(self._stage2(step - self._total1))
-
-
-class _StepLR(keras.callbacks.Callback):
-    """Sets the optimizer's learning rate from the plan before every step (resumable: the step
-    count is the optimizer's own, saved in the checkpoint)."""
-
-    def __init__(self, plan: Plan) -> None:
-        super().__init__()
-        self.plan = plan
-
-    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        step = int(self.model.optimizer.iterations.numpy())
-        self.model.optimizer.learning_rate.assign(self.plan.lr(step))
-
-
-# --- The run -------------------------------------------------------------------------------------
-
-
-@dataclass
-class RunPaths:
-    root: Path
-
-    def __getattr__(self, name: str) -> Path:
-        files = {
-            "model": "model.keras", "config": "config.yaml", "history": "history.csv",
-            "curves": "curves.png", "oof": "oof.parquet", "summary": "summary.json",
-            "checkpoint": "checkpoint/last.keras", "state": "checkpoint/state.json",
-            "best": "checkpoint/best.keras",
-        }  # fmt: skip
-        if name not in files:
-            raise AttributeError(name)
-        return self.root / files[name]
-
-
-def run_dir(cfg: Config, fold: int) -> Path:
-    name = cfg.train.run_name or cfg.model.backbone
-    return Path(cfg.train.output_dir) / name / f"fold{fold}"
 
 
 def _configure_precision(mode: str) -> str:
@@ -234,83 +69,95 @@ def _save_model(model: keras.Model, path: Path) -> None:
         model.save(tmp)
 
 
-@dataclass
-class Validation:
-    """A fold's validation EEGs: targets, the subset that picks the best epoch, the prior."""
+def _loss(cfg: Config, data: Dataset) -> keras.losses.Loss | object:
+    """KL on the target distribution for soft labels, cross-entropy for hard ones (the same
+    quantity for one-hot targets, but with label smoothing)."""
+    kind = cfg.train.loss
+    if kind == "auto":
+        kind = "ce" if data.hard else "kl"
+    if kind == "kl":
+        if cfg.train.label_smoothing:
+            raise ConfigError("train.label_smoothing needs train.loss=ce (hard labels)")
+        return kl_divergence_loss
+    if kind == "ce":
+        return keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing)
+    raise ConfigError(f"train.loss={cfg.train.loss!r} is not one of ['auto', 'kl', 'ce']")
 
-    rows: pd.DataFrame  # the labelled sub-windows of the validation EEGs
-    targets: pd.DataFrame  # EEG-level targets, indexed by eeg_id
-    selected: np.ndarray  # bool per EEG: counts when picking the epoch (train.select_min_votes)
-    prior: np.ndarray  # the training folds' mean target
 
-    @classmethod
-    def of(cls, val_rows: pd.DataFrame, prior: np.ndarray, min_votes: int, fold: int) -> Validation:
-        targets = eeg_targets(val_rows)
-        selected = (eeg_vote_counts(val_rows).loc[targets.index] >= min_votes).to_numpy()
-        if not selected.any():
-            raise ConfigError(
-                f"train.select_min_votes={min_votes} leaves none of fold {fold}'s "
-                f"{len(targets)} validation EEGs to pick the best epoch with; lower it"
-            )
-        return cls(val_rows, targets, selected, prior)
-
-    def oof(self, probs: np.ndarray) -> pd.DataFrame:
-        return average_by_eeg(self.rows["eeg_id"].to_numpy(), probs)
-
-    def scores(self, oof: pd.DataFrame) -> tuple[float, float]:
-        """KL over every validation EEG, and over the selection subset."""
-        target = self.targets.loc[oof["eeg_id"]].to_numpy()
-        pred = oof[list(VOTE_COLUMNS)].to_numpy()
-        return kl_score(target, pred), kl_score(target[self.selected], pred[self.selected])
-
-    def prior_scores(self) -> tuple[float, float]:
-        frame = pd.DataFrame(
-            np.broadcast_to(self.prior, self.targets.shape), columns=list(VOTE_COLUMNS)
+def _check_mirror(cfg: Config, data: Dataset) -> None:
+    """The hemisphere swap needs to know which channel mirrors which; refuse it otherwise."""
+    if (cfg.train.tta or cfg.train.swap_prob > 0) and data.montage.mirror is None:
+        raise ConfigError(
+            f"train.tta / train.swap_prob need a left-right mirror of the channels, and the "
+            f"{data.montage.kind} montage of {list(data.montage.names)[:6]}... has none (10-20 "
+            "names with left/right pairs); set train.tta=false train.swap_prob=0"
         )
-        frame.insert(0, "eeg_id", self.targets.index.to_numpy())
-        return self.scores(frame)
+
+
+def raw_statistics(cache: InputCache, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance of the raw input over ``rows`` (the training folds)."""
+    total, squares, count = 0.0, 0.0, 0
+    for start in range(0, len(rows), STATS_CHUNK):
+        raw = cache.batch(rows[start : start + STATS_CHUNK])[RAW_INPUT].astype(np.float64)
+        total = total + raw.sum(axis=(0, 1))
+        squares = squares + (raw**2).sum(axis=(0, 1))
+        count += raw.shape[0] * raw.shape[1]
+    mean = total / count
+    var = np.maximum(squares / count - mean**2, 1e-12)
+    return mean.astype(np.float32), var.astype(np.float32)
 
 
 def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = False) -> dict:
     """Train fold ``fold`` of ``cfg`` and write its outputs; returns the run summary."""
     keras.utils.set_random_seed(cfg.train.seed)  # the one place seeds are fixed
-    data_root = resolve_data_dir(cfg)
-    if not cfg.data.data_dir:
-        print(
-            f"Training on the embedded demo dataset ({data_root}); pass --data-dir for real data."
-        )
-    data = HMSData(data_root, "train")
+    data = open_dataset(cfg, "train")
+    if demo_name(cfg.data.data_dir) is not None:
+        print(f"Training on the embedded demo dataset {data.root}; pass --data-dir for your data.")
     # One file per dataset, K and seed: a different split is a different file, never an overwrite.
     k, seed = cfg.folds.n_folds, cfg.folds.seed
-    folds_path = Path(cfg.data.cache_dir) / f"folds-{_dataset_tag(data_root)}-k{k}-s{seed}.csv"
-    folds = load_or_make_folds(data.rows, folds_path, cfg.folds.n_folds, cfg.folds.seed)
-    if not 0 <= fold < cfg.folds.n_folds:
-        raise ConfigError(f"--fold {fold} is outside 0..{cfg.folds.n_folds - 1}")
-    rows = attach_folds(data.rows, folds)
+    folds_path = Path(cfg.data.cache_dir) / f"folds-{_dataset_tag(data.root)}-k{k}-s{seed}.csv"
+    folds = load_or_make_folds(data.fold_units(), folds_path, k, seed, data.group_kind)
+    if not 0 <= fold < k:
+        raise ConfigError(f"--fold {fold} is outside 0..{k - 1}")
+    rows = attach_folds(data.rows, folds, data.id_column)
     paths = RunPaths(run_dir(cfg, fold))
     _check_run_dir(paths, cfg, resume, overwrite)
+    _check_mirror(cfg, data)
+    metric = select_metric(cfg.train.select_metric, data.hard)
+    loss = _loss(cfg, data)
     paths.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, paths.config)
 
     names = model_inputs(cfg.model)
-    cache = open_cache(data, cfg, names)
+    cache = open_cache(data, cfg, cached_inputs(cfg))
     train_rows, val_rows = rows[rows["fold"] != fold], rows[rows["fold"] == fold]
-    stage1 = StageData.from_rows(train_rows)
+    balance = {"none": False, "balanced": True}.get(cfg.train.class_weights)
+    if balance is None:
+        raise ConfigError(f"train.class_weights={cfg.train.class_weights!r}: none or balanced")
+    stage1 = StageData.from_rows(train_rows, data, balance)
     min_votes = cfg.train.stage2_min_votes
-    stage2_rows = train_rows[train_rows[list(VOTE_COLUMNS)].sum(axis=1) >= min_votes]
-    stage2 = StageData.from_rows(stage2_rows) if len(stage2_rows) else None
+    stage2_rows = train_rows[data.row_votes(train_rows) >= min_votes]
+    stage2 = StageData.from_rows(stage2_rows, data, balance) if len(stage2_rows) else None
     stage2_epochs = cfg.train.stage2_epochs if stage2 is not None else 0
     if stage2 is None and cfg.train.stage2_epochs:
         print(f"Stage 2 skipped: no training row has at least {min_votes} votes.")
-    per_eeg = cfg.train.samples_per_eeg
+    per_unit = cfg.train.samples_per_eeg
     plan = Plan(
-        cfg.train.stage1_epochs, stage2_epochs, stage1.steps(cfg.train.batch_size, per_eeg),
-        stage2.steps(cfg.train.batch_size, per_eeg) if stage2 else 0, cfg.train,
+        cfg.train.stage1_epochs, stage2_epochs, stage1.steps(cfg.train.batch_size, per_unit),
+        stage2.steps(cfg.train.batch_size, per_unit) if stage2 else 0, cfg.train,
     )  # fmt: skip
-    val = Validation.of(val_rows, stage1.targets.mean(axis=0), cfg.train.select_min_votes, fold)
+    prior = stage1.targets.mean(axis=0)
+    val = Validation.of(val_rows, data, prior, cfg.train.select_min_votes, fold, metric)
+    sample_rate = cfg.preprocess.sample_rate / cfg.preprocess.raw_downsample
+    train_index = train_rows.index.to_numpy()
+    baseline = _baseline(cfg, data, cache, train_rows, sample_rate) if cfg.train.baseline else None
 
     policy = _configure_precision(cfg.train.mixed_precision)
-    state = {"epoch": 0, "best_kl": math.inf, "best_epoch": -1, "history": []}
+    state = {"epoch": 0, "best": math.inf, "best_epoch": -1, "history": []}
+    if cfg.model.backbone == BANDPOWER:
+        fit = baseline if baseline is not None else _baseline(cfg, data, cache, train_rows,
+                                                              sample_rate)  # fmt: skip
+        return _fit_bandpower_run(cfg, fold, paths, state, cache, val, fit, baseline)
     if resume and paths.state.is_file():
         state = json.loads(paths.state.read_text())
         model = keras.saving.load_model(paths.checkpoint)
@@ -318,58 +165,99 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
     else:
         sample = cache.batch(np.array([0]))
         shapes = {name: value.shape[1:] for name, value in sample.items()}
-        model = build_model(cfg.model, shapes.get("image"), shapes.get("raw"))
+        stats = (
+            raw_statistics(cache, train_index)
+            if cfg.preprocess.standardize and RAW_INPUT in names else None
+        )  # fmt: skip
+        model = build_model(
+            cfg.model, shapes.get("image"), shapes.get("raw"), len(data.classes), sample_rate,
+            stats,
+        )  # fmt: skip
         model.compile(
             optimizer=keras.optimizers.AdamW(
                 learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay
             ),
-            loss=kl_divergence_loss,
+            loss=loss,
         )
     n_sel = int(val.selected.sum())
     print(
         f"{paths.root}: {model.count_params():,} parameters, inputs {list(names)}, {policy}; "
-        f"{len(stage1.eeg_ids)} train EEGs (stage 2: {len(stage2.eeg_ids) if stage2 else 0}), "
-        f"{len(val.targets)} validation EEGs ({n_sel} with >= {cfg.train.select_min_votes} votes "
-        f"pick the epoch); TTA {'on' if cfg.train.tta else 'off'}."
+        f"{len(stage1.unit_ids)} train units (stage 2: {len(stage2.unit_ids) if stage2 else 0}), "
+        f"{len(val.targets)} validation units ({n_sel} with >= {cfg.train.select_min_votes} "
+        f"votes pick the epoch by {metric}); TTA {'on' if cfg.train.tta else 'off'}."
     )
     verbose = 1 if sys.stdout.isatty() else 2
     val_index = val_rows.index.to_numpy()
+    mirror = data.montage if cfg.train.tta else None
+    prior_scores = val.scores(val.prior_oof())
     for epoch in range(state["epoch"], plan.epochs):
         started = time.time()
         stage_data = stage1 if plan.stage(epoch) == 1 else stage2
-        batches = EpochBatches(stage_data, cache, names, cfg.train, [cfg.train.seed, fold, epoch])
+        batches = EpochBatches(
+            stage_data, cache, names, cfg.train, [cfg.train.seed, fold, epoch], data.montage
+        )
         fit = model.fit(
             batches, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose,
-            callbacks=[_StepLR(plan)],
+            callbacks=[StepLR(plan)],
         )  # fmt: skip
         # Validated exactly as the OOF and the test are predicted (same TTA), so the epoch kept
         # is the best one for what is submitted.
         probs = predict_rows(
-            KerasRuntime(model), cache, val_index, cfg.train.val_batch_size, cfg.train.tta
+            KerasRuntime(model), cache, val_index, cfg.train.val_batch_size, mirror
         )
-        val_kl, val_kl_sel = val.scores(val.oof(probs))
+        scores = val.scores(val.oof(probs))
+        chosen = val.selection_loss(scores)
         lr = float(model.optimizer.learning_rate.numpy())
         record = {
             "epoch": epoch + 1, "stage": plan.stage(epoch),
-            "train_loss": float(fit.history["loss"][-1]), "val_kl": val_kl,
-            "val_kl_selected": val_kl_sel, "lr": lr, "seconds": round(time.time() - started, 1),
+            "train_loss": float(fit.history["loss"][-1]), "val_kl": scores["kl"],
+            "val_kl_selected": scores["kl_selected"], "lr": lr,
+            "seconds": round(time.time() - started, 1),
         }  # fmt: skip
+        if data.hard:
+            record["val_balanced_accuracy"] = scores["balanced_accuracy"]
         state["history"].append(record)
-        if val_kl_sel < state["best_kl"]:
-            state["best_kl"], state["best_epoch"] = val_kl_sel, epoch + 1
+        if chosen < state["best"]:
+            state["best"], state["best_epoch"] = chosen, epoch + 1
             _save_model(model, paths.best)
+        extra = f"  bal_acc {scores['balanced_accuracy']:.3f}" if data.hard else ""
         print(
             f"epoch {epoch + 1}/{plan.epochs} stage {record['stage']}  "
-            f"train_loss {record['train_loss']:.4f}  val_kl {val_kl:.4f}  "
-            f"selected {val_kl_sel:.4f} (best {state['best_kl']:.4f} @ {state['best_epoch']})  "
-            f"lr {lr:.2e}  {record['seconds']:.0f}s",
+            f"train_loss {record['train_loss']:.4f}  val_kl {scores['kl']:.4f}{extra}  "
+            f"(best @ {state['best_epoch']})  lr {lr:.2e}  {record['seconds']:.0f}s",
             flush=True,
         )
         _save_model(model, paths.checkpoint)
         state["epoch"] = epoch + 1
         write_json(paths.state, state)
+        if epoch + 1 == plan.stage1_epochs:
+            _hint_if_not_learning(state["history"], prior_scores, data.hard, val.metric)
 
-    return _finish(cfg, fold, paths, state, cache, val)
+    return _finish(cfg, fold, paths, state, cache, val, baseline)
+
+
+def _hint_if_not_learning(
+    history: list[dict], prior: dict[str, float], hard: bool, metric: str
+) -> None:
+    """After stage 1, a model no better than predicting the class prior has not learnt: say
+    where to look before more GPU time is spent."""
+    best_kl = min(h["val_kl_selected"] for h in history)
+    if metric == "balanced_accuracy" and hard:
+        best = max(h.get("val_balanced_accuracy", 0.0) for h in history)
+        stuck = best <= prior["balanced_accuracy"] + 0.02
+        figure = (
+            f"best balanced accuracy {best:.3f} vs the prior's {prior['balanced_accuracy']:.3f}"
+        )
+    else:
+        stuck = best_kl >= prior["kl_selected"]
+        figure = f"best validation KL {best_kl:.4f} vs the class prior's {prior['kl_selected']:.4f}"
+    if stuck:
+        print(
+            f"hint: after stage 1 the model is no better than the class prior ({figure}); run "
+            "`python src/diagnose.py` with the same --data-dir, --config and overrides to find "
+            "out why",
+            flush=True,
+        )
 
 
 def _dataset_tag(root: Path) -> str:
@@ -396,66 +284,151 @@ def _check_run_dir(paths: RunPaths, cfg: Config, resume: bool, overwrite: bool) 
             )
 
 
+def _baseline(
+    cfg: Config, data: Dataset, cache: InputCache, train_rows: pd.DataFrame, sample_rate: float
+) -> BandpowerFit:
+    """The band-power baseline fitted on the training folds' rows (a seeded sample of at most
+    :data:`BASELINE_MAX_ROWS`; features are read in chunks, so memory stays small)."""
+    index = train_rows.index.to_numpy()
+    if len(index) > BASELINE_MAX_ROWS:
+        index = np.sort(np.random.default_rng(cfg.train.seed).choice(index, BASELINE_MAX_ROWS))
+    raw_len = cache.arrays[RAW_INPUT].shape[1]
+    period = Periodogram.of(raw_len, sample_rate, cfg.model.bandpower_bands)
+    features = np.concatenate([
+        period.features(cache.batch(index[s : s + STATS_CHUNK])[RAW_INPUT])
+        for s in range(0, len(index), STATS_CHUNK)
+    ])  # fmt: skip
+    targets = data.row_targets(train_rows.loc[index])
+    weights = None
+    if cfg.train.class_weights == "balanced":
+        counts = np.bincount(targets.argmax(axis=1), minlength=targets.shape[1])
+        weights = (len(targets) / np.maximum(counts, 1))[targets.argmax(axis=1)]
+    return fit_features(features, targets, period, cfg.model.bandpower_c, weights)
+
+
+def _predict_baseline(fit: BandpowerFit, cache: InputCache, rows: np.ndarray) -> np.ndarray:
+    return np.concatenate([
+        fit.predict(cache.batch(rows[s : s + STATS_CHUNK])[RAW_INPUT])
+        for s in range(0, len(rows), STATS_CHUNK)
+    ])  # fmt: skip
+
+
+def _fit_bandpower_run(
+    cfg: Config, fold: int, paths: RunPaths, state: dict, cache: InputCache, val: Validation,
+    fit: BandpowerFit, baseline: BandpowerFit | None,
+) -> dict:  # fmt: skip
+    """``--backbone bandpower``: the fitted baseline as the run's model (nothing to train)."""
+    raw_shape = cache.arrays[RAW_INPUT].shape[1:]
+    model = bandpower_model(fit, raw_shape, name="hms_bandpower")
+    started = time.time()
+    mirror = val.data.montage if cfg.train.tta else None
+    probs = predict_rows(
+        KerasRuntime(model), cache, val.rows.index.to_numpy(), cfg.train.val_batch_size, mirror
+    )
+    scores = val.scores(val.oof(probs))
+    state["history"] = [{
+        "epoch": 1, "stage": 1, "train_loss": float("nan"), "val_kl": scores["kl"],
+        "val_kl_selected": scores["kl_selected"], "lr": 0.0,
+        "seconds": round(time.time() - started, 1),
+    }]  # fmt: skip
+    state["epoch"], state["best_epoch"] = 1, 1
+    _save_model(model, paths.best)
+    return _finish(cfg, fold, paths, state, cache, val, baseline)
+
+
+def _scores_of(val: Validation, oof: pd.DataFrame) -> dict[str, object]:
+    """Every figure of one set of OOF predictions: KL on all and selected units, and the
+    classification metrics for hard labels."""
+    data = val.data
+    scores: dict[str, object] = dict(val.scores(oof))
+    if data.hard:
+        target = val.targets.loc[oof[data.id_column]].to_numpy()
+        scores.update(classification_metrics(target, oof[list(data.classes)].to_numpy(),
+                                             data.classes))  # fmt: skip
+    return scores
+
+
 def _finish(
-    cfg: Config, fold: int, paths: RunPaths, state: dict, cache: InputCache, val: Validation
-) -> dict:
-    """Best model -> model.keras (without optimizer), OOF, history, curves and summary."""
+    cfg: Config, fold: int, paths: RunPaths, state: dict, cache: InputCache, val: Validation,
+    baseline: BandpowerFit | None,
+) -> dict:  # fmt: skip
+    """Best model -> model.keras (without optimizer), OOF, baseline OOF, history, curves and
+    summary."""
+    data = val.data
     best = keras.saving.load_model(paths.best)
     # A plain functional copy drops the optimizer and loss, so model.keras needs no project code.
     plain = keras.Model(best.inputs, best.outputs, name=best.name)
     _save_model(plain, paths.model)
-    probs = predict_rows(
-        KerasRuntime(best), cache, val.rows.index.to_numpy(), cfg.train.val_batch_size,
-        cfg.train.tta,
-    )  # fmt: skip
-    oof = val.oof(probs)
+    mirror = data.montage if cfg.train.tta else None
+    val_index = val.rows.index.to_numpy()
+    oof = val.oof(predict_rows(KerasRuntime(best), cache, val_index, cfg.train.val_batch_size,
+                               mirror))  # fmt: skip
     oof.insert(1, "fold", fold)
     meta = {
         "kind": "oof", "tta": cfg.train.tta, "select_min_votes": cfg.train.select_min_votes,
         "fold": fold, "best_epoch": state["best_epoch"],
     }  # fmt: skip
-    write_predictions(oof, paths.oof, meta)
-    cv, cv_sel = val.scores(oof)
-    prior_kl, prior_kl_sel = val.prior_scores()
+    write_predictions(oof, paths.oof, meta, source=data.source)
+    scores = _scores_of(val, oof)
+    prior = val.scores(val.prior_oof())
+    summary: dict[str, object] = {
+        "fold": fold, "cv_kl": scores["kl"], "class_prior_kl": prior["kl"],
+        "ratio": scores["kl"] / prior["kl"], "select_min_votes": cfg.train.select_min_votes,
+        "select_metric": val.metric, "cv_kl_selected": scores["kl_selected"],
+        "class_prior_kl_selected": prior["kl_selected"], "n_selected": int(val.selected.sum()),
+        "class_prior": val.prior.tolist(), "classes": list(data.classes), "hard": data.hard,
+        "tta": cfg.train.tta, "window_seconds": data.epoch_seconds,
+        "best_epoch": state["best_epoch"], "n_val_eegs": len(oof), "run_dir": str(paths.root),
+        "metrics": {k: v for k, v in scores.items() if k not in ("kl", "kl_selected")},
+    }  # fmt: skip
+    if baseline is not None:
+        base = val.oof(_predict_baseline(baseline, cache, val_index))
+        base.insert(1, "fold", fold)
+        write_predictions(base, paths.baseline_oof, {**meta, "kind": "baseline_oof"},
+                          source=data.source)  # fmt: skip
+        summary["baseline"] = _scores_of(val, base)
     history = pd.DataFrame(state["history"])
     with atomic_path(paths.history) as tmp:
         history.to_csv(tmp, index=False)
-    _plot(history, paths.curves)
-    summary = {
-        "fold": fold, "cv_kl": cv, "class_prior_kl": prior_kl, "ratio": cv / prior_kl,
-        "select_min_votes": cfg.train.select_min_votes, "cv_kl_selected": cv_sel,
-        "class_prior_kl_selected": prior_kl_sel, "n_selected": int(val.selected.sum()),
-        "class_prior": val.prior.tolist(), "tta": cfg.train.tta,
-        "best_epoch": state["best_epoch"], "n_val_eegs": len(oof), "run_dir": str(paths.root),
-    }  # fmt: skip
+    _plot(history, paths.curves, data.hard)
     write_json(paths.summary, summary)
     print(
-        f"fold {fold} CV (official KL, {len(oof)} EEGs): {cv:.4f}   class prior on the same "
-        f"EEGs: {prior_kl:.4f}   ratio {cv / prior_kl:.2f}"
+        f"fold {fold} CV (official KL{', log loss' if data.hard else ''}, {len(oof)} units): "
+        f"{scores['kl']:.4f}   class prior on the same units: {prior['kl']:.4f}   ratio "
+        f"{scores['kl'] / prior['kl']:.2f}"
     )
+    if data.hard:
+        line = f"fold {fold} balanced accuracy {scores['balanced_accuracy']:.3f}"
+        if baseline is not None:
+            line += f" (band-power baseline {summary['baseline']['balanced_accuracy']:.3f})"
+        print(f"{line}, chance {scores['chance_balanced_accuracy']:.3f}")
+    elif baseline is not None:
+        print(f"fold {fold} band-power baseline KL {summary['baseline']['kl']:.4f}")
     if cfg.train.select_min_votes > 0:
         print(
-            f"fold {fold} CV on the {summary['n_selected']} EEGs with >= "
-            f"{cfg.train.select_min_votes} votes: {cv_sel:.4f} (class prior {prior_kl_sel:.4f})"
+            f"fold {fold} CV on the {summary['n_selected']} units with >= "
+            f"{cfg.train.select_min_votes} votes: {scores['kl_selected']:.4f} (class prior "
+            f"{prior['kl_selected']:.4f})"
         )
     return summary
 
 
-def _plot(history: pd.DataFrame, path: Path) -> None:
+def _plot(history: pd.DataFrame, path: Path, hard: bool) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(history["epoch"], history["train_loss"], label="train loss (KL, augmented)")
-    ax.plot(history["epoch"], history["val_kl"], label="validation KL (official)")
+    loss_name = "log loss" if hard else "KL"
+    ax.plot(history["epoch"], history["train_loss"], label=f"train loss ({loss_name}, augmented)")
+    ax.plot(history["epoch"], history["val_kl"], label=f"validation {loss_name}")
     stage2 = history.loc[history["stage"] == 2, "epoch"]
     if len(stage2):
         ax.axvline(stage2.iloc[0] - 0.5, color="grey", ls="--", label="stage 2")
     ax.set_xlabel("epoch")
     ax.set_yscale("log")  # early from-scratch epochs can spike far above the rest
-    ax.set_ylabel("KL divergence (log scale)")
+    ax.set_ylabel(f"{loss_name} (log scale)")
     ax.legend()
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -1,16 +1,22 @@
-"""The official HMS score: KL divergence of the submission from the vote distribution.
+"""Scores of probabilistic predictions against target distributions, for every dataset.
 
-Kaggle's ``kaggle_kl_div.score`` clips only the submission to ``[1e-15, 1 - 1e-15]``, counts a
-term as 0 wherever the target is 0, sums over the six classes and averages over rows (micro
-average). It does not renormalise the clipped submission, and neither does this.
+The log-loss family is the official HMS score: Kaggle's ``kaggle_kl_div.score`` clips only the
+submission to ``[1e-15, 1 - 1e-15]``, counts a term as 0 wherever the target is 0, sums over the
+classes and averages over rows (micro average), without renormalising the clipped submission;
+so does :func:`kl_score`. For one-hot (hard) targets it equals the cross-entropy (log loss),
+which is what blend weights and, by default, soft-label epoch selection minimise.
+
+Hard labels add the classification metrics a user reads first (:func:`classification_metrics`),
+all computed by scikit-learn.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
+from sklearn import metrics as skm
 
-from hmsbrain.hms.constants import METRIC_EPSILON, VOTE_COLUMNS
+# The competition clips submissions to [EPS, 1 - EPS]; the same clip keeps log loss finite.
+METRIC_EPSILON = 1e-15
 
 
 def kl_divergence(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -30,26 +36,6 @@ def kl_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(kl_divergence(y_true, y_pred).mean())
 
 
-def score(
-    solution: pd.DataFrame, submission: pd.DataFrame, row_id_column_name: str = "eeg_id"
-) -> float:
-    """Kaggle's signature: frames keyed by ``row_id_column_name`` with the six vote columns.
-
-    Rows are matched by id, so the submission's row order does not matter; a missing or extra id
-    is an error rather than a silently shifted score.
-    """
-    sol = solution.set_index(row_id_column_name)
-    sub = submission.set_index(row_id_column_name)
-    missing = sol.index.difference(sub.index)
-    extra = sub.index.difference(sol.index)
-    if len(missing) or len(extra):
-        raise ValueError(
-            f"submission ids differ from the solution: {len(missing)} missing, {len(extra)} extra"
-        )
-    cols = list(VOTE_COLUMNS)
-    return kl_score(sol[cols].to_numpy(), sub.loc[sol.index, cols].to_numpy())
-
-
 def class_prior_score(y_true: np.ndarray, prior_from: np.ndarray | None = None) -> float:
     """Score of predicting the mean target of ``prior_from`` (default: of ``y_true``) everywhere.
 
@@ -59,17 +45,42 @@ def class_prior_score(y_true: np.ndarray, prior_from: np.ndarray | None = None) 
     return kl_score(y_true, np.broadcast_to(prior, np.shape(y_true)))
 
 
-def eeg_targets(rows: pd.DataFrame) -> pd.DataFrame:
-    """EEG-level targets: each EEG's sub-window votes summed, then normalised.
-
-    Every EEG-level score (validation, OOF, CV) uses this target.
-    """
-    votes = rows.groupby("eeg_id", sort=True)[list(VOTE_COLUMNS)].sum()
-    return votes.div(votes.sum(axis=1), axis=0)
-
-
-def eeg_vote_counts(rows: pd.DataFrame) -> pd.Series:
-    """Votes per EEG, indexed by eeg_id: the median of its sub-windows' totals (they rarely
-    differ). The "at least N votes" subsets of training, selection and CV use it."""
-    totals = rows[list(VOTE_COLUMNS)].sum(axis=1)
-    return totals.groupby(rows["eeg_id"]).median()
+def classification_metrics(
+    targets: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]
+) -> dict[str, object]:
+    """Accuracy, balanced accuracy, macro F1, ROC AUC (one-vs-rest beyond 2 classes), top-k
+    accuracy (k = 2 for 3 classes, else 3; none for 2), per-class precision and recall, and the
+    confusion matrix (rows: true class, columns: predicted), against each target's majority
+    class."""
+    truth = np.asarray(targets).argmax(axis=1)
+    predicted = np.asarray(probs).argmax(axis=1)
+    labels = np.arange(len(classes))
+    precision, recall, _, support = skm.precision_recall_fscore_support(
+        truth, predicted, labels=labels, zero_division=0
+    )
+    out: dict[str, object] = {
+        "accuracy": float(skm.accuracy_score(truth, predicted)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(truth, predicted)),
+        "macro_f1": float(
+            skm.f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)
+        ),
+        "chance_balanced_accuracy": 1.0 / len(classes),
+    }
+    present = np.unique(truth)
+    if len(present) > 1:
+        scores = np.asarray(probs, np.float64)
+        if len(classes) == 2:
+            out["roc_auc"] = float(skm.roc_auc_score(truth, scores[:, 1]))
+        elif len(present) == len(classes):  # one-vs-rest AUC needs every class among the targets
+            out["roc_auc"] = float(
+                skm.roc_auc_score(truth, scores, multi_class="ovr", labels=labels)
+            )
+    k = min(3, len(classes) - 1)
+    if k >= 2:
+        out[f"top{k}_accuracy"] = float(skm.top_k_accuracy_score(truth, probs, k=k, labels=labels))
+    out["per_class"] = {
+        name: {"precision": float(p), "recall": float(r), "support": int(n)}
+        for name, p, r, n in zip(classes, precision, recall, support, strict=True)
+    }
+    out["confusion"] = skm.confusion_matrix(truth, predicted, labels=labels).tolist()
+    return out

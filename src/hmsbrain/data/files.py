@@ -1,0 +1,222 @@
+"""Reading one signal file of any supported type into microvolts, or failing with its name.
+
+Supported: ``.txt``/``.csv`` (rows are samples, one column per channel, optional header row),
+``.npy`` (channels x samples; 1-D is one channel) and ``.edf``/``.bdf`` (through MNE). Text and
+``.npy`` files carry no sampling rate or units, so these come from ``dataset.yaml``; EDF and BDF
+carry both, and MNE returns their values in volts whatever the header's unit.
+
+Every problem is a :class:`DataError` naming the file: unreadable or truncated files, channels
+that differ from ``dataset.yaml``'s, and any NaN or infinite value (the generic layouts have no
+gap-filling step, unlike the HMS one, so a gap would reach the model as NaN).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import mne
+import numpy as np
+import pandas as pd
+
+from hmsbrain.data.base import DataError
+from hmsbrain.data.spec import DatasetSpec
+
+SIGNAL_SUFFIXES = (".txt", ".csv", ".npy", ".edf", ".bdf")
+MNE_SUFFIXES = (".edf", ".bdf")
+VOLTS_TO_UV = 1e6
+
+log = logging.getLogger(__name__)
+
+
+def is_signal_file(path: Path) -> bool:
+    """A file this module can read, by its (case-insensitive) suffix; hidden files are not."""
+    return path.is_file() and not path.name.startswith(".") and suffix(path) in SIGNAL_SUFFIXES
+
+
+def suffix(path: Path) -> str:
+    # Clinical systems often write upper-case ``.EDF``.
+    return path.suffix.lower()
+
+
+def seconds_text(seconds: float) -> str:
+    """``2.5`` -> ``'2.5'``, ``10.0`` -> ``'10'``: a start time as epoch ids show it."""
+    return f"{seconds:.6f}".rstrip("0").rstrip(".")
+
+
+def read_signal_file(
+    path: str | Path, spec: DatasetSpec
+) -> tuple[np.ndarray, float, tuple[str, ...]]:
+    """One file's ``(channels, samples)`` float32 microvolts, sampling rate and channel names.
+
+    With ``spec.channels``, the result has exactly those channels in that order: a text or
+    ``.npy`` file must have that many (and, with a header, those names); an EDF/BDF file must
+    contain them all and may have more. Without it, a text file's header names its channels
+    (``ch1``, ``ch2``... when there is none) and an EDF/BDF file's data channels are used
+    (trigger channels, which MNE marks as stim, are left out: they are not signals).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file")
+    kind = suffix(path)
+    if kind in MNE_SUFFIXES:
+        raw = read_raw(path)
+        names = pick_channels(raw, spec.channels, path)
+        data = raw.get_data(picks=list(names)) * VOLTS_TO_UV
+        sfreq = float(raw.info["sfreq"])
+    elif kind in (".txt", ".csv", ".npy"):
+        if kind == ".npy":
+            data, header = _read_npy(path), None
+        else:
+            data, header = _read_text(path)
+        if spec.sample_rate is None:
+            raise DataError(f"{path}: no sampling rate: set sample_rate in dataset.yaml")
+        data, names = _name_channels(path, data, header, spec.channels)
+        data = data * spec.scale
+        sfreq = spec.sample_rate
+    else:
+        raise DataError(f"{path}: unsupported file type; expected one of {list(SIGNAL_SUFFIXES)}")
+    data = data.astype(np.float32)
+    check_finite(path, data)
+    return data, sfreq, names
+
+
+def check_finite(path: Path, data: np.ndarray) -> None:
+    """DataError naming ``path`` and the counts when ``data`` holds NaN or infinite values."""
+    nan = int(np.isnan(data).sum())
+    inf = int(np.isinf(data).sum())
+    if nan or inf:
+        raise DataError(f"{path}: {nan} NaN and {inf} infinite values; every sample must be finite")
+
+
+def read_raw(path: Path) -> mne.io.BaseRaw:
+    """An EDF/BDF file through MNE, preloaded, with any MNE warning raised as a DataError.
+
+    MNE only warns about some broken files (a header whose record count does not match the
+    file size is read by guessing from the size), and a guess is not data to train on.
+    ``verbose="warning"`` matters: a quieter MNE log level suppresses the warnings entirely.
+    """
+    reader = mne.io.read_raw_bdf if suffix(path) == ".bdf" else mne.io.read_raw_edf
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            return reader(path, preload=True, verbose="warning")
+    # MNE raises many kinds of error on malformed headers (ValueError, struct errors, index
+    # errors...); all of them mean the same thing to the user: this file cannot be read.
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable {suffix(path)[1:].upper()} file ({exc})") from exc
+
+
+def pick_channels(raw: mne.io.BaseRaw, wanted: Sequence[str] | None, path: Path) -> tuple[str, ...]:
+    """The channel names to take from ``raw``: ``wanted`` (all must be there), else its
+    non-trigger channels."""
+    if wanted is None:
+        stim = set(mne.pick_types(raw.info, meg=False, stim=True, exclude=()))
+        if stim:
+            log.info("%s: leaving out trigger channels %s", path, [raw.ch_names[i] for i in stim])
+        names = tuple(n for i, n in enumerate(raw.ch_names) if i not in stim)
+        if not names:
+            raise DataError(f"{path}: no signal channels")
+        return names
+    missing = [n for n in wanted if n not in raw.ch_names]
+    if missing:
+        raise DataError(
+            f"{path}: missing channels {missing}; expected {list(wanted)}, found {raw.ch_names}"
+        )
+    return tuple(wanted)
+
+
+def match_channels(
+    data: np.ndarray, names: Sequence[str], expected: Sequence[str], path: Path
+) -> np.ndarray:
+    """``data`` (channels on axis -2) reordered to ``expected``; the same names in another order
+    are the same channels, other names are a DataError naming ``path``."""
+    if list(names) == list(expected):
+        return data
+    if sorted(names) != sorted(expected):
+        raise DataError(
+            f"{path}: channels differ from the other files: expected {list(expected)}, "
+            f"found {list(names)}"
+        )
+    order = [list(names).index(n) for n in expected]
+    return data[..., order, :]
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy file ({exc})") from exc
+    if data.dtype.kind not in "iuf":
+        raise DataError(f"{path}: expected real numbers, got dtype {data.dtype}")
+    if data.ndim == 1:
+        data = data[None, :]
+    if data.ndim != 2:
+        raise DataError(f"{path}: expected (channels, samples), got shape {data.shape}")
+    if data.size == 0:
+        raise DataError(f"{path}: no samples (shape {data.shape})")
+    return data.astype(np.float64)
+
+
+def _read_text(path: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """A text table as ``(channels, samples)`` and its header names (None without a header)."""
+    try:
+        with path.open(encoding="utf-8-sig") as f:
+            first = next((line for line in f if line.strip()), None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable text file ({exc})") from exc
+    if first is None:
+        raise DataError(f"{path}: empty file")
+    sep = _delimiter(first)
+    cells = first.strip().split() if sep == r"\s+" else first.strip().split(sep)
+    has_header = not all(_parses_as_number(c) for c in cells)
+    try:
+        table = pd.read_csv(
+            path, sep=sep, header=0 if has_header else None, dtype=np.float64, encoding="utf-8-sig"
+        )
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path}: not a table of numbers ({' '.join(str(exc).split())})") from exc
+    if table.empty:
+        raise DataError(f"{path}: no samples (a header row and nothing else)")
+    header = tuple(str(c).strip() for c in table.columns) if has_header else None
+    return table.to_numpy().T, header
+
+
+def _delimiter(line: str) -> str:
+    for sep in (",", "\t", ";"):
+        if sep in line:
+            return sep
+    return r"\s+"
+
+
+def _parses_as_number(cell: str) -> bool:
+    try:
+        float(cell.strip().strip('"'))
+    except ValueError:
+        return False
+    return True
+
+
+def _name_channels(
+    path: Path, data: np.ndarray, header: tuple[str, ...] | None, wanted: Sequence[str] | None
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """A text/.npy file's channels checked against ``dataset.yaml`` and named."""
+    found = header or tuple(f"ch{i + 1}" for i in range(len(data)))
+    if wanted is None:
+        return data, found
+    if len(data) != len(wanted):
+        raise DataError(
+            f"{path}: {len(data)} channels, expected {len(wanted)} {list(wanted)}"
+            + (f"; found {list(header)}" if header else "")
+        )
+    if header is None:
+        return data, tuple(wanted)
+    if sorted(header) != sorted(wanted):
+        raise DataError(f"{path}: expected channels {list(wanted)}, found {list(header)}")
+    return match_channels(data, header, wanted, path), tuple(wanted)

@@ -1,0 +1,277 @@
+"""The optional ``dataset.yaml`` that tells the generic readers what files cannot say.
+
+A folder of EEG files says little about itself: a text or ``.npy`` file has no sampling rate or
+units, a folder of class sub-folders has no class order, and a recording with events does not
+say how long an epoch is. ``dataset.yaml`` at the data folder's root fills these gaps; every key
+is optional except where a layout needs it (``sample_rate`` for text and ``.npy`` signals,
+``tmax`` for recordings)::
+
+    layout: recordings          # folders | recordings | arrays | table; detected when absent
+    sample_rate: 200            # Hz, for .txt/.csv/.npy signals (EDF/BDF carry their own)
+    channels: [Fp1, F7, T3]     # every file must have these; EDF/BDF may have more
+    units: uV                   # uV (default) or V, for .txt/.csv/.npy values
+    classes: [seizure, other]   # the order of the probability columns
+    tmin: -1.0                  # recordings: epoch start relative to each event (s)
+    tmax: 4.0                   # recordings: epoch end relative to each event (s)
+    baseline: [null, 0]         # recordings: as in MNE, or {first_seconds: 10}
+    events: events.csv          # recordings: the events table, when there is one
+    group_pattern: '^(\\w+)_'   # folders/table: subject id = the capture group of a file name
+
+This module also holds the label helpers every reader shares (class resolution, one-hot and
+soft targets, subject ids from file names), since they all apply the spec's ``classes`` and
+``group_pattern`` the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from hmsbrain.data.base import DataError
+
+SPEC_FILE = "dataset.yaml"
+LAYOUTS = ("folders", "recordings", "arrays", "table")
+UNITS = {"uV": 1.0, "V": 1e6}  # factor to microvolts
+VALID_KEYS = (
+    "layout",
+    "sample_rate",
+    "channels",
+    "units",
+    "classes",
+    "tmin",
+    "tmax",
+    "baseline",
+    "events",
+    "group_pattern",
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FirstSeconds:
+    """Baseline ``{first_seconds: N}``: subtract each channel's mean over a recording's first N s.
+
+    MNE's baselines are intervals of the epoch; this one is a stretch of the whole recording,
+    for data whose resting level is known only at the start.
+    """
+
+    seconds: float
+
+
+Baseline = tuple[float | None, float | None] | FirstSeconds | None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """The parsed ``dataset.yaml``; the defaults are what a folder without one gets.
+
+    ``source`` is the ``dataset.yaml`` path (whether or not it exists), for error messages
+    about a setting that is missing or does not fit the data.
+    """
+
+    source: Path = Path(SPEC_FILE)
+    layout: str | None = None
+    sample_rate: float | None = None
+    channels: tuple[str, ...] | None = None
+    units: str = "uV"
+    classes: tuple[str, ...] | None = None
+    tmin: float = 0.0
+    tmax: float | None = None
+    baseline: Baseline = None
+    events: str = "events.csv"
+    group_pattern: re.Pattern[str] | None = None
+
+    @property
+    def scale(self) -> float:
+        """Factor from this spec's units to microvolts."""
+        return UNITS[self.units]
+
+
+def read_spec(root: str | Path) -> DatasetSpec:
+    """``root/dataset.yaml`` parsed and checked; the defaults when the file does not exist."""
+    path = Path(root) / SPEC_FILE
+    if not path.is_file():
+        return DatasetSpec(source=path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not valid YAML ({_one_line(exc)})") from exc
+    if raw is None:
+        return DatasetSpec(source=path)
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    unknown = sorted(str(k) for k in raw if k not in VALID_KEYS)
+    if unknown:
+        raise DataError(f"{path}: unknown keys {unknown}; valid keys are {list(VALID_KEYS)}")
+
+    layout = raw.get("layout")
+    if layout is not None and layout not in LAYOUTS:
+        raise DataError(f"{path}: layout must be one of {list(LAYOUTS)}, got {layout!r}")
+    units = raw.get("units", "uV")
+    if units not in UNITS:
+        raise DataError(f"{path}: units must be one of {list(UNITS)}, got {units!r}")
+    sample_rate = _number(path, raw, "sample_rate")
+    if sample_rate is not None and sample_rate <= 0:
+        raise DataError(f"{path}: sample_rate must be > 0, got {sample_rate}")
+    tmin = _number(path, raw, "tmin")
+    tmin = 0.0 if tmin is None else tmin
+    tmax = _number(path, raw, "tmax")
+    if tmax is not None and tmax <= tmin:
+        raise DataError(f"{path}: tmax ({tmax}) must be after tmin ({tmin})")
+    events = raw.get("events", "events.csv")
+    if not isinstance(events, str) or not events:
+        raise DataError(f"{path}: events must be a file name, got {events!r}")
+    return DatasetSpec(
+        source=path,
+        layout=layout,
+        sample_rate=sample_rate,
+        channels=_names(path, raw, "channels"),
+        units=units,
+        classes=_names(path, raw, "classes"),
+        tmin=tmin,
+        tmax=tmax,
+        baseline=_baseline(path, raw.get("baseline"), tmin, tmax),
+        events=events,
+        group_pattern=_pattern(path, raw.get("group_pattern")),
+    )
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _is_number(value: object) -> bool:
+    # YAML booleans are ints to Python; ``sample_rate: yes`` is a mistake, not 1 Hz.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _number(path: Path, raw: dict, key: str) -> float | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not _is_number(value):
+        raise DataError(f"{path}: {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _names(path: Path, raw: dict, key: str) -> tuple[str, ...] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise DataError(f"{path}: {key} must be a non-empty list, got {value!r}")
+    # Class names like 0 and 1 are read by YAML as ints; labels and folder names are text.
+    if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+        raise DataError(f"{path}: {key} must be a list of names, got {value!r}")
+    names = tuple(str(v) for v in value)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(f"{path}: {key} lists {repeated} more than once")
+    return names
+
+
+def _baseline(path: Path, value: object, tmin: float, tmax: float | None) -> Baseline:
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        if set(value) != {"first_seconds"} or not _is_number(value["first_seconds"]):
+            raise DataError(f"{path}: baseline as a mapping must be {{first_seconds: N}}")
+        if value["first_seconds"] <= 0:
+            raise DataError(f"{path}: baseline first_seconds must be > 0")
+        return FirstSeconds(float(value["first_seconds"]))
+    if not (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(v is None or _is_number(v) for v in value)
+    ):
+        raise DataError(
+            f"{path}: baseline must be null, [start, end] in seconds (either may be null) "
+            f"or {{first_seconds: N}}; got {value!r}"
+        )
+    a, b = (None if v is None else float(v) for v in value)
+    # MNE rejects a baseline outside the epoch only once epoching starts, naming no file.
+    lo = tmin if a is None else a
+    hi = tmax if b is None else b
+    if a is not None and a < tmin:
+        raise DataError(f"{path}: baseline start {a} is before tmin {tmin}")
+    if tmax is not None and b is not None and b > tmax:
+        raise DataError(f"{path}: baseline end {b} is after tmax {tmax}")
+    if hi is not None and lo > hi:
+        raise DataError(f"{path}: baseline start {lo} is after its end {hi}")
+    return (a, b)
+
+
+def _pattern(path: Path, value: object) -> re.Pattern[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DataError(f"{path}: group_pattern must be a regular expression, got {value!r}")
+    try:
+        pattern = re.compile(value)
+    except re.error as exc:
+        raise DataError(f"{path}: group_pattern {value!r} is not a valid regex ({exc})") from exc
+    if pattern.groups != 1:
+        raise DataError(
+            f"{path}: group_pattern {value!r} must have exactly one capture group, "
+            f"has {pattern.groups}"
+        )
+    return pattern
+
+
+# --- Labels, as every reader applies the spec -----------------------------------------------
+
+
+def resolve_classes(labels: Iterable[str], spec: DatasetSpec) -> tuple[str, ...]:
+    """The class order: ``spec.classes`` when given, else the sorted distinct labels.
+
+    Callers check labels against ``spec.classes`` themselves, where they can name the line.
+    """
+    if spec.classes is not None:
+        return spec.classes
+    return tuple(sorted(set(labels)))
+
+
+def one_hot(labels: Sequence[str], classes: Sequence[str]) -> np.ndarray:
+    """``(n, len(classes))`` float64 one-hot rows; every label must be one of ``classes``."""
+    index = {c: i for i, c in enumerate(classes)}
+    targets = np.zeros((len(labels), len(classes)), dtype=np.float64)
+    targets[np.arange(len(labels)), [index[label] for label in labels]] = 1.0
+    return targets
+
+
+def soft_targets(values: np.ndarray, where: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows of probabilities or vote counts normalised to sum to 1, and the votes behind them.
+
+    ``votes`` are the row sums when the values are counts (whole numbers, some row above 1),
+    else None: probabilities say nothing about how many raters there were. ``where[i]`` names
+    row ``i`` in error messages (file and line).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(values).all(axis=1) | (values < 0).any(axis=1)
+    if bad.any():
+        raise DataError(f"{where[int(np.flatnonzero(bad)[0])]}: class values must be finite, >= 0")
+    sums = values.sum(axis=1)
+    if (sums <= 0).any():
+        raise DataError(f"{where[int(np.flatnonzero(sums <= 0)[0])]}: class values sum to 0")
+    counts = bool(np.all(values == np.round(values)) and (sums > 1).any())
+    return values / sums[:, None], (sums if counts else None)
+
+
+def subject_id(name: str, spec: DatasetSpec, where: str) -> str:
+    """The subject id that ``spec.group_pattern`` captures from a file name."""
+    assert spec.group_pattern is not None
+    match = spec.group_pattern.search(name)
+    if match is None or match.group(1) is None:
+        raise DataError(
+            f"{where}: file name {name!r} does not match group_pattern "
+            f"{spec.group_pattern.pattern!r} in {spec.source}"
+        )
+    return match.group(1)

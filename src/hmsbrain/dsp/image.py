@@ -1,0 +1,38 @@
+"""Spectrogram tiles -> the image ImageNet backbones read, and its left-right mirror."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def build_image(tiles: np.ndarray, side_tiles: np.ndarray | None = None) -> np.ndarray:
+    """Tiles ``(..., groups, n_mels, n_frames)`` -> an ImageNet-shaped image ``(..., H, W, 3)``.
+
+    The group tiles are stacked top to bottom, high frequencies up; ``side_tiles`` (the same
+    groups from another source, such as the Kaggle spectrograms), when given, sit to the right.
+    The grey image is repeated over three channels because ImageNet backbones and their
+    pretrained stems expect RGB.
+    """
+    image = _stack(tiles)
+    if side_tiles is not None:
+        image = np.concatenate([image, _stack(side_tiles)], axis=-1)
+    return np.repeat(image[..., None], 3, axis=-1)
+
+
+def _stack(tiles: np.ndarray) -> np.ndarray:
+    """``(..., G, n_mels, n_frames)`` -> ``(..., G * n_mels, n_frames)``, high frequency on top."""
+    flipped = tiles[..., ::-1, :]  # row 0 of an image is its top
+    return flipped.reshape(*tiles.shape[:-3], -1, tiles.shape[-1])
+
+
+def mirror_image(image: np.ndarray, group_mirror: np.ndarray, axis: int = -3) -> np.ndarray:
+    """Mirror an image built by :func:`build_image`: its group bands are permuted as the
+    hemispheres exchange (LL <-> RL and LP <-> RP for the double banana).
+
+    ``axis`` is the image's row axis (-3 for ``(..., H, W, C)``, -2 for ``(..., H, W)``). Every
+    tile of a band belongs to the same group, so one permutation of the row bands mirrors the
+    whole image, exactly as if the recording had been mirrored first.
+    """
+    axis = axis % image.ndim
+    bands = np.split(image, len(group_mirror), axis=axis)
+    return np.concatenate([bands[j] for j in group_mirror], axis=axis)

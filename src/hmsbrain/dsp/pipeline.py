@@ -1,0 +1,61 @@
+"""Epochs of any channel count and rate -> model inputs: resample, montage, band-pass, clip;
+then the spectrogram image (one tile per channel group) and the raw branch.
+
+The HMS path (:mod:`hmsbrain.hms.inputs`) runs these same steps on its 20-column windows, after
+filling their missing stretches, and adds the Kaggle spectrogram tiles to the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from hmsbrain.config import PreprocessConfig
+from hmsbrain.dsp.filters import bandpass, decimate, resample
+from hmsbrain.dsp.image import build_image
+from hmsbrain.dsp.mel import group_tiles
+from hmsbrain.dsp.montage import Montage
+from hmsbrain.dsp.parallel import map_batch
+from hmsbrain.models.inputs import IMAGE_INPUT, RAW_INPUT, Batch
+
+# Bump whenever a change to preprocessing changes what it computes from the same data: the
+# input cache is keyed on it, so inputs made by older code are never reused.
+PREPROCESS_VERSION = 3
+
+
+def clean(signals: np.ndarray, fs: float, montage: Montage, cfg: PreprocessConfig) -> np.ndarray:
+    """Epochs ``(..., channels, samples)`` in microvolts at ``fs`` -> the clean montage at the
+    recipe's rate: resampled, re-referenced, band-passed and clipped (artefacts)."""
+    signals = resample(signals, fs, cfg.sample_rate)
+    out = bandpass(montage.apply(signals), cfg)
+    return np.clip(out, -cfg.clip_uv, cfg.clip_uv)
+
+
+def raw_branch(montage_signals: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Input of the 1D models from a clean montage: decimated and scaled, ``(..., time, ch)``."""
+    decimated = decimate(montage_signals, cfg.raw_downsample)
+    return np.swapaxes(decimated / cfg.scale_uv, -1, -2).astype(np.float32)
+
+
+def montage_inputs(
+    clean_signals: np.ndarray, montage: Montage, cfg: PreprocessConfig, names: Sequence[str],
+    side_tiles: np.ndarray | None = None,
+) -> Batch:  # fmt: skip
+    """Clean montage signals ``(n, montage channels, samples)`` -> the model inputs ``names``."""
+    image = raw = None
+    if IMAGE_INPUT in names:
+        tiles = map_batch(lambda m: group_tiles(m, montage.groups, cfg), clean_signals)
+        image = build_image(tiles, side_tiles)
+    if RAW_INPUT in names:
+        raw = raw_branch(clean_signals, cfg)
+    return Batch(image=image, raw=raw)
+
+
+def epoch_inputs(
+    signals: np.ndarray, fs: float, montage: Montage, cfg: PreprocessConfig,
+    names: Sequence[str],
+) -> Batch:  # fmt: skip
+    """Epochs ``(n, channels, samples)`` in microvolts at ``fs`` -> the model inputs ``names``."""
+    cleaned = map_batch(lambda s: clean(s, fs, montage, cfg), np.asarray(signals, np.float32))
+    return montage_inputs(cleaned, montage, cfg, names)

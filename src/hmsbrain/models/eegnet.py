@@ -1,0 +1,105 @@
+"""EEGNet (Lawhern et al. 2018, "EEGNet: a compact convolutional neural network for EEG-based
+brain-computer interfaces", J. Neural Eng. 15 056013), the EEGNet-F1,D variant (v4 of the
+arXiv paper, braindecode's ``EEGNetv4``), in Keras core layers.
+
+Block 1 mirrors the classical filter-bank CSP pipeline: a temporal convolution learns ``F1``
+band-pass filters (the same FIR filter on every electrode), then a depthwise convolution that
+spans all electrodes learns ``D`` spatial filters per band, with no mixing across bands so each
+spatial pattern stays tied to one frequency band. Block 2 is a separable convolution: a short
+depthwise temporal kernel summarises each map over ~0.5 s, and a pointwise convolution mixes the
+maps into ``F2`` features. Batch norm, ELU, average pooling and dropout follow each block. The
+model has ~2k parameters, which is the point: it is meant for small EEG data sets.
+
+Layout. The input is ``(time, channels)``, so it is viewed as a ``(time, channels, 1)`` image and
+every kernel of the paper is transposed: the paper's ``(1, 64)`` temporal kernel is ``(64, 1)``
+here, its ``(C, 1)`` spatial kernel is ``(1, C)``, its ``(1, 4)`` pool is ``(4, 1)``. This avoids a
+transpose in the graph and is the same arithmetic.
+
+Choices:
+
+* Kernel lengths are set in seconds and converted at ``sample_rate``: the paper's 64-sample
+  temporal kernel is half a second at 128 Hz (frequency resolution down to 2 Hz), and its
+  16-sample separable kernel is half a second at the 32 Hz reached after the first pool. Both
+  scale with ``sample_rate / 128``; the pools stay 4 and 8 as in the paper, so the separable
+  kernel keeps covering 0.5 s at any rate.
+* Convolutions have no bias (the batch norm that follows has one), as in the paper.
+* The spatial (depthwise) kernel has a max-norm 1 constraint, taken over the electrodes of each
+  spatial filter, as in the paper. The classifier's max-norm 0.25 constraint belongs to the
+  dense head, which the caller builds.
+* Pools use ``"same"`` padding: the paper's inputs are multiples of 32 samples, for which this is
+  identical to its ``"valid"`` pools, but on other lengths ``"valid"`` would silently drop up to
+  ``pool - 1`` pooled steps at the end. When the time axis is shorter than a pool, the pool
+  shrinks to the axis length (down to 1), so every input length builds.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import constraints, layers
+
+from hmsbrain.config import ModelConfig
+
+PAPER_RATE = 128.0  # Hz at which the paper's sample counts (kernel 64, separable 16) are given
+SEPARABLE_KERNEL = 16  # samples at PAPER_RATE
+POOL_1 = 4
+POOL_2 = 8
+SPATIAL_MAX_NORM = 1.0
+
+
+def scaled_length(samples_at_paper_rate: float, sample_rate: float) -> int:
+    """A kernel length of the paper (given at 128 Hz) in samples at ``sample_rate``, >= 1."""
+    return max(1, round(samples_at_paper_rate * sample_rate / PAPER_RATE))
+
+
+def shrunk_pool(pool: int, length: int) -> int:
+    """``pool``, or the axis length when that is shorter, so the pool always has an output."""
+    return max(1, min(pool, length))
+
+
+def _batch_norm(cfg: ModelConfig, name: str) -> layers.BatchNormalization:
+    kwargs = {"momentum": cfg.bn_momentum} if cfg.bn_momentum > 0 else {}
+    return layers.BatchNormalization(name=name, **kwargs)
+
+
+def eegnet_features(
+    raw: keras.KerasTensor, cfg: ModelConfig, sample_rate: float
+) -> keras.KerasTensor:
+    """EEGNet's two blocks over ``raw`` of shape ``(batch, time, channels)`` -> flat features.
+
+    The caller adds the classifier; the paper's is a dense softmax layer whose kernel has a
+    max-norm 0.25 constraint (``keras.constraints.MaxNorm(0.25)``), applied by the caller.
+    """
+    n_time, n_chans = raw.shape[1], raw.shape[2]
+    if n_time is None or n_chans is None:
+        raise ValueError(f"EEGNet needs a static (time, channels) input shape, got {raw.shape}")
+    f1, d, f2 = cfg.eegnet_f1, cfg.eegnet_d, cfg.eegnet_f2
+    kernel = max(1, round(cfg.eegnet_kernel_seconds * sample_rate))
+    separable = scaled_length(SEPARABLE_KERNEL, sample_rate)
+    pool_1 = shrunk_pool(POOL_1, n_time)
+    pool_2 = shrunk_pool(POOL_2, -(-n_time // pool_1))  # length after the first "same" pool
+
+    x = layers.Reshape((n_time, n_chans, 1), name="eegnet_image")(raw)
+    # Block 1: temporal filter bank, then per-band spatial filters.
+    x = layers.Conv2D(f1, (kernel, 1), padding="same", use_bias=False, name="eegnet_temporal")(x)
+    x = _batch_norm(cfg, "eegnet_temporal_bn")(x)
+    # axis=(0, 1): the norm of each spatial filter, over the electrodes of its (1, C) kernel.
+    x = layers.DepthwiseConv2D(
+        (1, n_chans),
+        depth_multiplier=d,
+        use_bias=False,
+        depthwise_constraint=constraints.MaxNorm(SPATIAL_MAX_NORM, axis=(0, 1)),
+        name="eegnet_spatial",
+    )(x)
+    x = _batch_norm(cfg, "eegnet_spatial_bn")(x)
+    x = layers.Activation("elu", name="eegnet_elu_1")(x)
+    x = layers.AveragePooling2D((pool_1, 1), padding="same", name="eegnet_pool_1")(x)
+    x = layers.Dropout(cfg.eegnet_dropout, name="eegnet_dropout_1")(x)
+    # Block 2: per-map temporal summary, then pointwise mixing of the F1 * D maps.
+    x = layers.SeparableConv2D(
+        f2, (separable, 1), padding="same", use_bias=False, name="eegnet_separable"
+    )(x)
+    x = _batch_norm(cfg, "eegnet_separable_bn")(x)
+    x = layers.Activation("elu", name="eegnet_elu_2")(x)
+    x = layers.AveragePooling2D((pool_2, 1), padding="same", name="eegnet_pool_2")(x)
+    x = layers.Dropout(cfg.eegnet_dropout, name="eegnet_dropout_2")(x)
+    return layers.Flatten(name="eegnet_flatten")(x)

@@ -1,0 +1,118 @@
+"""ImageNet backbones over the spectrogram image, from ``keras.applications``, registered by
+name; pretrained weights download online or load from a local file, with a clear error offline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+
+from hmsbrain.config import ModelConfig
+from hmsbrain.models.inputs import RAW_BACKBONES
+
+BackboneFn = Callable[[ModelConfig, tuple[int, int, int], "str | None"], keras.Model]
+BACKBONES: dict[str, BackboneFn] = {}
+
+
+class WeightsError(RuntimeError):
+    """Pretrained weights that cannot be had; the message says how to supply them."""
+
+
+def register_backbone(name: str) -> Callable[[BackboneFn], BackboneFn]:
+    """Register ``fn(cfg, input_shape, weights) -> keras.Model`` (features, no top) as ``name``."""
+
+    def wrap(fn: BackboneFn) -> BackboneFn:
+        BACKBONES[name] = fn
+        return fn
+
+    return wrap
+
+
+def _choice(value: str, options: tuple[str, ...], key: str) -> str:
+    if value not in options:
+        raise ValueError(f"{key}={value!r} is not one of {list(options)}")
+    return value
+
+
+@register_backbone("effnetv2")
+def _effnetv2(cfg: ModelConfig, shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    size = _choice(cfg.effnetv2_size, ("B0", "B1", "B2", "B3", "S", "M", "L"), "effnetv2_size")
+    app = getattr(keras.applications, f"EfficientNetV2{size}")
+    # include_preprocessing=False: inputs are standardised spectrograms, not 0-255 pixels, and the
+    # rescaling constants would otherwise surface as extra ONNX graph inputs.
+    return app(include_top=False, weights=weights, input_shape=shape, include_preprocessing=False)
+
+
+@register_backbone("resnet50v2")
+def _resnet50v2(cfg: ModelConfig, shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    return keras.applications.ResNet50V2(include_top=False, weights=weights, input_shape=shape)
+
+
+@register_backbone("mobilenetv3")
+def _mobilenetv3(cfg: ModelConfig, shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    size = _choice(cfg.mobilenetv3_size, ("large", "small"), "mobilenetv3_size")
+    app = (
+        keras.applications.MobileNetV3Large
+        if size == "large"
+        else keras.applications.MobileNetV3Small
+    )
+    return app(include_top=False, weights=weights, input_shape=shape, include_preprocessing=False)
+
+
+@register_backbone("densenet201")
+def _densenet201(cfg: ModelConfig, shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+    return keras.applications.DenseNet201(include_top=False, weights=weights, input_shape=shape)
+
+
+def backbone_names() -> list[str]:
+    """Every valid ``--backbone``: the registered image backbones and the raw-signal models."""
+    return [*BACKBONES, *RAW_BACKBONES]
+
+
+def resolve_weights(weights: str) -> str | None:
+    """Map the config's ``weights`` to what ``keras.applications`` takes, failing early."""
+    if weights.lower() == "none":
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsError(f"model.weights: file not found: {path}")
+    if not (path.name.endswith(".h5")):
+        raise WeightsError(f"model.weights: {path} must be a .h5 or .weights.h5 file")
+    return str(path)
+
+
+def build_backbone(cfg: ModelConfig, shape: tuple[int, int, int]) -> keras.Model:
+    """The registered backbone ``cfg.backbone``, with the requested weights or a clear error."""
+    if cfg.backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {cfg.backbone!r}; valid: {backbone_names()}")
+    weights = resolve_weights(cfg.weights)
+    try:
+        return BACKBONES[cfg.backbone](cfg, shape, weights)
+    except Exception as exc:
+        if weights != "imagenet" or not _is_download_error(exc):
+            raise
+        raise WeightsError(
+            f"ImageNet weights for {cfg.backbone!r} could not be downloaded ({exc}). Offline, "
+            'supply them as a file: on a machine with internet run `python -c "import keras; '
+            f'keras.applications.{_app_name(cfg)}(include_top=False)"`, copy the file it saved '
+            "under ~/.keras/models/ (on Kaggle: attach it as a dataset), and pass "
+            "model.weights=/path/to/file.h5; or model.weights=none to train from scratch."
+        ) from exc
+
+
+def _is_download_error(exc: Exception) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return any(k in text for k in ("url", "fetch", "download", "connection", "resolve", "http"))
+
+
+def _app_name(cfg: ModelConfig) -> str:
+    return {
+        "effnetv2": f"EfficientNetV2{cfg.effnetv2_size}",
+        "resnet50v2": "ResNet50V2",
+        "mobilenetv3": f"MobileNetV3{cfg.mobilenetv3_size.capitalize()}",
+        "densenet201": "DenseNet201",
+    }.get(cfg.backbone, cfg.backbone)

@@ -1,0 +1,33 @@
+"""The WaveNet branch: dilated, gated 1D convolutions over the raw montage."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from hmsbrain.config import ModelConfig
+
+
+def wavenet_features(x: keras.KerasTensor, cfg: ModelConfig) -> keras.KerasTensor:
+    """WaveNet over the raw montage ``(time, 16)`` -> pooled features.
+
+    Each block is a stack of dilated, non-causal ("same"-padded) convolutions with gated
+    activations (tanh * sigmoid) and residual connections, then 4x average pooling in time, so
+    later blocks see seconds of context at a few convolutions' cost.
+    """
+    f = cfg.wavenet_filters
+    x = layers.Conv1D(f, 1, name="wave_in")(x)
+    for b in range(cfg.wavenet_blocks):
+        for d in cfg.wavenet_dilations:
+            name = f"wave_b{b}_d{d}"
+            tanh = layers.Conv1D(f, 3, padding="same", dilation_rate=d, activation="tanh",
+                                 name=f"{name}_tanh")(x)  # fmt: skip
+            gate = layers.Conv1D(f, 3, padding="same", dilation_rate=d, activation="sigmoid",
+                                 name=f"{name}_gate")(x)  # fmt: skip
+            gated = layers.Multiply(name=f"{name}_mul")([tanh, gate])
+            x = layers.Add(name=f"{name}_res")([x, layers.Conv1D(f, 1, name=f"{name}_proj")(gated)])
+        x = layers.BatchNormalization(name=f"wave_b{b}_bn")(x)
+        x = layers.AveragePooling1D(4, padding="same", name=f"wave_b{b}_pool")(x)
+    return layers.Concatenate(name="wave_features")(
+        [layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)]
+    )

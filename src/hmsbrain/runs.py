@@ -1,0 +1,67 @@
+"""The layout of a run folder, ``<output_dir>/<run name>/fold<k>/``, shared by every stage.
+
+Training writes a fold's files, prediction and export read and add to them, ensembling and
+packaging read them; the names live here once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from hmsbrain.config import Config, load_config
+
+KERAS_FILE = "model.keras"
+ONNX_FILE = "model.onnx"
+EXPORT_REPORT = "export.json"  # the export's parity figures
+PARITY_INPUTS = "parity.npz"  # the preprocessed windows the export was checked on
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+OOF_FILE = "oof.parquet"
+BASELINE_OOF_FILE = "baseline_oof.parquet"
+
+
+@dataclass
+class RunPaths:
+    """The files of one fold's folder."""
+
+    root: Path
+
+    def __getattr__(self, name: str) -> Path:
+        files = {
+            "model": KERAS_FILE, "config": CONFIG_FILE, "history": "history.csv",
+            "curves": "curves.png", "oof": OOF_FILE, "baseline_oof": BASELINE_OOF_FILE,
+            "summary": SUMMARY_FILE, "checkpoint": "checkpoint/last.keras",
+            "state": "checkpoint/state.json", "best": "checkpoint/best.keras",
+        }  # fmt: skip
+        if name not in files:
+            raise AttributeError(name)
+        return self.root / files[name]
+
+
+def run_root(cfg: Config) -> Path:
+    """The run folder of ``cfg`` (its name defaults to the backbone's)."""
+    return Path(cfg.train.output_dir) / (cfg.train.run_name or cfg.model.backbone)
+
+
+def run_dir(cfg: Config, fold: int) -> Path:
+    return run_root(cfg) / f"fold{fold}"
+
+
+def fold_dirs(run: str | Path) -> list[Path]:
+    """The trained folds of a run folder, in fold order."""
+    run = Path(run)
+    found = sorted(p.parent for p in run.glob(f"fold*/{KERAS_FILE}"))
+    if not found:
+        raise FileNotFoundError(f"{run}: no fold*/{KERAS_FILE}; train the run first")
+    return found
+
+
+def run_config(run: str | Path) -> Config:
+    """The config of a run's first fold (every fold of a run shares its recipe)."""
+    return load_config(fold_dirs(run)[0] / CONFIG_FILE)
+
+
+def fold_summary(fold: Path) -> dict:
+    return json.loads((Path(fold) / SUMMARY_FILE).read_text())

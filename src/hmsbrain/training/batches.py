@@ -1,0 +1,111 @@
+"""Training batches: which rows an epoch draws, their targets and weights, and augmentation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pandas as pd
+
+from hmsbrain.config import TrainConfig
+from hmsbrain.data.cache import InputCache
+from hmsbrain.data.dataset import Dataset
+from hmsbrain.dsp.montage import Montage
+from hmsbrain.inference.predict import swap_batch
+
+
+@dataclass
+class StageData:
+    """The rows one stage trains on: per unit (an HMS EEG, an epoch), its row indices, its
+    target and, with class weighting, its weight."""
+
+    unit_ids: np.ndarray
+    row_groups: list[np.ndarray]
+    targets: np.ndarray  # (units, classes)
+    weights: np.ndarray | None = None  # (units,)
+
+    @classmethod
+    def from_rows(cls, rows: pd.DataFrame, data: Dataset, balance: bool = False) -> StageData:
+        groups = rows.groupby(data.id_column, sort=True).indices  # positions in the row table
+        target = data.unit_targets(rows)
+        ids = target.index.to_numpy()
+        targets = target.to_numpy(np.float32)
+        weights = None
+        if balance:  # inverse class frequency, so every class weighs the same in the loss
+            counts = np.bincount(targets.argmax(axis=1), minlength=targets.shape[1])
+            per_class = len(targets) / (np.maximum(counts, 1) * (counts > 0).sum())
+            weights = per_class[targets.argmax(axis=1)].astype(np.float32)
+        return cls(ids, [rows.index.to_numpy()[groups[i]] for i in ids], targets, weights)
+
+    def steps(self, batch_size: int, samples_per_unit: int = 1) -> int:
+        return math.ceil(len(self.unit_ids) * samples_per_unit / batch_size)
+
+
+def augment(
+    inputs: dict[str, np.ndarray], targets: np.ndarray, rng: np.random.Generator,
+    cfg: TrainConfig, montage: Montage,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
+    """Hemisphere swap, time/frequency masks and mixup on a batch (numpy, in place where safe).
+
+    The swap needs the montage's mirror (a run without one was refused a swap probability)."""
+    n = len(targets)
+    swap = rng.random(n) < cfg.swap_prob
+    if swap.any() and montage.mirror is not None:  # the same mirror as the test-time swap
+        for key, mirrored in swap_batch({k: v[swap] for k, v in inputs.items()}, montage).items():
+            inputs[key][swap] = mirrored
+    if "image" in inputs:
+        image = inputs["image"]
+        h, w = image.shape[1:3]
+        n_bands = len(montage.groups)
+        band = h // n_bands  # one group's tile: a frequency mask hits the same band of each
+        for i in range(n):
+            for _ in range(cfg.time_masks):
+                width = rng.integers(0, max(1, int(cfg.mask_frac * w)) + 1)
+                start = rng.integers(0, w - width + 1)
+                image[i, :, start : start + width] = 0.0
+            for _ in range(cfg.freq_masks):
+                width = rng.integers(0, max(1, int(cfg.mask_frac * band)) + 1)
+                start = rng.integers(0, band - width + 1)
+                for tile in range(n_bands):
+                    image[i, tile * band + start : tile * band + start + width] = 0.0
+    if cfg.mixup_alpha > 0 and rng.random() < cfg.mixup_prob:
+        lam = rng.beta(cfg.mixup_alpha, cfg.mixup_alpha)
+        perm = rng.permutation(n)
+        inputs = {k: lam * v + (1 - lam) * v[perm] for k, v in inputs.items()}
+        targets = lam * targets + (1 - lam) * targets[perm]
+    return inputs, targets
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """One epoch of training batches: every unit ``samples_per_eeg`` times, each time at a
+    random one of its rows (for HMS, its labelled sub-windows: a random time shift within the
+    recording). The generator is seeded by (seed, fold, epoch), so a resumed run sees the same
+    data. With class weights, batches carry them as Keras sample weights."""
+
+    def __init__(
+        self, stage: StageData, cache: InputCache, names: tuple[str, ...], cfg: TrainConfig,
+        seed: list[int], montage: Montage,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.stage, self.cache, self.names, self.cfg = stage, cache, names, cfg
+        self.montage = montage
+        self.rng = np.random.default_rng(seed)
+        units = np.repeat(np.arange(len(stage.unit_ids)), cfg.samples_per_eeg)
+        self.order = self.rng.permutation(units)  # positions in the stage's unit list
+        self.rows = np.array([self.rng.choice(stage.row_groups[i]) for i in self.order])
+
+    def __len__(self) -> int:
+        return self.stage.steps(self.cfg.batch_size, self.cfg.samples_per_eeg)
+
+    def __getitem__(self, index: int) -> tuple:
+        pick = slice(index * self.cfg.batch_size, (index + 1) * self.cfg.batch_size)
+        batch = self.cache.batch(self.rows[pick])
+        inputs = {k: batch[k] for k in self.names}
+        targets = self.stage.targets[self.order[pick]].copy()
+        inputs, targets = augment(inputs, targets, self.rng, self.cfg, self.montage)
+        x = tuple(inputs[k] for k in self.names)
+        if self.stage.weights is None:
+            return x, targets
+        return x, targets, self.stage.weights[self.order[pick]]

@@ -1,0 +1,122 @@
+"""A run's report over all its folds: the CV of the network and of the band-power baseline in
+the same folds, per fold and overall, and for hard labels every classification metric with the
+confusion matrix (``report.json``, ``report.md``, ``confusion.csv``, ``confusion.png``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hmsbrain.atomic import atomic_path, write_json, write_text
+from hmsbrain.data.dataset import Dataset
+from hmsbrain.inference.ensemble import load_run
+from hmsbrain.runs import fold_dirs, fold_summary
+from hmsbrain.training.metrics import classification_metrics, kl_score
+
+
+def _figures(data: Dataset, frame: pd.DataFrame) -> dict[str, object]:
+    ids = frame[data.id_column].to_numpy()
+    target = data.unit_targets(data.rows).loc[ids].to_numpy()
+    pred = frame[list(data.classes)].to_numpy()
+    out: dict[str, object] = {"kl": kl_score(target, pred), "units": len(ids)}
+    if data.hard:
+        out.update(classification_metrics(target, pred, data.classes))
+    return out
+
+
+def write_run_report(run: str | Path, data: Dataset) -> dict[str, object]:
+    """Score the concatenated OOF of every fold of ``run`` (trained on ``data``) and write the
+    report files into the run folder; returns the report."""
+    run = Path(run)
+    predictions = load_run(run)
+    summaries = [fold_summary(f) for f in fold_dirs(run)]
+    prior = np.mean([s["class_prior"] for s in summaries], axis=0)
+    prior_frame = predictions.oof[[data.id_column]].copy()
+    for i, name in enumerate(data.classes):
+        prior_frame[name] = prior[i]
+    report: dict[str, object] = {
+        "run": str(run), "classes": list(data.classes), "hard": data.hard,
+        "model": _figures(data, predictions.oof), "class_prior": _figures(data, prior_frame),
+        "folds": [
+            {"fold": s["fold"], "cv_kl": s["cv_kl"], "class_prior_kl": s["class_prior_kl"],
+             **({"balanced_accuracy": s["metrics"].get("balanced_accuracy")} if data.hard else {}),
+             **({"baseline": {k: s["baseline"].get(k) for k in ("kl", "balanced_accuracy")}}
+                if "baseline" in s else {})}
+            for s in summaries
+        ],
+    }  # fmt: skip
+    if predictions.baseline is not None:
+        report["baseline"] = _figures(data, predictions.baseline)
+    write_json(run / "report.json", report)
+    write_text(run / "report.md", _markdown(report))
+    if data.hard:
+        _confusion(report["model"]["confusion"], data.classes, run)  # type: ignore[index]
+    return report
+
+
+def _markdown(report: dict) -> str:
+    hard = report["hard"]
+    cols = ["kl", "balanced_accuracy", "accuracy", "macro_f1", "roc_auc"] if hard else ["kl"]
+    lines = [f"# CV report: {report['run']}", "", f"classes: {', '.join(report['classes'])}", ""]
+    lines += ["| | units | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
+    for label, key in (("model", "model"), ("band-power baseline", "baseline"),
+                       ("class prior", "class_prior")):  # fmt: skip
+        if key in report:
+            figures = report[key]
+            cells = [_cell(figures.get(c)) for c in cols]
+            lines.append(f"| {label} | {figures['units']} | " + " | ".join(cells) + " |")
+    lines += ["", "Chance balanced accuracy: "
+              f"{report['model'].get('chance_balanced_accuracy', float('nan')):.3f}"
+              if hard else "", "", "## Folds", ""]  # fmt: skip
+    for fold in report["folds"]:
+        text = (
+            f"- fold {fold['fold']}: KL {fold['cv_kl']:.4f} "
+            f"(class prior {fold['class_prior_kl']:.4f})"
+        )
+        if hard:
+            text += f", balanced accuracy {fold['balanced_accuracy']:.3f}"
+        if "baseline" in fold:
+            base = fold["baseline"]
+            text += f"; baseline KL {base['kl']:.4f}"
+            if hard:
+                text += f", balanced accuracy {base['balanced_accuracy']:.3f}"
+        lines.append(text)
+    if hard:
+        lines += ["", "## Per class", "", "| class | precision | recall | support |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for name, row in report["model"]["per_class"].items():
+            lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
+                         f"{row['support']} |")  # fmt: skip
+        lines += ["", "Confusion matrix (rows: true, columns: predicted): confusion.csv, "
+                  "confusion.png"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
+
+
+def _confusion(matrix: list[list[int]], classes: tuple[str, ...], run: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    counts = np.asarray(matrix)
+    frame = pd.DataFrame(counts, index=list(classes), columns=list(classes))
+    frame.index.name = "true \\ predicted"
+    with atomic_path(run / "confusion.csv") as tmp:
+        frame.to_csv(tmp)
+    size = max(4.0, 0.45 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(counts, display_labels=list(classes)).plot(
+        ax=ax, colorbar=False, xticks_rotation="vertical", values_format="d"
+    )
+    ax.set_title("out-of-fold confusion matrix")
+    fig.tight_layout()
+    with atomic_path(run / "confusion.png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
