@@ -228,3 +228,52 @@ def test_generic_recipe_is_the_default_for_other_layouts(tmp_path) -> None:
     assert load_config(GENERIC_CONFIG).preprocess.standardize is True
     with pytest.raises(ConfigError, match=r"preprocess\.montage='bipolar' is not one of"):
         choose_montage("bipolar", EMOTIV)
+
+
+@pytest.mark.slow
+def test_generic_runs_export_predict_and_ensemble_unchanged(tmp_path, capsys) -> None:
+    """EEGNet, ShallowConvNet and the fitted band-power baseline on the same folds: each
+    exports to ONNX with its parity check, predicts a held-out folder of the same layout on
+    ONNX Runtime, and ensemble.py blends them with a nested CV and the hard-label metrics."""
+    from hmsbrain.cli import ensemble_main, export_main
+
+    data = _arrays_dataset(tmp_path / "erp")
+    held_out = _arrays_dataset(tmp_path / "held_out", n=20, seed=9)
+    runs = []
+    for backbone in ("eegnet", "shallow", "bandpower"):
+        train_main(["--data-dir", str(data), "--fold", "all", "--backbone", backbone,
+                    *_quick(tmp_path)])  # fmt: skip
+        runs.append(str(tmp_path / "out" / backbone))
+    export_main(runs)
+    predict_main([*runs, "--data-dir", str(held_out), "--runtime", "onnx"])
+    capsys.readouterr()
+    ensemble_main([*runs, "--name", "erp", "--out-dir", str(tmp_path / "sub")])
+    out = capsys.readouterr().out
+    assert "blend CV" in out and "nested" in out and "balanced_accuracy" in out
+    assert "band-power baseline (eegnet's folds)" in out
+    blended = pd.read_csv(tmp_path / "sub" / "erp.csv")
+    assert list(blended.columns) == ["epoch", "std", "tgt"] and len(blended) == 20
+    report = json.loads((tmp_path / "sub" / "erp.json").read_text())
+    assert set(report["weights"]) == {"eegnet", "shallow", "bandpower"}
+    assert 0 <= report["blend_metrics"]["balanced_accuracy"] <= 1
+    # The band-power run's model is the baseline itself: same out-of-fold predictions.
+    fold = tmp_path / "out" / "bandpower" / "fold0"
+    np.testing.assert_allclose(
+        pd.read_parquet(fold / "oof.parquet")[["std", "tgt"]],
+        pd.read_parquet(fold / "baseline_oof.parquet")[["std", "tgt"]], atol=1e-5,
+    )  # fmt: skip
+
+
+def test_a_bad_file_stops_training_with_one_line_and_writes_nothing(tmp_path, capsys) -> None:
+    root = tmp_path / "folders"
+    for label in ("rest", "blink"):
+        (root / label).mkdir(parents=True)
+        for i in range(3):
+            np.savetxt(root / label / f"s{i}_{label}.txt", np.random.default_rng(i).normal(size=64))
+    (root / "dataset.yaml").write_text(yaml.safe_dump({"sample_rate": 128, "classes": ["rest"]}))
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--data-dir", str(root), *_quick(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and str(root / "blink") in err and "unknown class" in err
+    assert not (tmp_path / "out").exists()

@@ -172,7 +172,7 @@ class _VotesOnly:
 class _RowIndexCache:
     """A stand-in input cache whose 'raw' input of a row is the row's own index."""
 
-    def batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def batch(self, rows: np.ndarray, shifts: np.ndarray | None = None) -> dict[str, np.ndarray]:
         return {"raw": np.asarray(rows, np.float32).reshape(-1, 1, 1)}
 
 

@@ -59,6 +59,14 @@ class DataConfig:
     demo_dir: str = _f("data/demo", "Where the demo dataset is generated on first use.")
     demo_seed: int = _f(2024, "Seed of the demo dataset generator.")
     cache_dir: str = _f("outputs/cache", "Folder for folds and preprocessed inputs, per dataset.")
+    storage: str = _f(
+        "windows",
+        "windows: cache every window's model inputs (fast for small data); recordings (HMS): "
+        "store each recording once and cut windows at batch time (scales with hours of EEG).",
+    )
+    store_dtype: str = _f(
+        "float16", "Sample type of the recording store: float16 (half the disk) or float32."
+    )
 
 
 @dataclass
@@ -130,6 +138,11 @@ class ModelConfig:
     eegnet_f2: int = _f(16, "EEGNet: pointwise filters of the separable convolution.")
     eegnet_kernel_seconds: float = _f(0.5, "EEGNet: temporal kernel length in seconds.")
     eegnet_dropout: float = _f(0.25, "EEGNet: dropout after each block.")
+    eegnet_pool1_stride: int = _f(
+        0,
+        "EEGNet: stride of the first pooling; 0 = its size, as published. A stride above the "
+        "size skips samples (the classic broken model diagnose.py finds).",
+    )
     shallow_filters: int = _f(40, "ShallowConvNet: temporal and spatial filters.")
     shallow_kernel_seconds: float = _f(0.1, "ShallowConvNet: temporal kernel in seconds.")
     shallow_pool_seconds: float = _f(0.3, "ShallowConvNet: mean-pooling window in seconds.")
@@ -148,6 +161,14 @@ class TrainConfig:
     output_dir: str = _f("outputs", "Root of all run folders.")
     batch_size: int = _f(16, "Training batch size.")
     samples_per_eeg: int = _f(1, "Sub-windows drawn per EEG per epoch (random time shifts).")
+    shift_seconds: float = _f(
+        0.0,
+        "data.storage=recordings: move each training window by up to this many seconds either "
+        "way (a random time shift every step; the labelled 10 s centre stays inside for <= 20).",
+    )
+    workers: int = _f(
+        0, "Input-pipeline threads preparing batches ahead of the model; 0: one per CPU."
+    )
     stage1_epochs: int = _f(10, "Epochs of stage 1 (all EEGs).")
     stage2_epochs: int = _f(5, "Epochs of stage 2 (EEGs with at least stage2_min_votes votes).")
     stage2_min_votes: int = _f(10, "Vote threshold of stage 2 rows.")

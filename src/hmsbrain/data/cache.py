@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hmsbrain.atomic import atomic_dir, write_json
-from hmsbrain.config import Config
+from hmsbrain.config import Config, ConfigError
 from hmsbrain.data.base import DataError
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.dsp.pipeline import PREPROCESS_VERSION
@@ -56,12 +56,51 @@ class InputCache:
     def names(self) -> tuple[str, ...]:
         return tuple(self.arrays)
 
-    def batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """float32 inputs of ``rows``; the grey image is repeated to the 3 channels models take."""
+    def batch(self, rows: np.ndarray, shifts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """float32 inputs of ``rows``; the grey image is repeated to the 3 channels models take.
+        Cached windows cannot move (``shifts`` needs ``data.storage=recordings``)."""
+        if shifts is not None:
+            raise ConfigError("train.shift_seconds needs data.storage=recordings")
         out = {k: np.asarray(v[rows], dtype=np.float32) for k, v in self.arrays.items()}
         if "image" in out:
             out["image"] = np.repeat(out["image"][..., None], 3, axis=-1)
         return out
+
+    def input_shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self.arrays[name].shape[1:])
+
+
+@dataclasses.dataclass
+class StreamInputs:
+    """Model inputs computed when a batch is asked for, from the dataset itself (for HMS with
+    ``data.storage=recordings``, windows cut from the recording store): nothing is cached, and
+    windows can move (``shifts``). Same interface as :class:`InputCache`."""
+
+    data: Dataset
+    names: tuple[str, ...]
+    failed: dict[int, str] = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batch(self, rows: np.ndarray, shifts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        return self.data.inputs(np.asarray(rows), self.names, shifts).as_dict()
+
+    def input_shape(self, name: str) -> tuple[int, ...]:
+        blank = self.data.blank_inputs(self.names).as_dict()[name]
+        return tuple(blank.shape[1:])
+
+
+# Where model inputs come from: either source serves ``batch(rows)``.
+Inputs = InputCache | StreamInputs
+
+
+def open_inputs(data: Dataset, cfg: Config, names: Sequence[str], fallback: bool = False) -> Inputs:
+    """Where training reads its inputs: the per-window cache, or the stream from the recording
+    store (``data.storage``)."""
+    if cfg.data.storage == "recordings":
+        return StreamInputs(data, tuple(names))
+    return open_cache(data, cfg, names, fallback=fallback)
 
 
 def _file_stat(path: Path) -> tuple[int, int] | None:

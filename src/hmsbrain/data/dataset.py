@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hmsbrain.config import PreprocessConfig
+from hmsbrain.config import ConfigError, PreprocessConfig
 from hmsbrain.data.base import DataError, Epochs
 from hmsbrain.dsp.montage import Montage, choose_montage
 from hmsbrain.dsp.pipeline import epoch_inputs
@@ -79,8 +79,11 @@ class Dataset(ABC):
         })  # fmt: skip
 
     @abstractmethod
-    def inputs(self, rows: Sequence[int], names: Sequence[str]) -> Batch:
-        """Model inputs ``names`` of the rows at positions ``rows``."""
+    def inputs(
+        self, rows: Sequence[int], names: Sequence[str], shifts: np.ndarray | None = None
+    ) -> Batch:
+        """Model inputs ``names`` of the rows at positions ``rows``, each window moved by
+        ``shifts`` seconds where the source can cut windows anywhere (else an error)."""
 
     @abstractmethod
     def blank_inputs(self, names: Sequence[str]) -> Batch:
@@ -137,7 +140,11 @@ class EpochDataset(Dataset):
         )  # fmt: skip
         return pd.Series(per_row, index=rows[EPOCH_ID].to_numpy()).sort_index()
 
-    def inputs(self, rows: Sequence[int], names: Sequence[str]) -> Batch:
+    def inputs(
+        self, rows: Sequence[int], names: Sequence[str], shifts: np.ndarray | None = None
+    ) -> Batch:
+        if shifts is not None:
+            raise ConfigError("train.shift_seconds: these epochs are fixed cuts; set it to 0")
         signals = self.epochs.signals[np.asarray(rows)]
         return epoch_inputs(signals, self.epochs.sfreq, self.montage, self.cfg, names)
 

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 DEMO_PREFIX = "demo:"
 HMS_DEMO = "hms"
 RECORDING_SUFFIXES = (".edf", ".bdf")
+STORAGES = ("windows", "recordings")
 
 
 def demo_name(data_dir: str) -> str | None:
@@ -71,7 +72,9 @@ def unlabelled_recordings(root: Path) -> bool:
     return has_recordings and not (root / "events.csv").is_file()
 
 
-def open_dataset(cfg: Config, split: str = "train", window_seconds: float = 0.0) -> Dataset:
+def open_dataset(
+    cfg: Config, split: str = "train", window_seconds: float = 0.0, fallback: bool = False
+) -> Dataset:
     """Split ``split`` of the configured data.
 
     The generic layouts have no test split of their own: ``test`` is the labelled epochs of a
@@ -82,8 +85,19 @@ def open_dataset(cfg: Config, split: str = "train", window_seconds: float = 0.0)
     root = resolve_data_dir(cfg)
     if is_hms_layout(root, cfg.data.layout):
         from hmsbrain.hms.dataset import HMSDataset
+        from hmsbrain.hms.inputs import uses_spectrogram
+        from hmsbrain.hms.layout import HMSData
+        from hmsbrain.hms.store import open_store
+        from hmsbrain.models.inputs import cached_inputs
 
-        return HMSDataset(root, split, cfg.preprocess)
+        if cfg.data.storage not in STORAGES:
+            raise DataError(f"data.storage={cfg.data.storage!r} is not one of {list(STORAGES)}")
+        store = None
+        if cfg.data.storage == "recordings":
+            spectrograms = uses_spectrogram(cfg.preprocess, cached_inputs(cfg))
+            store = open_store(HMSData(root, split), cfg.data.cache_dir, cfg.data.store_dtype,
+                               spectrograms, fallback)  # fmt: skip
+        return HMSDataset(root, split, cfg.preprocess, store)
     from hmsbrain.data.layouts import read_epochs, read_windows
 
     if split == "test" and unlabelled_recordings(root):

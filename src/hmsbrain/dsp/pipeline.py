@@ -27,9 +27,13 @@ PREPROCESS_VERSION = 3
 def clean(signals: np.ndarray, fs: float, montage: Montage, cfg: PreprocessConfig) -> np.ndarray:
     """Epochs ``(..., channels, samples)`` in microvolts at ``fs`` -> the clean montage at the
     recipe's rate: resampled, re-referenced, band-passed and clipped (artefacts)."""
-    signals = resample(signals, fs, cfg.sample_rate)
-    out = bandpass(montage.apply(signals), cfg)
-    return np.clip(out, -cfg.clip_uv, cfg.clip_uv)
+    return band_limit(montage.apply(resample(signals, fs, cfg.sample_rate)), cfg)
+
+
+def band_limit(montage_signals: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """A montage at the recipe's rate, band-passed and clipped: the per-window part of
+    :func:`clean` (the recording store keeps montages and filters each window it cuts)."""
+    return np.clip(bandpass(montage_signals, cfg), -cfg.clip_uv, cfg.clip_uv)
 
 
 def raw_branch(montage_signals: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:

@@ -9,20 +9,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hmsbrain.config import PreprocessConfig
+from hmsbrain.config import ConfigError, PreprocessConfig
 from hmsbrain.data.dataset import Dataset
+from hmsbrain.dsp.parallel import map_batch
+from hmsbrain.dsp.pipeline import band_limit, montage_inputs
 from hmsbrain.hms.constants import (
     CHAIN_NAMES,
     EEG_COLUMNS,
     EEG_WINDOW_SAMPLES,
     EEG_WINDOW_SECONDS,
+    SAMPLE_RATE,
     SPEC_BINS_PER_CHAIN,
+    SPEC_SECONDS_PER_ROW,
     SPEC_WINDOW_ROWS,
     VOTE_COLUMNS,
 )
 from hmsbrain.hms.inputs import row_inputs, uses_spectrogram, window_inputs
 from hmsbrain.hms.layout import HMSData
-from hmsbrain.hms.preprocess import HMS_MONTAGE
+from hmsbrain.hms.preprocess import HMS_MONTAGE, kaggle_tiles_from_log
+from hmsbrain.hms.store import RecordingStore
 from hmsbrain.models.inputs import Batch
 
 
@@ -61,9 +66,13 @@ class HMSDataset(Dataset):
     montage = HMS_MONTAGE
     epoch_seconds = float(EEG_WINDOW_SECONDS)
 
-    def __init__(self, root: str | Path, split: str, cfg: PreprocessConfig) -> None:
+    def __init__(
+        self, root: str | Path, split: str, cfg: PreprocessConfig,
+        store: RecordingStore | None = None,
+    ) -> None:  # fmt: skip
+        """``store``: read windows from this recording store instead of the parquet files."""
         self.data = HMSData(root, split)
-        self.root, self.split, self.cfg = self.data.root, split, cfg
+        self.root, self.split, self.cfg, self.store = self.data.root, split, cfg, store
         self.rows = self.data.rows.assign(group=self.data.rows["patient_id"])
 
     def unit_targets(self, rows: pd.DataFrame) -> pd.DataFrame:
@@ -78,8 +87,42 @@ class HMSDataset(Dataset):
     def row_votes(self, rows: pd.DataFrame) -> np.ndarray:
         return rows[list(VOTE_COLUMNS)].sum(axis=1).to_numpy()
 
-    def inputs(self, rows: Sequence[int], names: Sequence[str]) -> Batch:
-        return row_inputs(self.data, rows, self.cfg, names)
+    def inputs(
+        self, rows: Sequence[int], names: Sequence[str], shifts: np.ndarray | None = None
+    ) -> Batch:
+        if self.store is None:
+            if shifts is not None:
+                raise ConfigError("train.shift_seconds needs data.storage=recordings")
+            return row_inputs(self.data, rows, self.cfg, names)
+        return self._store_inputs(rows, names, shifts)
+
+    def _store_inputs(
+        self, rows: Sequence[int], names: Sequence[str], shifts: np.ndarray | None
+    ) -> Batch:
+        """Windows cut from the recording store, moved by ``shifts`` seconds (kept inside
+        both files), then filtered and turned into inputs exactly as the per-window path."""
+        store, table = self.store, self.data.rows.iloc[list(rows)]
+        assert store is not None
+        spectrogram = uses_spectrogram(self.cfg, names)
+        shifts = np.zeros(len(table)) if shifts is None else np.asarray(shifts, np.float64)
+        windows, logs = [], []
+        for row, shift in zip(table.itertuples(index=False), shifts, strict=True):
+            eeg_id, offset = int(row.eeg_id), float(row.eeg_label_offset_seconds)
+            seconds = store.index[eeg_id][1] / SAMPLE_RATE if eeg_id in store.index else 0.0
+            low, high = -offset, seconds - EEG_WINDOW_SECONDS - offset
+            if spectrogram:
+                spec_offset = float(row.spectrogram_label_offset_seconds)
+                rows_there = len(store.log_spectrogram(int(row.spectrogram_id)))
+                low = max(low, -spec_offset)
+                high = min(high, (rows_there - SPEC_WINDOW_ROWS) * SPEC_SECONDS_PER_ROW
+                           - spec_offset)  # fmt: skip
+            shift = float(np.clip(shift, low, high)) if low <= high else 0.0
+            windows.append(store.montage_window(eeg_id, offset + shift))
+            if spectrogram:
+                logs.append(store.spectrogram_window(int(row.spectrogram_id), spec_offset + shift))
+        montage = map_batch(lambda m: band_limit(m, self.cfg), np.stack(windows))
+        kaggle = np.stack([kaggle_tiles_from_log(w, self.cfg) for w in logs]) if logs else None
+        return montage_inputs(montage, HMS_MONTAGE, self.cfg, names, side_tiles=kaggle)
 
     def blank_inputs(self, names: Sequence[str]) -> Batch:
         return window_inputs(

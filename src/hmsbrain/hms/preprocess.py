@@ -63,15 +63,23 @@ def eeg_tiles(eeg: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     return montage_tiles(clean_montage(eeg, cfg), cfg)
 
 
-def kaggle_tiles(spec: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """A Kaggle spectrogram window ``(rows, 400)`` -> tiles ``(4, n_mels, n_frames)``.
+def kaggle_log(spec: np.ndarray) -> np.ndarray:
+    """Kaggle spectrogram power -> the log power the tiles are made of, with the clip range of
+    the public starter kernels (the recording store keeps exactly this)."""
+    return np.log(np.clip(np.asarray(spec, dtype=np.float32), np.exp(-4.0), np.exp(8.0)))
 
-    Power is log-compressed with the clip range of the public starter kernels, standardised over
-    the window, and resized to the EEG tile shape so both sources stack into one image. NaN
-    (missing rows in real files) becomes 0, the window mean, after standardising.
+
+def kaggle_tiles(spec: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """A Kaggle spectrogram window ``(rows, 400)`` -> tiles ``(4, n_mels, n_frames)``."""
+    return kaggle_tiles_from_log(kaggle_log(spec), cfg)
+
+
+def kaggle_tiles_from_log(log: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """A window of Kaggle log power ``(rows, 400)`` -> tiles ``(4, n_mels, n_frames)``.
+
+    Standardised over the window and resized to the EEG tile shape so both sources stack into
+    one image. NaN (missing rows in real files) becomes 0, the window mean, after standardising.
     """
-    spec = np.asarray(spec, dtype=np.float32)
-    log = np.log(np.clip(spec, np.exp(-4.0), np.exp(8.0)))
     mean, std = np.nanmean(log), np.nanstd(log)
     log = np.nan_to_num((log - mean) / (std + 1e-6), nan=0.0)
     # (rows, chain*bins) -> (chain, bins, rows): frequency up the tile, time along it.

@@ -18,10 +18,9 @@ import numpy as np
 
 from hmsbrain.atomic import atomic_path, write_json
 from hmsbrain.config import Config, load_config
-from hmsbrain.data.cache import open_cache
 from hmsbrain.data.sources import open_dataset
 from hmsbrain.inference.runtimes import save_parity_inputs
-from hmsbrain.models.inputs import cached_inputs
+from hmsbrain.models.inputs import model_inputs
 from hmsbrain.runs import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS
 
 OPSET = 17
@@ -126,13 +125,13 @@ def export_model(
 def parity_inputs(
     cfg: Config, data_dir: str | None = None, n_rows: int = 8
 ) -> dict[str, np.ndarray]:
-    """Up to ``n_rows`` real preprocessed train windows of the run's data (from its input cache)."""
+    """Up to ``n_rows`` real preprocessed train windows of the run's data, spread over it
+    (computed directly: no cache of the whole split is needed for eight windows)."""
     if data_dir is not None:
         cfg.data.data_dir = str(data_dir)
     data = open_dataset(cfg, "train")
-    cache = open_cache(data, cfg, cached_inputs(cfg))
     rows = np.linspace(0, len(data) - 1, min(n_rows, len(data))).round().astype(int)
-    return cache.batch(np.unique(rows))
+    return data.inputs(np.unique(rows), model_inputs(cfg.model)).as_dict()
 
 
 def export_fold(

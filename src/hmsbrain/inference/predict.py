@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from hmsbrain.atomic import atomic_path
 from hmsbrain.config import Config, ConfigError, load_config
-from hmsbrain.data.cache import InputCache, open_cache
+from hmsbrain.data.cache import Inputs, open_cache
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.data.sources import open_dataset
 from hmsbrain.dsp.image import mirror_image
@@ -53,7 +53,7 @@ def swap_batch(batch: dict[str, np.ndarray], montage: Montage) -> dict[str, np.n
 
 
 def predict_rows(
-    runtime: Runtime, cache: InputCache, rows: np.ndarray, batch_size: int,
+    runtime: Runtime, cache: Inputs, rows: np.ndarray, batch_size: int,
     montage: Montage | None = None, progress: bool = False,
 ) -> np.ndarray:  # fmt: skip
     """Probabilities ``(len(rows), classes)`` of cached rows; with a ``montage`` (TTA), averaged

@@ -158,9 +158,12 @@ def bandpower_model(fit: BandpowerFit, raw_shape: tuple[int, ...], name: str) ->
     dft.set_weights([kernel])
     squared = ops.square(spectrum)
     power = ops.mean(squared[..., :n_bins] + squared[..., n_bins:], axis=2)  # channels, bins
-    bands = layers.Dense(period.bands.shape[1], use_bias=False, trainable=False, name="bp_bands")
+    # Band averaging as a 1x1 convolution over the channel axis: the same product as a Dense
+    # layer, but tf2onnx mis-shapes a Dense over a 3-D tensor's last axis (its Tensordot).
+    bands = layers.Conv1D(period.bands.shape[1], 1, use_bias=False, trainable=False,
+                          name="bp_bands")  # fmt: skip
     band = bands(power)
-    bands.set_weights([period.bands.astype(np.float32)])
+    bands.set_weights([period.bands[None].astype(np.float32)])
     logs = layers.Flatten(name="bp_features")(ops.log(band + LOG_FLOOR))
     scaled = layers.Normalization(mean=fit.mean, variance=fit.var, name="bp_scaler")(logs)
     head = layers.Dense(len(fit.intercept), name="logits", dtype="float32")

@@ -76,7 +76,8 @@ def eegnet_features(
     kernel = max(1, round(cfg.eegnet_kernel_seconds * sample_rate))
     separable = scaled_length(SEPARABLE_KERNEL, sample_rate)
     pool_1 = shrunk_pool(POOL_1, n_time)
-    pool_2 = shrunk_pool(POOL_2, -(-n_time // pool_1))  # length after the first "same" pool
+    stride_1 = cfg.eegnet_pool1_stride or pool_1
+    pool_2 = shrunk_pool(POOL_2, -(-n_time // stride_1))  # length after the first "same" pool
 
     x = layers.Reshape((n_time, n_chans, 1), name="eegnet_image")(raw)
     # Block 1: temporal filter bank, then per-band spatial filters.
@@ -92,7 +93,9 @@ def eegnet_features(
     )(x)
     x = _batch_norm(cfg, "eegnet_spatial_bn")(x)
     x = layers.Activation("elu", name="eegnet_elu_1")(x)
-    x = layers.AveragePooling2D((pool_1, 1), padding="same", name="eegnet_pool_1")(x)
+    x = layers.AveragePooling2D(
+        (pool_1, 1), strides=(stride_1, 1), padding="same", name="eegnet_pool_1"
+    )(x)
     x = layers.Dropout(cfg.eegnet_dropout, name="eegnet_dropout_1")(x)
     # Block 2: per-map temporal summary, then pointwise mixing of the F1 * D maps.
     x = layers.SeparableConv2D(

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.config import TrainConfig
-from hmsbrain.data.cache import InputCache
+from hmsbrain.data.cache import Inputs
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.dsp.montage import Montage
 from hmsbrain.inference.predict import swap_batch
@@ -81,30 +81,37 @@ def augment(
 class EpochBatches(keras.utils.PyDataset):
     """One epoch of training batches: every unit ``samples_per_eeg`` times, each time at a
     random one of its rows (for HMS, its labelled sub-windows: a random time shift within the
-    recording). The generator is seeded by (seed, fold, epoch), so a resumed run sees the same
-    data. With class weights, batches carry them as Keras sample weights."""
+    recording), moved by up to ``shift_seconds`` where the inputs stream from the recording
+    store. Batches are prepared ahead of the model by ``workers`` threads (the preprocessing
+    releases the GIL). Every draw is seeded by (seed, fold, epoch) and the batch index, so a
+    resumed run sees the same data whatever the threads' timing. With class weights, batches
+    carry them as Keras sample weights."""
 
     def __init__(
-        self, stage: StageData, cache: InputCache, names: tuple[str, ...], cfg: TrainConfig,
-        seed: list[int], montage: Montage,
+        self, stage: StageData, cache: Inputs, names: tuple[str, ...],
+        cfg: TrainConfig, seed: list[int], montage: Montage, workers: int = 1,
     ) -> None:  # fmt: skip
-        super().__init__()
+        super().__init__(workers=workers, use_multiprocessing=False)
         self.stage, self.cache, self.names, self.cfg = stage, cache, names, cfg
-        self.montage = montage
-        self.rng = np.random.default_rng(seed)
+        self.montage, self.seed = montage, list(seed)
+        rng = np.random.default_rng(seed)
         units = np.repeat(np.arange(len(stage.unit_ids)), cfg.samples_per_eeg)
-        self.order = self.rng.permutation(units)  # positions in the stage's unit list
-        self.rows = np.array([self.rng.choice(stage.row_groups[i]) for i in self.order])
+        self.order = rng.permutation(units)  # positions in the stage's unit list
+        self.rows = np.array([rng.choice(stage.row_groups[i]) for i in self.order])
 
     def __len__(self) -> int:
         return self.stage.steps(self.cfg.batch_size, self.cfg.samples_per_eeg)
 
     def __getitem__(self, index: int) -> tuple:
         pick = slice(index * self.cfg.batch_size, (index + 1) * self.cfg.batch_size)
-        batch = self.cache.batch(self.rows[pick])
+        rng = np.random.default_rng([*self.seed, index])
+        rows = self.rows[pick]
+        shift = self.cfg.shift_seconds
+        shifts = rng.uniform(-shift, shift, len(rows)) if shift > 0 else None
+        batch = self.cache.batch(rows, shifts)
         inputs = {k: batch[k] for k in self.names}
         targets = self.stage.targets[self.order[pick]].copy()
-        inputs, targets = augment(inputs, targets, self.rng, self.cfg, self.montage)
+        inputs, targets = augment(inputs, targets, rng, self.cfg, self.montage)
         x = tuple(inputs[k] for k in self.names)
         if self.stage.weights is None:
             return x, targets

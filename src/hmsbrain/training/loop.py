@@ -23,12 +23,12 @@ import pandas as pd
 
 from hmsbrain.atomic import atomic_path, write_json
 from hmsbrain.config import Config, ConfigError, config_differences, load_config, save_config
-from hmsbrain.data.cache import InputCache, open_cache
+from hmsbrain.data.cache import Inputs, open_inputs
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.data.sources import demo_name, open_dataset
 from hmsbrain.inference.predict import predict_rows
 from hmsbrain.inference.predictions import write_predictions
-from hmsbrain.inference.runtimes import KerasRuntime
+from hmsbrain.inference.runtimes import KerasRuntime, cpu_count
 from hmsbrain.models.bandpower import BandpowerFit, Periodogram, bandpower_model, fit_features
 from hmsbrain.models.inputs import RAW_INPUT, cached_inputs, model_inputs
 from hmsbrain.models.registry import BANDPOWER, build_model
@@ -94,7 +94,7 @@ def _check_mirror(cfg: Config, data: Dataset) -> None:
         )
 
 
-def raw_statistics(cache: InputCache, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def raw_statistics(cache: Inputs, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and variance of the raw input over ``rows`` (the training folds)."""
     total, squares, count = 0.0, 0.0, 0
     for start in range(0, len(rows), STATS_CHUNK):
@@ -129,7 +129,7 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
     save_config(cfg, paths.config)
 
     names = model_inputs(cfg.model)
-    cache = open_cache(data, cfg, cached_inputs(cfg))
+    cache = open_inputs(data, cfg, cached_inputs(cfg))
     train_rows, val_rows = rows[rows["fold"] != fold], rows[rows["fold"] == fold]
     balance = {"none": False, "balanced": True}.get(cfg.train.class_weights)
     if balance is None:
@@ -194,8 +194,9 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
         started = time.time()
         stage_data = stage1 if plan.stage(epoch) == 1 else stage2
         batches = EpochBatches(
-            stage_data, cache, names, cfg.train, [cfg.train.seed, fold, epoch], data.montage
-        )
+            stage_data, cache, names, cfg.train, [cfg.train.seed, fold, epoch], data.montage,
+            cfg.train.workers or cpu_count(),
+        )  # fmt: skip
         fit = model.fit(
             batches, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose,
             callbacks=[StepLR(plan)],
@@ -285,14 +286,18 @@ def _check_run_dir(paths: RunPaths, cfg: Config, resume: bool, overwrite: bool) 
 
 
 def _baseline(
-    cfg: Config, data: Dataset, cache: InputCache, train_rows: pd.DataFrame, sample_rate: float
+    cfg: Config,
+    data: Dataset,
+    cache: Inputs,
+    train_rows: pd.DataFrame,
+    sample_rate: float,
 ) -> BandpowerFit:
     """The band-power baseline fitted on the training folds' rows (a seeded sample of at most
     :data:`BASELINE_MAX_ROWS`; features are read in chunks, so memory stays small)."""
     index = train_rows.index.to_numpy()
     if len(index) > BASELINE_MAX_ROWS:
         index = np.sort(np.random.default_rng(cfg.train.seed).choice(index, BASELINE_MAX_ROWS))
-    raw_len = cache.arrays[RAW_INPUT].shape[1]
+    raw_len = cache.input_shape(RAW_INPUT)[0]
     period = Periodogram.of(raw_len, sample_rate, cfg.model.bandpower_bands)
     features = np.concatenate([
         period.features(cache.batch(index[s : s + STATS_CHUNK])[RAW_INPUT])
@@ -306,7 +311,7 @@ def _baseline(
     return fit_features(features, targets, period, cfg.model.bandpower_c, weights)
 
 
-def _predict_baseline(fit: BandpowerFit, cache: InputCache, rows: np.ndarray) -> np.ndarray:
+def _predict_baseline(fit: BandpowerFit, cache: Inputs, rows: np.ndarray) -> np.ndarray:
     return np.concatenate([
         fit.predict(cache.batch(rows[s : s + STATS_CHUNK])[RAW_INPUT])
         for s in range(0, len(rows), STATS_CHUNK)
@@ -314,11 +319,11 @@ def _predict_baseline(fit: BandpowerFit, cache: InputCache, rows: np.ndarray) ->
 
 
 def _fit_bandpower_run(
-    cfg: Config, fold: int, paths: RunPaths, state: dict, cache: InputCache, val: Validation,
+    cfg: Config, fold: int, paths: RunPaths, state: dict, cache: Inputs, val: Validation,
     fit: BandpowerFit, baseline: BandpowerFit | None,
 ) -> dict:  # fmt: skip
     """``--backbone bandpower``: the fitted baseline as the run's model (nothing to train)."""
-    raw_shape = cache.arrays[RAW_INPUT].shape[1:]
+    raw_shape = cache.input_shape(RAW_INPUT)
     model = bandpower_model(fit, raw_shape, name="hms_bandpower")
     started = time.time()
     mirror = val.data.montage if cfg.train.tta else None
@@ -349,7 +354,7 @@ def _scores_of(val: Validation, oof: pd.DataFrame) -> dict[str, object]:
 
 
 def _finish(
-    cfg: Config, fold: int, paths: RunPaths, state: dict, cache: InputCache, val: Validation,
+    cfg: Config, fold: int, paths: RunPaths, state: dict, cache: Inputs, val: Validation,
     baseline: BandpowerFit | None,
 ) -> dict:  # fmt: skip
     """Best model -> model.keras (without optimizer), OOF, baseline OOF, history, curves and

@@ -21,7 +21,7 @@ Signal model (microvolts), and why:
 * evoked potentials to every stimulus: occipital P1/N1 and a central P2;
 * targets add a P300: a centro-parietal positivity of 2-5 uV peak (the subject's own size and
   latency, 300-450 ms), its latency jittered per trial by ~50 ms, over a small N2 fronto-centrally;
-  standards carry a much smaller one.
+  standards carry a much smaller one; targets also suppress the alpha rhythm a little.
 
 The class difference is a few microvolts of phase-locked, spatially structured voltage under tens
 of microvolts of background: it barely changes band power (near chance for a band-power model),
@@ -135,19 +135,24 @@ def _subject(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
 
     # Background: cortical sources seen through volume conduction, broad slow potentials (skin,
     # reference and sweat drifts reach every electrode alike) and electrode noise.
-    level = float(sys.argv[2]) * rng.uniform(0.7, 1.3)  # the subject's overall background size
-    x = _field_noise(rng, n, 24, 0.5, rng.uniform(1.0, 1.4), float(sys.argv[3])) * level
-    x += _field_noise(rng, n, 3, 1.2, 2.0, 0.5) * (float(sys.argv[4]) * level)
+    # The cortical part's spectral density at 1-3 Hz, ~10-30 uV^2/Hz, is that of real EEG; it is
+    # what limits single-trial ERP detection (broadband power adds little to that).
+    level = rng.uniform(10.0, 16.0)
+    x = _field_noise(rng, n, n_src=24, width=0.5, beta=rng.uniform(1.0, 1.4), knee_hz=2.0) * level
+    x += _field_noise(rng, n, n_src=3, width=1.2, beta=2.0, knee_hz=0.5) * (0.3 * level)
     x += _pink(rng, (n, len(CHANNELS), N_SAMPLES), 0.5) * (0.15 * level)
     gains = rng.lognormal(0.0, 0.15, len(CHANNELS))  # electrode contact differences
     trial_scale = rng.lognormal(0.0, 0.25, n)  # vigilance, movement: power unrelated to class
     x *= gains[None, :, None] * trial_scale[:, None, None]
 
-    # Alpha bursts over the occipital cortex, at the subject's frequency, in both classes.
+    # Alpha bursts over the occipital cortex, at the subject's frequency, in both classes; a
+    # target suppresses them a little for a second (event-related desynchronisation), the one
+    # trace of the class that band power can pick up.
     alpha_hz, alpha_uv = rng.uniform(8.5, 11.5), rng.uniform(5.0, 20.0)
     phase = rng.uniform(0, 2 * np.pi, n)
     burst = _gauss(rng.uniform(-0.2, 1.8, n), 0.35) * rng.uniform(0.0, 1.0, (n, 1))
-    alpha = np.sin(2 * np.pi * alpha_hz * _TIME[None, :] + phase[:, None]) * burst
+    erd = 1.0 - rng.uniform(0.5, 0.8) * _gauss(np.array([0.7]), 0.4) * y[:, None]
+    alpha = np.sin(2 * np.pi * alpha_hz * _TIME[None, :] + phase[:, None]) * burst * erd
     x += alpha_uv * _OCCIPITAL[None, :, None] * alpha[:, None, :]
 
     # Evoked potentials of every stimulus: P1, N1 (occipital), P2 (central).
@@ -157,9 +162,9 @@ def _subject(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     x += 3.0 * _P2_FIELD[None, :, None] * _gauss(0.21 + jitter, 0.03)[:, None, :]
 
     # The oddball response: P300 (and a small N2 before it) much larger for targets.
-    p3_uv, p3_latency = float(sys.argv[5]) * rng.uniform(0.7, 1.3), rng.uniform(0.30, 0.45)
+    p3_uv, p3_latency = rng.uniform(7.0, 13.0), rng.uniform(0.30, 0.40)
     size = np.where(y == 1, 1.0, 0.15) * rng.lognormal(0.0, 0.3, n)
-    p3 = _gauss(p3_latency + rng.normal(0.0, 0.05, n), rng.uniform(0.10, 0.14))
+    p3 = _gauss(p3_latency + rng.normal(0.0, 0.05, n), rng.uniform(0.12, 0.16))
     x += p3_uv * _P3_FIELD[None, :, None] * (size[:, None] * p3)[:, None, :]
     n2 = _gauss(0.25 + jitter, 0.03) * np.where(y == 1, 1.0, 0.3)[:, None]
     x -= 1.5 * _N2_FIELD[None, :, None] * n2[:, None, :]
