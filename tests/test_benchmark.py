@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hmsbrain.benchmark import (
+from hmsbrain.bench.preprocess import (
     MEL_RTOL,
     load_windows,
     relative_error,

@@ -52,6 +52,11 @@ def train_main(argv: list[str] | None = None) -> None:
         "demo:hms, demo:emotiv, demo:trials64, demo:mindwave (default: demo:hms)",
     )  # fmt: skip
     parser.add_argument("--run-name", default=None, help="run folder (default: backbone name)")
+    parser.add_argument(
+        "--strategy", default=None, choices=["none", "mirrored", "data_parallel"],
+        help="several devices: mirrored (one host, its GPUs) or data_parallel (KERAS_BACKEND=jax, "
+        "one or several hosts); default: the config's train.strategy",
+    )  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run")
     parser.add_argument("overrides", nargs="*", help="section.key=value config overrides")
@@ -65,6 +70,8 @@ def train_main(argv: list[str] | None = None) -> None:
         overrides.append(f"data.data_dir={args.data_dir}")
     if args.run_name:
         overrides.append(f"train.run_name={args.run_name}")
+    if args.strategy:
+        overrides.append(f"train.strategy={args.strategy}")
     # Imported before the try: its except clause names these classes.
     from hmsbrain.data.sources import open_dataset
     from hmsbrain.models.imagenet import WeightsError, backbone_names
@@ -308,4 +315,35 @@ def ensemble_main(argv: list[str] | None = None) -> None:
         write_report(result, report, [str(r) for r in args.runs], path)
         print(f"wrote {path} ({len(result.submission)} rows) and {report}")
     except (*USER_ERRORS, SubmissionError, EnsembleError, PredictionError) as exc:
+        _fail(exc)
+
+
+def diagnose_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="diagnose.py",
+        description="Find why a model does not learn before a long run is spent: checks of the "
+        "data, labels, split, model input and learning (on fold 0, a small budget), one PASS, "
+        "WARN or FAIL line each, and <run>/diagnose/report.md with its plots. Exit code 0 "
+        "even with FAILs (it is a report); 2 for errors in the arguments or data.",
+        epilog="config keys (section.key=value):\n  " + "\n  ".join(describe()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--backbone", default=None, help="as train.py (default: the config's)")
+    parser.add_argument("--config", type=Path, default=None, help="YAML recipe, as train.py")
+    parser.add_argument("--data-dir", default=None, help="as train.py (default: demo:hms)")
+    parser.add_argument("overrides", nargs="*", help="section.key=value config overrides")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    overrides = list(args.overrides)
+    if args.backbone:
+        overrides.append(f"model.backbone={args.backbone}")
+    if args.data_dir:
+        overrides.append(f"data.data_dir={args.data_dir}")
+    from hmsbrain.diagnose.runner import diagnose
+    from hmsbrain.models.imagenet import WeightsError
+
+    try:
+        diagnose(load_config(args.config or default_config(args.data_dir), overrides))
+    except (*USER_ERRORS, WeightsError) as exc:
         _fail(exc)

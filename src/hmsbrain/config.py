@@ -209,6 +209,15 @@ class TrainConfig:
     )
     seed: int = _f(42, "Seed of every random generator of a run (Python, numpy, Keras).")
     mixed_precision: str = _f("auto", "'auto' (mixed_float16 on a GPU), 'on' or 'off'.")
+    strategy: str = _f(
+        "none",
+        "Several devices: mirrored (tf.distribute.MirroredStrategy, one host, any number of "
+        "GPUs) or data_parallel (keras.distribution.DataParallel on the JAX backend, one or "
+        "several hosts). batch_size is the global batch, split over the replicas.",
+    )
+    devices: list[str] = _f(  # noqa: RUF009
+        [], "strategy=mirrored: device names, e.g. ['/gpu:0', '/gpu:1']; empty: every GPU."
+    )
 
 
 @dataclass

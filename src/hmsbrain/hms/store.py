@@ -27,6 +27,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,9 +181,16 @@ def build_store(
     kept = [e for e in eeg_ids if e not in failed]
     sizes = np.array([lengths[e] for e in kept], dtype=np.int64)
     firsts = np.cumsum(sizes) - sizes
-    montage = np.lib.format.open_memmap(
+    # The .npy header comes from numpy; the samples are then written with positioned writes, not
+    # through a memory map: written pages of a map stay resident in the process, so its memory
+    # would grow with the store (to 9 GB at full size) instead of holding a few recordings.
+    header = np.lib.format.open_memmap(
         root / "montage.npy", "w+", np.dtype(dtype), (int(sizes.sum()), 16)
     )
+    data_offset = header.offset
+    del header
+    fd = os.open(root / "montage.npy", os.O_WRONLY)
+    row_bytes = 16 * np.dtype(dtype).itemsize
 
     def store_one(position: int) -> tuple[int, str | None]:
         eeg_id = kept[position]
@@ -192,18 +200,20 @@ def build_store(
             if not fallback:
                 raise
             return eeg_id, str(exc)
-        first = firsts[position]
-        montage[first : first + len(eeg)] = bipolar_montage(eeg).T.astype(dtype)
+        samples = np.ascontiguousarray(bipolar_montage(eeg).T, dtype=dtype)
+        os.pwrite(fd, samples.tobytes(), data_offset + int(firsts[position]) * row_bytes)
         return eeg_id, None
 
     # Parquet decoding and the montage release the GIL: threads use every core. Each thread
     # holds one recording at a time, so memory stays at a few recordings whatever the size.
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(kept), desc="storing EEGs") as bar:
-        for eeg_id, reason in pool.map(store_one, range(len(kept))):
-            if reason is not None:
-                failed[eeg_id] = reason
-            bar.update()
-    montage.flush()
+    try:
+        with ThreadPoolExecutor(workers) as pool, tqdm(total=len(kept), desc="storing EEGs") as bar:
+            for eeg_id, reason in pool.map(store_one, range(len(kept))):
+                if reason is not None:
+                    failed[eeg_id] = reason
+                bar.update()
+    finally:
+        os.close(fd)
     index = pd.DataFrame({"eeg_id": kept, "first": firsts, "samples": sizes})
     with atomic_path(root / "index.parquet") as tmp:
         index.to_parquet(tmp, index=False)

@@ -50,8 +50,10 @@ class KerasRuntime:
 
     name = "keras"
 
-    def __init__(self, model: keras.Model) -> None:
-        self.model = model
+    def __init__(self, model: keras.Model, distributed: bool = False) -> None:
+        """``distributed``: the model lives in a multi-replica strategy, where
+        ``predict_on_batch`` returns only the first replica's share of the batch."""
+        self.model, self.distributed = model, distributed
         self._names = tuple(t.name.split(":")[0] for t in self.model.inputs)
 
     @property
@@ -59,7 +61,10 @@ class KerasRuntime:
         return self._names
 
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(tuple(inputs[k] for k in self._names)))
+        x = tuple(inputs[k] for k in self._names)
+        if self.distributed:
+            return np.asarray(self.model.predict(x, batch_size=len(x[0]), verbose=0))
+        return np.asarray(self.model.predict_on_batch(x))
 
 
 def onnx_providers() -> list[str]:

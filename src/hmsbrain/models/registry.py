@@ -72,16 +72,17 @@ def build_model(
     if cfg.bn_momentum > 0:
         # Keras' 0.99 needs hundreds of steps before the moving statistics used at validation
         # match the batches; a short run from scratch has fewer, so inference-mode outputs lag.
-        for layer in _all_layers(model):
+        for layer in all_layers(model):
             if isinstance(layer, layers.BatchNormalization):
                 layer.momentum = cfg.bn_momentum
     return model
 
 
-def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of ``model``, nested models' included (an ImageNet backbone is one)."""
     found = []
     for layer in model.layers:
         found.append(layer)
         if isinstance(layer, keras.Model):
-            found += _all_layers(layer)
+            found += all_layers(layer)
     return found

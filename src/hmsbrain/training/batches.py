@@ -90,10 +90,13 @@ class EpochBatches(keras.utils.PyDataset):
     def __init__(
         self, stage: StageData, cache: Inputs, names: tuple[str, ...],
         cfg: TrainConfig, seed: list[int], montage: Montage, workers: int = 1,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:  # fmt: skip
+        """``shard`` = (this process, processes): with several hosts, each process feeds its
+        share of every global batch (the same draws everywhere, so the shares partition it)."""
         super().__init__(workers=workers, use_multiprocessing=False)
         self.stage, self.cache, self.names, self.cfg = stage, cache, names, cfg
-        self.montage, self.seed = montage, list(seed)
+        self.montage, self.seed, self.shard = montage, list(seed), shard
         rng = np.random.default_rng(seed)
         units = np.repeat(np.arange(len(stage.unit_ids)), cfg.samples_per_eeg)
         self.order = rng.permutation(units)  # positions in the stage's unit list
@@ -105,14 +108,15 @@ class EpochBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple:
         pick = slice(index * self.cfg.batch_size, (index + 1) * self.cfg.batch_size)
         rng = np.random.default_rng([*self.seed, index])
-        rows = self.rows[pick]
+        mine = np.arange(len(self.rows))[pick][self.shard[0] :: self.shard[1]]
+        rows = self.rows[mine]
         shift = self.cfg.shift_seconds
         shifts = rng.uniform(-shift, shift, len(rows)) if shift > 0 else None
         batch = self.cache.batch(rows, shifts)
         inputs = {k: batch[k] for k in self.names}
-        targets = self.stage.targets[self.order[pick]].copy()
+        targets = self.stage.targets[self.order[mine]].copy()
         inputs, targets = augment(inputs, targets, rng, self.cfg, self.montage)
         x = tuple(inputs[k] for k in self.names)
         if self.stage.weights is None:
             return x, targets
-        return x, targets, self.stage.weights[self.order[pick]]
+        return x, targets, self.stage.weights[self.order[mine]]

@@ -8,10 +8,12 @@ last epoch (model, optimizer and loop state) for ``--resume``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import time
@@ -31,7 +33,7 @@ from hmsbrain.inference.predictions import write_predictions
 from hmsbrain.inference.runtimes import KerasRuntime, cpu_count
 from hmsbrain.models.bandpower import BandpowerFit, Periodogram, bandpower_model, fit_features
 from hmsbrain.models.inputs import RAW_INPUT, cached_inputs, model_inputs
-from hmsbrain.models.registry import BANDPOWER, build_model
+from hmsbrain.models.registry import BANDPOWER, all_layers, build_model
 from hmsbrain.runs import RunPaths, run_dir
 from hmsbrain.training.batches import EpochBatches, StageData
 from hmsbrain.training.folds import attach_folds, load_or_make_folds
@@ -54,14 +56,74 @@ class RunConfigError(RuntimeError):
     """``--resume`` with a recipe that differs from the one the run was started with."""
 
 
-def _configure_precision(mode: str) -> str:
+def _has_gpu() -> bool:
+    """Whether the Keras backend sees a GPU (TensorFlow, or JAX for data_parallel)."""
+    if keras.config.backend() == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
     import tensorflow as tf  # only for device discovery
 
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    use = mode == "on" or (mode == "auto" and gpu)
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def _configure_precision(mode: str) -> str:
+    use = mode == "on" or (mode == "auto" and _has_gpu())
     policy = "mixed_float16" if use else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def strategy_scope(cfg: Config) -> contextlib.AbstractContextManager:
+    """Where the model is built for ``train.strategy``: a MirroredStrategy scope (one host),
+    after setting Keras' DataParallel distribution (JAX, one or several hosts), or nothing.
+
+    Several hosts (data_parallel) find each other through Keras' environment variables
+    (KERAS_DISTRIBUTION_JOB_ADDRESSES, _NUM_PROCESSES, _PROCESS_ID), read by
+    ``keras.distribution.initialize``; each process then feeds its share of every batch."""
+    if cfg.train.strategy == "none":
+        return contextlib.nullcontext()
+    if cfg.train.strategy == "mirrored":
+        if keras.config.backend() != "tensorflow":
+            raise ConfigError("train.strategy=mirrored needs the TensorFlow backend")
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy(cfg.train.devices or None)
+        print(f"train.strategy=mirrored: {strategy.num_replicas_in_sync} replicas "
+              f"({', '.join(strategy.extended.worker_devices)})")  # fmt: skip
+        return strategy.scope()
+    if cfg.train.strategy == "data_parallel":
+        if keras.config.backend() != "jax":
+            raise ConfigError(
+                "train.strategy=data_parallel needs the JAX backend: run with KERAS_BACKEND=jax "
+                "(TensorFlow's multi-worker strategy is broken with Keras 3, keras issue 20585)"
+            )
+        if os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") != "1":
+            keras.distribution.initialize()
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return contextlib.nullcontext()
+    raise ConfigError(
+        f"train.strategy={cfg.train.strategy!r} is not one of none, mirrored, data_parallel"
+    )
+
+
+def _process_shard(cfg: Config) -> tuple[int, int]:
+    """(this process, processes) of a multi-host data_parallel run; (0, 1) otherwise."""
+    if cfg.train.strategy != "data_parallel":
+        return 0, 1
+    import jax
+
+    return jax.process_index(), jax.process_count()
+
+
+def _synchronise_batch_norm(model: keras.Model, cfg: Config) -> None:
+    """With several replicas, batch statistics over the global batch, not each replica's
+    share: the model then trains as on one device with the same batch."""
+    if cfg.train.strategy != "none":
+        for layer in all_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
 
 
 def _save_model(model: keras.Model, path: Path) -> None:
@@ -160,7 +222,8 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
         return _fit_bandpower_run(cfg, fold, paths, state, cache, val, fit, baseline)
     if resume and paths.state.is_file():
         state = json.loads(paths.state.read_text())
-        model = keras.saving.load_model(paths.checkpoint)
+        with strategy_scope(cfg):
+            model = keras.saving.load_model(paths.checkpoint)
         print(f"Resuming {paths.root} after epoch {state['epoch']} of {plan.epochs}.")
     else:
         sample = cache.batch(np.array([0]))
@@ -169,16 +232,18 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
             raw_statistics(cache, train_index)
             if cfg.preprocess.standardize and RAW_INPUT in names else None
         )  # fmt: skip
-        model = build_model(
-            cfg.model, shapes.get("image"), shapes.get("raw"), len(data.classes), sample_rate,
-            stats,
-        )  # fmt: skip
-        model.compile(
-            optimizer=keras.optimizers.AdamW(
-                learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay
-            ),
-            loss=loss,
-        )
+        with strategy_scope(cfg):
+            model = build_model(
+                cfg.model, shapes.get("image"), shapes.get("raw"), len(data.classes),
+                sample_rate, stats,
+            )  # fmt: skip
+            _synchronise_batch_norm(model, cfg)
+            model.compile(
+                optimizer=keras.optimizers.AdamW(
+                    learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay
+                ),
+                loss=loss,
+            )
     n_sel = int(val.selected.sum())
     print(
         f"{paths.root}: {model.count_params():,} parameters, inputs {list(names)}, {policy}; "
@@ -195,7 +260,7 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
         stage_data = stage1 if plan.stage(epoch) == 1 else stage2
         batches = EpochBatches(
             stage_data, cache, names, cfg.train, [cfg.train.seed, fold, epoch], data.montage,
-            cfg.train.workers or cpu_count(),
+            cfg.train.workers or cpu_count(), _process_shard(cfg),
         )  # fmt: skip
         fit = model.fit(
             batches, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose,
@@ -204,8 +269,9 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
         # Validated exactly as the OOF and the test are predicted (same TTA), so the epoch kept
         # is the best one for what is submitted.
         probs = predict_rows(
-            KerasRuntime(model), cache, val_index, cfg.train.val_batch_size, mirror
-        )
+            KerasRuntime(model, cfg.train.strategy != "none"), cache, val_index,
+            cfg.train.val_batch_size, mirror,
+        )  # fmt: skip
         scores = val.scores(val.oof(probs))
         chosen = val.selection_loss(scores)
         lr = float(model.optimizer.learning_rate.numpy())
