@@ -90,6 +90,12 @@ class PreprocessConfig:
         "Standardise each raw-branch channel with the mean and std of the training folds "
         "(a layer of the model, so export and prediction apply it too).",
     )
+    spectrogram: str = _f(
+        "cpu",
+        "Where the image's mel spectrograms are computed: cpu (the input pipeline; cached "
+        "with the windows) or graph (inside the model, from the clean montage: no CPU work on "
+        "a GPU machine, and exported with the model).",
+    )
     max_image_groups: int = _f(
         8, "Most spectrogram tiles in the image: channels are grouped by region beyond this."
     )

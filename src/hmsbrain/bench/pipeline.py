@@ -35,7 +35,8 @@ def bench_input(
     import keras
 
     from hmsbrain.inference.runtimes import cpu_count
-    from hmsbrain.models.registry import build_model
+    from hmsbrain.models.inputs import KAGGLE_INPUT, MONTAGE_INPUT
+    from hmsbrain.models.registry import GraphImage, build_model
     from hmsbrain.training.batches import EpochBatches, StageData
     from hmsbrain.training.losses import kl_divergence_loss
 
@@ -44,14 +45,19 @@ def bench_input(
     cfg.data.cache_dir = str(root / f"store-{fraction:g}")
     workers = workers or cpu_count()
     data = open_dataset(cfg, "train")
-    names = model_inputs(cfg.model)
+    names = model_inputs(cfg.model, cfg.preprocess)
     inputs = StreamInputs(data, names)
     stage = StageData.from_rows(data.rows, data)
     epoch = EpochBatches(stage, inputs, names, cfg.train, [0, 0, 0], data.montage, workers)
     batch = epoch[0]
     shapes = {n: a.shape[1:] for n, a in zip(names, batch[0], strict=True)}
+    graph = None
+    if MONTAGE_INPUT in shapes:
+        graph = GraphImage(cfg.preprocess, data.montage.groups, shapes[MONTAGE_INPUT],
+                           shapes.get(KAGGLE_INPUT))  # fmt: skip
     model = build_model(cfg.model, shapes.get("image"), shapes.get("raw"), len(data.classes),
-                        cfg.preprocess.sample_rate / cfg.preprocess.raw_downsample)  # fmt: skip
+                        cfg.preprocess.sample_rate / cfg.preprocess.raw_downsample, None,
+                        graph)  # fmt: skip
     model.compile(optimizer=keras.optimizers.AdamW(cfg.train.lr), loss=kl_divergence_loss)
     model.train_on_batch(*batch)  # build and trace outside the timing
     size = cfg.train.batch_size

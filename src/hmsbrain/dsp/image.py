@@ -13,14 +13,15 @@ def build_image(tiles: np.ndarray, side_tiles: np.ndarray | None = None) -> np.n
     The grey image is repeated over three channels because ImageNet backbones and their
     pretrained stems expect RGB.
     """
-    image = _stack(tiles)
+    image = stack_tiles(tiles)
     if side_tiles is not None:
-        image = np.concatenate([image, _stack(side_tiles)], axis=-1)
+        image = np.concatenate([image, stack_tiles(side_tiles)], axis=-1)
     return np.repeat(image[..., None], 3, axis=-1)
 
 
-def _stack(tiles: np.ndarray) -> np.ndarray:
-    """``(..., G, n_mels, n_frames)`` -> ``(..., G * n_mels, n_frames)``, high frequency on top."""
+def stack_tiles(tiles: np.ndarray) -> np.ndarray:
+    """``(..., G, n_mels, n_frames)`` -> the grey ``(..., G * n_mels, n_frames)``, high
+    frequency on top."""
     flipped = tiles[..., ::-1, :]  # row 0 of an image is its top
     return flipped.reshape(*tiles.shape[:-3], -1, tiles.shape[-1])
 

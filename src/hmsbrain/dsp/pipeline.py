@@ -13,15 +13,15 @@ import numpy as np
 
 from hmsbrain.config import PreprocessConfig
 from hmsbrain.dsp.filters import bandpass, decimate, resample
-from hmsbrain.dsp.image import build_image
+from hmsbrain.dsp.image import build_image, stack_tiles
 from hmsbrain.dsp.mel import group_tiles
 from hmsbrain.dsp.montage import Montage
 from hmsbrain.dsp.parallel import map_batch
-from hmsbrain.models.inputs import IMAGE_INPUT, RAW_INPUT, Batch
+from hmsbrain.models.inputs import IMAGE_INPUT, KAGGLE_INPUT, MONTAGE_INPUT, RAW_INPUT, Batch
 
 # Bump whenever a change to preprocessing changes what it computes from the same data: the
 # input cache is keyed on it, so inputs made by older code are never reused.
-PREPROCESS_VERSION = 3
+PREPROCESS_VERSION = 4
 
 
 def clean(signals: np.ndarray, fs: float, montage: Montage, cfg: PreprocessConfig) -> np.ndarray:
@@ -46,14 +46,20 @@ def montage_inputs(
     clean_signals: np.ndarray, montage: Montage, cfg: PreprocessConfig, names: Sequence[str],
     side_tiles: np.ndarray | None = None,
 ) -> Batch:  # fmt: skip
-    """Clean montage signals ``(n, montage channels, samples)`` -> the model inputs ``names``."""
-    image = raw = None
+    """Clean montage signals ``(n, montage channels, samples)`` -> the model inputs ``names``:
+    the image (or, when the model computes it, the montage itself and the side tiles stacked
+    like the image's right half) and the raw branch."""
+    batch = Batch(image=None, raw=None)
     if IMAGE_INPUT in names:
         tiles = map_batch(lambda m: group_tiles(m, montage.groups, cfg), clean_signals)
-        image = build_image(tiles, side_tiles)
+        batch.image = build_image(tiles, side_tiles)
+    if MONTAGE_INPUT in names:
+        batch.montage = np.asarray(clean_signals, np.float32)
+    if KAGGLE_INPUT in names and side_tiles is not None:
+        batch.kaggle = stack_tiles(side_tiles)
     if RAW_INPUT in names:
-        raw = raw_branch(clean_signals, cfg)
-    return Batch(image=image, raw=raw)
+        batch.raw = raw_branch(clean_signals, cfg)
+    return batch
 
 
 def epoch_inputs(

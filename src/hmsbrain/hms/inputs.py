@@ -17,12 +17,12 @@ from hmsbrain.dsp.parallel import map_batch
 from hmsbrain.dsp.pipeline import montage_inputs
 from hmsbrain.hms.layout import HMSData
 from hmsbrain.hms.preprocess import HMS_MONTAGE, clean_montage, kaggle_tiles
-from hmsbrain.models.inputs import ALL_INPUTS, IMAGE_INPUT, Batch
+from hmsbrain.models.inputs import ALL_INPUTS, IMAGE_INPUT, KAGGLE_INPUT, Batch
 
 
 def uses_spectrogram(cfg: PreprocessConfig, names: Sequence[str]) -> bool:
     """Whether inputs ``names`` need the Kaggle spectrogram files (only the image shows them)."""
-    return IMAGE_INPUT in names and cfg.use_kaggle_spectrogram
+    return bool({IMAGE_INPUT, KAGGLE_INPUT} & set(names)) and cfg.use_kaggle_spectrogram
 
 
 def window_inputs(

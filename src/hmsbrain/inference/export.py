@@ -131,7 +131,7 @@ def parity_inputs(
         cfg.data.data_dir = str(data_dir)
     data = open_dataset(cfg, "train")
     rows = np.linspace(0, len(data) - 1, min(n_rows, len(data))).round().astype(int)
-    return data.inputs(np.unique(rows), model_inputs(cfg.model)).as_dict()
+    return data.inputs(np.unique(rows), model_inputs(cfg.model, cfg.preprocess)).as_dict()
 
 
 def export_fold(

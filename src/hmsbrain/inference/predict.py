@@ -47,6 +47,10 @@ def swap_batch(batch: dict[str, np.ndarray], montage: Montage) -> dict[str, np.n
     out = dict(batch)
     if "image" in batch:
         out["image"] = mirror_image(batch["image"], montage.group_mirror, axis=-3)
+    if "kaggle" in batch:  # grey, rows = the same group bands as the image
+        out["kaggle"] = mirror_image(batch["kaggle"], montage.group_mirror, axis=-2)
+    if "montage" in batch:
+        out["montage"] = batch["montage"][..., montage.mirror, :]
     if "raw" in batch:
         out["raw"] = batch["raw"][..., montage.mirror]
     return out

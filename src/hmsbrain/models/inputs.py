@@ -12,30 +12,44 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hmsbrain.config import Config, ModelConfig
+from hmsbrain.config import Config, ConfigError, ModelConfig, PreprocessConfig
 
 IMAGE_INPUT = "image"
 RAW_INPUT = "raw"
+MONTAGE_INPUT = "montage"  # the clean montage the model turns into the image itself
+KAGGLE_INPUT = "kaggle"  # HMS: the Kaggle spectrogram tiles beside that image (grey)
 ALL_INPUTS = (IMAGE_INPUT, RAW_INPUT)
+SPECTROGRAM_PLACES = ("cpu", "graph")
 WAVENET = "wavenet"  # the backbone name of the 1D WaveNet branch alone
 # Backbones that read the raw montage only.
 RAW_BACKBONES = (WAVENET, "eegnet", "shallow", "bandpower")
 
 
-def model_inputs(cfg: ModelConfig) -> tuple[str, ...]:
+def model_inputs(cfg: ModelConfig, preprocess: PreprocessConfig | None = None) -> tuple[str, ...]:
     """Names of the inputs a model built from ``cfg`` reads, in order. Only these are computed
     and cached, and only the files they need are read: a WaveNet run never opens a Kaggle
-    spectrogram."""
+    spectrogram. With ``preprocess.spectrogram=graph`` an image model reads the clean montage
+    (and, for HMS, the Kaggle tiles) and builds its image itself."""
     if cfg.backbone in RAW_BACKBONES:
         return (RAW_INPUT,)
-    return (IMAGE_INPUT, RAW_INPUT) if cfg.use_wavenet else (IMAGE_INPUT,)
+    image: tuple[str, ...] = (IMAGE_INPUT,)
+    if preprocess is not None:
+        if preprocess.spectrogram not in SPECTROGRAM_PLACES:
+            raise ConfigError(
+                f"preprocess.spectrogram={preprocess.spectrogram!r} is not one of "
+                f"{list(SPECTROGRAM_PLACES)}"
+            )
+        if preprocess.spectrogram == "graph":
+            kaggle = (KAGGLE_INPUT,) if preprocess.use_kaggle_spectrogram else ()
+            image = (MONTAGE_INPUT, *kaggle)
+    return (*image, RAW_INPUT) if cfg.use_wavenet else image
 
 
 def cached_inputs(cfg: Config) -> tuple[str, ...]:
     """The inputs a run preprocesses and caches: its model's, plus the raw montage when the
     band-power baseline is fitted beside it. Training, export and prediction all ask for these,
     so they share one cache per split."""
-    names = model_inputs(cfg.model)
+    names = model_inputs(cfg.model, cfg.preprocess)
     return tuple(dict.fromkeys((*names, RAW_INPUT))) if cfg.train.baseline else names
 
 
@@ -45,8 +59,10 @@ class Batch:
 
     image: np.ndarray | None  # (rows, H, W, 3) float32
     raw: np.ndarray | None  # (rows, time, channels) float32
+    montage: np.ndarray | None = None  # (rows, channels, samples) float32, clean
+    kaggle: np.ndarray | None = None  # (rows, H, W) float32, grey
 
     def as_dict(self) -> dict[str, np.ndarray]:
-        return {
-            k: v for k, v in ((IMAGE_INPUT, self.image), (RAW_INPUT, self.raw)) if v is not None
-        }
+        pairs = ((IMAGE_INPUT, self.image), (RAW_INPUT, self.raw), (MONTAGE_INPUT, self.montage),
+                 (KAGGLE_INPUT, self.kaggle))  # fmt: skip
+        return {k: v for k, v in pairs if v is not None}

@@ -13,42 +13,78 @@ layers and ``keras.applications`` only, and so reloads with plain ``keras.saving
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import layers
 
-from hmsbrain.config import ModelConfig
+from hmsbrain.config import ModelConfig, PreprocessConfig
 from hmsbrain.models.eegnet import eegnet_features
 from hmsbrain.models.imagenet import build_backbone
-from hmsbrain.models.inputs import IMAGE_INPUT, RAW_INPUT, WAVENET, model_inputs
+from hmsbrain.models.inputs import (
+    IMAGE_INPUT,
+    KAGGLE_INPUT,
+    MONTAGE_INPUT,
+    RAW_INPUT,
+    WAVENET,
+    model_inputs,
+)
 from hmsbrain.models.shallow import shallow_features
+from hmsbrain.models.spectrogram import mel_image
 from hmsbrain.models.wavenet import wavenet_features
 
 BANDPOWER = "bandpower"
+
+
+@dataclass(frozen=True)
+class GraphImage:
+    """What a model that computes its own image needs (``preprocess.spectrogram=graph``): the
+    recipe, the montage's channel groups (one tile each), and its two inputs' shapes."""
+
+    cfg: PreprocessConfig
+    groups: tuple[tuple[int, ...], ...]
+    montage_shape: tuple[int, ...]  # (channels, samples)
+    kaggle_shape: tuple[int, ...] | None  # (H, W) grey side tiles, HMS only
+
+
 RAW_MODELS = {WAVENET: wavenet_features, "eegnet": eegnet_features, "shallow": shallow_features}
 
 
 def build_model(
     cfg: ModelConfig, image_shape: tuple[int, ...] | None, raw_shape: tuple[int, ...] | None,
     n_classes: int, sample_rate: float = 0.0,
-    raw_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    raw_stats: tuple[np.ndarray, np.ndarray] | None = None, graph: GraphImage | None = None,
 ) -> keras.Model:  # fmt: skip
     """The classifier of ``cfg.backbone`` ending in a float32 ``n_classes``-way softmax.
 
     The shape of an input the model does not read may be None. ``sample_rate`` is the raw
     input's rate (EEGNet and ShallowConvNet size their kernels in seconds). ``raw_stats``
     (per-channel mean and variance of the training folds) standardise the raw input inside the
-    model, so prediction and export apply exactly what training saw."""
+    model, so prediction and export apply exactly what training saw. With ``graph`` the model
+    reads the clean montage and computes the image itself (:mod:`hmsbrain.models.spectrogram`),
+    the same image the CPU pipeline would feed it."""
     if cfg.backbone == BANDPOWER:
         raise ValueError("the band-power baseline is fitted, not built: see models.bandpower")
-    names = model_inputs(cfg)
+    names = model_inputs(cfg, graph.cfg if graph is not None else None)
     inputs, features = {}, []
+    image = None
     if IMAGE_INPUT in names:
-        inputs[IMAGE_INPUT] = keras.Input(image_shape, name=IMAGE_INPUT)
-        backbone = build_backbone(cfg, image_shape)
-        features.append(
-            layers.GlobalAveragePooling2D(name="image_pool")(backbone(inputs[IMAGE_INPUT]))
-        )
+        image = inputs[IMAGE_INPUT] = keras.Input(image_shape, name=IMAGE_INPUT)
+    elif MONTAGE_INPUT in names:
+        assert graph is not None
+        inputs[MONTAGE_INPUT] = keras.Input(graph.montage_shape, name=MONTAGE_INPUT)
+        image = mel_image(inputs[MONTAGE_INPUT], graph.cfg, graph.groups, graph.cfg.sample_rate)
+        if KAGGLE_INPUT in names:
+            inputs[KAGGLE_INPUT] = keras.Input(graph.kaggle_shape, name=KAGGLE_INPUT)
+            side = layers.Reshape((*graph.kaggle_shape, 1), name="kaggle_grey")(
+                inputs[KAGGLE_INPUT]
+            )
+            side = layers.Concatenate(axis=-1, name="kaggle_rgb")([side, side, side])
+            image = layers.Concatenate(axis=2, name="image")([image, side])
+    if image is not None:
+        backbone = build_backbone(cfg, tuple(image.shape[1:]))
+        features.append(layers.GlobalAveragePooling2D(name="image_pool")(backbone(image)))
     if RAW_INPUT in names:
         inputs[RAW_INPUT] = keras.Input(raw_shape, name=RAW_INPUT)
         raw = inputs[RAW_INPUT]

@@ -32,8 +32,14 @@ from hmsbrain.inference.predict import predict_rows
 from hmsbrain.inference.predictions import write_predictions
 from hmsbrain.inference.runtimes import KerasRuntime, cpu_count
 from hmsbrain.models.bandpower import BandpowerFit, Periodogram, bandpower_model, fit_features
-from hmsbrain.models.inputs import RAW_INPUT, cached_inputs, model_inputs
-from hmsbrain.models.registry import BANDPOWER, all_layers, build_model
+from hmsbrain.models.inputs import (
+    KAGGLE_INPUT,
+    MONTAGE_INPUT,
+    RAW_INPUT,
+    cached_inputs,
+    model_inputs,
+)
+from hmsbrain.models.registry import BANDPOWER, GraphImage, all_layers, build_model
 from hmsbrain.runs import RunPaths, run_dir
 from hmsbrain.training.batches import EpochBatches, StageData
 from hmsbrain.training.folds import attach_folds, load_or_make_folds
@@ -190,7 +196,7 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
     paths.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, paths.config)
 
-    names = model_inputs(cfg.model)
+    names = model_inputs(cfg.model, cfg.preprocess)
     cache = open_inputs(data, cfg, cached_inputs(cfg))
     train_rows, val_rows = rows[rows["fold"] != fold], rows[rows["fold"] == fold]
     balance = {"none": False, "balanced": True}.get(cfg.train.class_weights)
@@ -232,10 +238,14 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
             raw_statistics(cache, train_index)
             if cfg.preprocess.standardize and RAW_INPUT in names else None
         )  # fmt: skip
+        graph = None
+        if MONTAGE_INPUT in shapes:  # preprocess.spectrogram=graph: the model builds its image
+            graph = GraphImage(cfg.preprocess, data.montage.groups, shapes[MONTAGE_INPUT],
+                               shapes.get(KAGGLE_INPUT))  # fmt: skip
         with strategy_scope(cfg):
             model = build_model(
                 cfg.model, shapes.get("image"), shapes.get("raw"), len(data.classes),
-                sample_rate, stats,
+                sample_rate, stats, graph,
             )  # fmt: skip
             _synchronise_batch_norm(model, cfg)
             model.compile(
