@@ -22,7 +22,7 @@ def test_the_graph_image_is_the_cpu_image_at_the_full_recipe(hms_sample_dir, tmp
     def cfg(*extra: str):
         return load_config(CONFIGS / "effnetv2.yaml", [
             f"data.data_dir={hms_sample_dir}", f"data.cache_dir={tmp_path}",
-            "model.weights=none", *extra,
+            "model.weights=none", "data.storage=windows", *extra,
         ])  # fmt: skip
 
     graph_cfg = cfg("preprocess.spectrogram=graph")

@@ -44,7 +44,7 @@ def test_spectrogram_codes_round_trip_within_their_step() -> None:
 def test_store_inputs_equal_the_per_window_path_at_the_full_recipe(hms_sample_dir, tmp_path):
     """The 9 labelled windows of the real train EEG, full recipe (512 x 512 image with the
     Kaggle tiles, 2000 x 16 raw): float32 storage gives the per-window inputs within 1e-4."""
-    per_window = open_dataset(_cfg(hms_sample_dir, tmp_path), "train")
+    per_window = open_dataset(_cfg(hms_sample_dir, tmp_path, "data.storage=windows"), "train")
     stored = open_dataset(
         _cfg(hms_sample_dir, tmp_path, "data.storage=recordings", "data.store_dtype=float32"),
         "train",
@@ -63,7 +63,7 @@ def test_float16_store_moves_only_the_weak_bins(hms_sample_dir, tmp_path):
     half of the EEG tiles (within 20 dB of each window's peak) moves by < 1e-3, the average
     pixel by < 1e-4; the Kaggle tiles (16-bit log codes) by < 1e-4; the raw branch by < 1e-3
     of its scale."""
-    per_window = open_dataset(_cfg(hms_sample_dir, tmp_path), "train")
+    per_window = open_dataset(_cfg(hms_sample_dir, tmp_path, "data.storage=windows"), "train")
     stored = open_dataset(_cfg(hms_sample_dir, tmp_path, "data.storage=recordings"), "train")
     rows = np.arange(len(per_window))
     ref = per_window.inputs(rows, ALL_INPUTS).as_dict()
