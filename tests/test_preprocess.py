@@ -22,7 +22,7 @@ from hmsbrain.dsp.mel import mel_power
 from hmsbrain.dsp.parallel import map_batch
 from hmsbrain.dsp.pipeline import raw_branch as raw_signal
 from hmsbrain.hms.constants import BIPOLAR_NAMES, CHAIN_NAMES, EEG_COLUMNS, SAMPLE_RATE
-from hmsbrain.hms.inputs import iter_inputs, row_inputs, window_inputs
+from hmsbrain.hms.inputs import row_inputs, window_inputs
 from hmsbrain.hms.layout import HMSData
 from hmsbrain.hms.preprocess import (
     HMS_MONTAGE,
@@ -349,20 +349,6 @@ def test_real_sample_yields_finite_model_inputs(hms_sample_dir):
     assert test_batch.image.shape == (1, 512, 512, 3)
     assert test_batch.raw.shape == (1, 2000, 16)
     assert np.isfinite(test_batch.image).all() and np.isfinite(test_batch.raw).all()
-
-
-def test_iter_inputs_covers_every_row_in_order(small_demo):
-    data = HMSData(small_demo, "train")
-    seen = []
-    for rows, batch in iter_inputs(data, SMALL, batch_size=4, rows=range(6)):
-        assert len(batch.image) == len(rows) <= 4
-        seen += list(rows)
-    assert seen == list(range(6))
-    rows, first = next(iter_inputs(data, SMALL, batch_size=2))
-    np.testing.assert_array_equal(first.image, row_inputs(data, [0, 1], SMALL).image)
-
-
-# --- (g) parallel map ---------------------------------------------------------------------------
 
 
 def test_map_batch_equals_the_serial_call():

@@ -264,6 +264,7 @@ def ensemble_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from hmsbrain.atomic import atomic_path
     from hmsbrain.data.sources import is_hms_layout
+    from hmsbrain.hms.constants import SAMPLE_SUBMISSION_CSV, TEST_CSV
     from hmsbrain.hms.submission import SubmissionError, write_submission
     from hmsbrain.inference.ensemble import (
         EnsembleError,
@@ -307,7 +308,7 @@ def ensemble_main(argv: list[str] | None = None) -> None:
         if is_hms_layout(Path(data_dir)):
             write_submission(
                 result.submission, path,
-                Path(data_dir) / "test.csv", Path(data_dir) / "sample_submission.csv",
+                Path(data_dir) / TEST_CSV, Path(data_dir) / SAMPLE_SUBMISSION_CSV,
             )  # fmt: skip
         else:  # another dataset's blended test predictions: no competition format to match
             with atomic_path(path) as tmp:

@@ -43,6 +43,7 @@ def bench_input(
     data_dir, counts = ensure_fullscale(root / f"fraction-{fraction:g}", fraction, 0, labels)
     cfg.data.data_dir, cfg.data.storage = str(data_dir), "recordings"
     cfg.data.cache_dir = str(root / f"store-{fraction:g}")
+    cfg.model.weights = "none"  # the step costs the same with any weights, and runs offline
     workers = workers or cpu_count()
     data = open_dataset(cfg, "train")
     names = model_inputs(cfg.model, cfg.preprocess)

@@ -27,16 +27,16 @@ _CHILD = """
 import json, resource, shutil, sys, time
 from pathlib import Path
 from hmsbrain.hms.layout import HMSData
-from hmsbrain.hms.store import open_store
+from hmsbrain.hms.store import open_store, store_bytes
 cache = Path(sys.argv[2]); shutil.rmtree(cache, ignore_errors=True)
 start = time.perf_counter()
 store = open_store(HMSData(sys.argv[1]), cache, sys.argv[3], True, False, int(sys.argv[4]))
 seconds = time.perf_counter() - start
-size = lambda p: sum(f.stat().st_size for f in Path(p).rglob("*") if f.is_file())
 print(json.dumps({
     "build_s": seconds, "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     "montage_bytes": (store.root / "montage.npy").stat().st_size,
-    "spectrogram_bytes": size(store.root / "spectrograms"), "cache_bytes": size(store.root),
+    "spectrogram_bytes": store_bytes(store.root / "spectrograms"),
+    "cache_bytes": store_bytes(store.root),
 }))
 """
 

@@ -11,7 +11,7 @@ step costs tens of seconds on a CPU for the image backbones.
 from __future__ import annotations
 
 import functools
-import logging
+import itertools
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,21 +22,26 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.config import Config, ConfigError
-from hmsbrain.data.cache import InputCache, open_cache
+from hmsbrain.data.cache import Inputs, open_inputs
 from hmsbrain.data.dataset import Dataset, EpochDataset
 from hmsbrain.data.sources import open_dataset
 from hmsbrain.diagnose.hashing import SharedContent, shared_content
 from hmsbrain.hms.constants import EEG_COLUMNS, SAMPLE_RATE
 from hmsbrain.hms.dataset import HMSDataset
 from hmsbrain.models.imagenet import backbone_names
-from hmsbrain.models.inputs import RAW_INPUT, cached_inputs, model_inputs
-from hmsbrain.models.registry import BANDPOWER, build_model
+from hmsbrain.models.inputs import (
+    KAGGLE_INPUT,
+    MONTAGE_INPUT,
+    RAW_INPUT,
+    cached_inputs,
+    model_inputs,
+)
+from hmsbrain.models.registry import BANDPOWER, GraphImage, build_model
 from hmsbrain.runs import run_root
 from hmsbrain.training import loop
 from hmsbrain.training.batches import EpochBatches, StageData
 from hmsbrain.training.folds import attach_folds, load_or_make_folds
-
-log = logging.getLogger(__name__)
+from hmsbrain.training.validation import select_metric
 
 VALIDATION_FOLD = 0
 SAMPLE_WINDOWS = 256  # raw windows the data checks read: enough for every statistic they give
@@ -54,13 +59,16 @@ def training_loss(cfg: Config, data: Dataset) -> object:
 
 
 def check_recipe(cfg: Config, data: Dataset) -> None:
-    """The recipe errors ``train.py`` stops on (ConfigError), so diagnose stops on them too."""
+    """The recipe errors ``train.py`` stops on (ConfigError): diagnose stops on them too, with
+    the same one-line message, rather than report them as failed checks."""
     if cfg.model.backbone not in backbone_names():
         raise ConfigError(f"unknown backbone {cfg.model.backbone!r}; valid: {backbone_names()}")
     if cfg.train.class_weights not in ("none", "balanced"):
         raise ConfigError(f"train.class_weights={cfg.train.class_weights!r}: none or balanced")
     loop._check_mirror(cfg, data)
     training_loss(cfg, data)
+    select_metric(cfg.train.select_metric, data.hard)
+    model_inputs(cfg.model, cfg.preprocess)
 
 
 def folds_file(cfg: Config, data: Dataset) -> Path:
@@ -102,14 +110,18 @@ def channel_stds(signals: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Context:
+    """One diagnosis: the recipe, its data and split, and what the checks compute from them."""
+
     cfg: Config
     data: Dataset
-    rows: pd.DataFrame  # data.rows with the fold of every row
+    # data.rows with the fold of every row; the index is the row's position, by which the input
+    # cache is read (as in train_fold)
+    rows: pd.DataFrame
     folds: pd.DataFrame  # id, group, fold per unit (the saved table)
     folds_path: Path
-    out_dir: Path
+    out_dir: Path  # <run>/diagnose: the report and its plots
     fold: int = VALIDATION_FOLD
-    _initial_weights: list[np.ndarray] = field(default_factory=list, repr=False)
+    initial_weights: list[np.ndarray] = field(default_factory=list, repr=False)
 
     @property
     def train_rows(self) -> pd.DataFrame:
@@ -155,11 +167,12 @@ class Context:
 
     @functools.cached_property
     def names(self) -> tuple[str, ...]:
-        return model_inputs(self.cfg.model)
+        return model_inputs(self.cfg.model, self.cfg.preprocess)
 
     @functools.cached_property
-    def cache(self) -> InputCache:
-        return open_cache(self.data, self.cfg, cached_inputs(self.cfg))
+    def cache(self) -> Inputs:
+        """Where training reads its inputs: the input cache, or the recording store's stream."""
+        return open_inputs(self.data, self.cfg, cached_inputs(self.cfg))
 
     @functools.cached_property
     def raw_stats(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -192,23 +205,37 @@ class Context:
         """The model as ``train_fold`` builds and compiles it (AdamW, the run's loss)."""
         keras.utils.set_random_seed(self.seed)
         shapes = {k: v.shape[1:] for k, v in self.cache.batch(np.array([0])).items()}
+        graph = None
+        if MONTAGE_INPUT in shapes:  # preprocess.spectrogram=graph: the model builds its image
+            graph = GraphImage(
+                self.cfg.preprocess,
+                self.data.montage.groups,
+                shapes[MONTAGE_INPUT],
+                shapes.get(KAGGLE_INPUT),
+            )
+        # On one device: train.strategy spreads this same model over several.
         model = build_model(
-            self.cfg.model, shapes.get("image"), shapes.get("raw"), len(self.data.classes),
-            self.raw_sample_rate, self.raw_stats,
-        )  # fmt: skip
+            self.cfg.model,
+            shapes.get("image"),
+            shapes.get("raw"),
+            len(self.data.classes),
+            self.raw_sample_rate,
+            self.raw_stats,
+            graph,
+        )
         model.compile(
             optimizer=keras.optimizers.AdamW(
                 learning_rate=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay
             ),
             loss=self.loss,
         )
-        self._initial_weights = model.get_weights()
+        self.initial_weights = model.get_weights()
         return model
 
     def fresh_model(self, lr: float) -> keras.Model:
         """The model back at its initial weights, its optimizer reset, at rate ``lr``."""
         model = self.model
-        model.set_weights(self._initial_weights)
+        model.set_weights(self.initial_weights)
         for variable in model.optimizer.variables:
             variable.assign(np.zeros(variable.shape, variable.dtype))
         model.optimizer.learning_rate = lr
@@ -219,10 +246,15 @@ class Context:
         batch = self.cache.batch(np.asarray(positions))
         return tuple(batch[name] for name in self.names)
 
-    def unit_batch(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Row positions and targets of ``n`` training units (one row each), spread over the
-        classes: drawn class by class in turn, so a small batch holds every class it can."""
-        stage, rng = self.stage, np.random.default_rng(seed)
+    @functools.cached_property
+    def val_stage(self) -> StageData:
+        """The validation fold's units, grouped as a stage (their rows and targets)."""
+        return StageData.from_rows(self.val_rows, self.data)
+
+    def unit_batch(self, stage: StageData, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions and targets of ``n`` units of ``stage`` (one row each), spread over
+        the classes: drawn class by class in turn, so a small batch holds every class it can."""
+        rng = np.random.default_rng(seed)
         labels = stage.targets.argmax(axis=1)
         queues = [list(rng.permutation(np.flatnonzero(labels == k))) for k in np.unique(labels)]
         picked: list[int] = []
@@ -240,11 +272,15 @@ class Context:
         """Batches as ``train_fold`` draws them (augmentation, class weights), epoch after
         epoch, forever; only full ones, since a smaller batch would retrace the compiled step.
         Sample weights are always given (ones without class weights) for the same reason."""
-        for epoch in range(np.iinfo(np.int32).max):
+        for epoch in itertools.count():
             batches = EpochBatches(
-                stage, self.cache, self.names, self.cfg.train, [seed, self.fold, epoch],
+                stage,
+                self.cache,
+                self.names,
+                self.cfg.train,
+                [seed, self.fold, epoch],
                 self.data.montage,
-            )  # fmt: skip
+            )
             full = min(self.cfg.train.batch_size, len(batches.rows))
             for i in range(len(batches)):
                 x, y, *weights = batches[i]

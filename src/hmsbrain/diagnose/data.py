@@ -22,13 +22,14 @@ CLIP_MIN_SAMPLES = 8  # a smooth peak of quantised data can repeat a few samples
 CLIP_WARN_SHARE = 0.01
 CLIP_FAIL_SHARE = 0.2
 MAINS_HZ = (50.0, 60.0)
-MAINS_RATIO = 5.0  # mains power over its neighbours' above this: hum is present
+MAINS_RATIO = 2.0  # mains power over its neighbours' above this: hum is present
 
 
 def _names(channels: tuple[str, ...], index: np.ndarray, limit: int = 8) -> str:
     named = [channels[i] for i in index]
-    return ", ".join(named[:limit]) + (f" and {len(named) - limit} more" if len(named) > limit
-                                       else "")  # fmt: skip
+    return ", ".join(named[:limit]) + (
+        f" and {len(named) - limit} more" if len(named) > limit else ""
+    )
 
 
 def _used_channels(ctx: Context) -> np.ndarray:
@@ -53,21 +54,37 @@ def check_sample_rate(ctx: Context) -> Check:
         f"{p.bandpass_low:g}-{p.bandpass_high:g} Hz"
     )
     if p.bandpass_high >= rate / 2:
-        return Check(name, FAIL, f"{measured}: the upper edge is at or above the recipe's "
-                     f"Nyquist rate {rate / 2:g} Hz, so preprocessing refuses it",
-                     f"set preprocess.bandpass_high below {rate / 2:g}")  # fmt: skip
+        return Check(
+            name,
+            FAIL,
+            f"{measured}: the upper edge is at or above the recipe's "
+            f"Nyquist rate {rate / 2:g} Hz, so preprocessing refuses it",
+            f"set preprocess.bandpass_high below {rate / 2:g}",
+        )
     if p.bandpass_high > native / 2:
-        return Check(name, FAIL, f"{measured}: the band above {native / 2:g} Hz (the native "
-                     "Nyquist rate) is not in the recording; upsampling cannot add it",
-                     f"set preprocess.bandpass_high <= {0.9 * native / 2:g} and "
-                     f"preprocess.sample_rate <= {native:g}")  # fmt: skip
+        return Check(
+            name,
+            FAIL,
+            f"{measured}: the band above {native / 2:g} Hz (the native "
+            "Nyquist rate) is not in the recording; upsampling cannot add it",
+            f"set preprocess.bandpass_high <= {0.9 * native / 2:g} and "
+            f"preprocess.sample_rate <= {native:g}",
+        )
     if p.bandpass_high > raw_rate / 2:
-        return Check(name, WARN, f"{measured}: the raw branch's {raw_rate / 2:g} Hz Nyquist rate "
-                     "cuts the band-pass short (decimation removes the rest)",
-                     "lower preprocess.raw_downsample or preprocess.bandpass_high")  # fmt: skip
+        return Check(
+            name,
+            WARN,
+            f"{measured}: the raw branch's {raw_rate / 2:g} Hz Nyquist rate "
+            "cuts the band-pass short (decimation removes the rest)",
+            "lower preprocess.raw_downsample or preprocess.bandpass_high",
+        )
     if rate > native:
-        return Check(name, WARN, f"{measured}: upsampled, which adds no information",
-                     f"set preprocess.sample_rate={native:g} (same content, less compute)")  # fmt: skip
+        return Check(
+            name,
+            WARN,
+            f"{measured}: upsampled, which adds no information",
+            f"set preprocess.sample_rate={native:g} (same content, less compute)",
+        )
     return Check(name, PASS, f"{measured}: inside every Nyquist rate")
 
 
@@ -82,15 +99,26 @@ def check_amplitude(ctx: Context) -> Check:
         f"{np.nanmax(per_channel):.3g}) over {len(stds)} windows"
     )
     if not np.isfinite(median) or median < VOLTS_STD_UV:
-        return Check(name, FAIL, f"{measured}; scalp EEG is 5-100 uV, so these look like volts "
-                     "read as microvolts", "set units: V in dataset.yaml (the readers convert "
-                     "to microvolts)")  # fmt: skip
+        return Check(
+            name,
+            FAIL,
+            f"{measured}; scalp EEG is 5-100 uV, so these look like volts read as microvolts",
+            "set units: V in dataset.yaml (the readers convert to microvolts)",
+        )
     if median < SMALL_STD_UV:
-        return Check(name, WARN, f"{measured}: smaller than scalp EEG",
-                     "check the units (dataset.yaml units: uV or V)")  # fmt: skip
+        return Check(
+            name,
+            WARN,
+            f"{measured}: smaller than scalp EEG",
+            "check the units (dataset.yaml units: uV or V)",
+        )
     if median > LARGE_STD_UV:
-        return Check(name, WARN, f"{measured}: larger than scalp EEG (raw ADC counts?)",
-                     "convert the values to microvolts or volts and set units")  # fmt: skip
+        return Check(
+            name,
+            WARN,
+            f"{measured}: larger than scalp EEG (raw ADC counts?)",
+            "convert the values to microvolts or volts and set units",
+        )
     return Check(name, PASS, f"{measured}: scalp EEG in microvolts")
 
 
@@ -113,13 +141,20 @@ def check_flat_channels(ctx: Context) -> Check:
     if len(unused):
         measured += f"; flat but not in the montage: {_names(channels, unused)}"
     if len(dead):
-        return Check(name, FAIL, f"{measured}; dead in >= {DEAD_SHARE:.0%} of windows: "
-                     f"{_names(channels, dead)}", "fix or drop these channels (or pick a "
-                     "preprocess.montage without them)")  # fmt: skip
+        return Check(
+            name,
+            FAIL,
+            f"{measured}; dead in >= {DEAD_SHARE:.0%} of windows: {_names(channels, dead)}",
+            "fix or drop these channels (or pick a preprocess.montage without them)",
+        )
     if len(often):
-        return Check(name, WARN, f"{measured}; flat in {FLAT_SHARE:.0%}-{DEAD_SHARE:.0%} of "
-                     f"windows: {_names(channels, often)}",
-                     "check those electrodes; windows where they drop out teach noise")  # fmt: skip
+        return Check(
+            name,
+            WARN,
+            f"{measured}; flat in {FLAT_SHARE:.0%}-{DEAD_SHARE:.0%} of "
+            f"windows: {_names(channels, often)}",
+            "check those electrodes; windows where they drop out teach noise",
+        )
     return Check(name, PASS, measured)
 
 
@@ -136,11 +171,19 @@ def check_missing_values(ctx: Context) -> Check:
         f"{len(signals)} windows"
     )
     if share > NAN_FAIL_SHARE:
-        return Check(name, FAIL, f"{measured}: most of the signal is interpolated",
-                     "drop the windows with long gaps")  # fmt: skip
+        return Check(
+            name,
+            FAIL,
+            f"{measured}: most of the signal is interpolated",
+            "drop the windows with long gaps",
+        )
     if share > NAN_WARN_SHARE:
-        return Check(name, WARN, f"{measured}: interpolated before the model sees them",
-                     "long gaps become straight lines; consider dropping those windows")  # fmt: skip
+        return Check(
+            name,
+            WARN,
+            f"{measured}: interpolated before the model sees them",
+            "long gaps become straight lines; consider dropping those windows",
+        )
     return Check(name, PASS, measured)
 
 
@@ -159,12 +202,18 @@ def check_clipping(ctx: Context) -> Check:
     share = float(clipped.mean())
     per_channel = clipped.mean(axis=0)
     worst = np.argsort(per_channel)[::-1][: int((per_channel > 0).sum())]
-    measured = f"{share:.2%} of channel-windows have >= {CLIP_SAMPLES:.0%} of samples at their extreme"
+    measured = (
+        f"{share:.2%} of channel-windows have >= {CLIP_SAMPLES:.0%} of samples at their extreme"
+    )
     if len(worst):
         measured += f" (most: {_names(ctx.sample.channels, worst, 4)})"
     if share > CLIP_FAIL_SHARE:
-        return Check(name, FAIL, measured, "the recording saturates: lower the amplifier gain "
-                     "or drop clipped windows")  # fmt: skip
+        return Check(
+            name,
+            FAIL,
+            measured,
+            "the recording saturates: lower the amplifier gain or drop clipped windows",
+        )
     if share > CLIP_WARN_SHARE:
         return Check(name, WARN, measured, "drop or down-weight clipped windows")
     return Check(name, PASS, measured)
@@ -187,7 +236,7 @@ def check_line_noise(ctx: Context) -> Check:
         side = spectrum[(np.abs(freqs - hz) >= 2) & (np.abs(freqs - hz) <= 6)]
         ratio = float(peak / max(np.median(side), 1e-30))
         if ratio > MAINS_RATIO:
-            found.append(f"{hz:g} Hz at {ratio:.0f}x its neighbours")
+            found.append(f"{hz:g} Hz at {ratio:.1f}x its neighbours")
             if p.bandpass_low < hz < p.bandpass_high:
                 kept.append(hz)
     fig, ax = new_figure()
@@ -202,9 +251,15 @@ def check_line_noise(ctx: Context) -> Check:
     plot = save_figure(fig, ctx.out_dir / "spectrum.png")
     band = f"band-pass {p.bandpass_low:g}-{p.bandpass_high:g} Hz"
     if not found:
-        return Check(name, PASS, f"no mains peak (50/60 Hz) above {MAINS_RATIO:g}x its "
-                     "neighbours", plot=plot)  # fmt: skip
+        return Check(
+            name, PASS, f"no mains peak (50/60 Hz) above {MAINS_RATIO:g}x its neighbours", plot=plot
+        )
     if kept:
-        return Check(name, WARN, f"{'; '.join(found)}, inside the {band}",
-                     f"set preprocess.bandpass_high below {min(kept) - 5:g}", plot)  # fmt: skip
+        return Check(
+            name,
+            WARN,
+            f"{'; '.join(found)}, inside the {band}",
+            f"set preprocess.bandpass_high below {min(kept) - 5:g}",
+            plot,
+        )
     return Check(name, PASS, f"{'; '.join(found)}, removed by the {band}", plot=plot)

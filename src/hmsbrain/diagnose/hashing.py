@@ -67,8 +67,9 @@ def _blocks(rows: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
     zero = np.zeros((len(rows), 1), np.uint64)
     total = np.concatenate([zero, np.cumsum(rows, axis=1, dtype=np.uint64)], axis=1)
     hashes = total[:, block:] - total[:, :-block]
-    changes = np.concatenate([zero.astype(np.int64),
-                              np.cumsum(rows[:, 1:] != rows[:, :-1], axis=1)], axis=1)  # fmt: skip
+    changes = np.concatenate(
+        [zero.astype(np.int64), np.cumsum(rows[:, 1:] != rows[:, :-1], axis=1)], axis=1
+    )
     varied = changes[:, block - 1 :] - changes[:, : changes.shape[1] - block + 1]
     return hashes, varied >= (block - 1) / 2
 

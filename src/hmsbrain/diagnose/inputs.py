@@ -12,8 +12,8 @@ from hmsbrain.diagnose.context import Context
 from hmsbrain.diagnose.report import FAIL, PASS, WARN, Check
 from hmsbrain.models.inputs import IMAGE_INPUT, RAW_INPUT
 
-HUGE_STD = 10.0  # per-channel std of a model input beyond which the input is unscaled
-TINY_STD = 0.01
+HUGE_STD = 5.0  # median channel std of a model input beyond which the input is unscaled
+TINY_STD = 0.05
 WARN_STD = (0.1, 3.0)  # per-channel std outside this: a channel on another scale
 OFFSET = 3.0  # |mean| / std beyond this: an offset the first layer must learn away
 IMAGE_LIMIT = 1e3
@@ -33,8 +33,11 @@ def check_raw_input(ctx: Context) -> Check | None:
     mean, std = raw.mean(axis=(0, 1)), raw.std(axis=(0, 1))
     median = float(np.median(std))
     p = ctx.cfg.preprocess
-    setting = "standardised by the training folds" if stats is not None else (
-        f"preprocess.standardize=false, scale_uv={p.scale_uv:g}")  # fmt: skip
+    setting = (
+        "standardised by the training folds"
+        if stats is not None
+        else (f"preprocess.standardize=false, scale_uv={p.scale_uv:g}")
+    )
     measured = (
         f"{len(std)} channels ({setting}): std median {median:.3g} (range {std.min():.3g}-"
         f"{std.max():.3g}), |mean| up to {np.abs(mean).max():.3g}"
@@ -53,8 +56,12 @@ def check_raw_input(ctx: Context) -> Check | None:
     offset = np.abs(mean) / np.maximum(std, 1e-12)
     odd = np.flatnonzero((std < WARN_STD[0]) | (std > WARN_STD[1]) | (offset > OFFSET))
     if len(odd):
-        return Check(name, WARN, f"{measured}; channels off unit scale: {odd[:8].tolist()}",
-                     "set preprocess.standardize=true to put every channel on one scale")  # fmt: skip
+        return Check(
+            name,
+            WARN,
+            f"{measured}; channels off unit scale: {odd[:8].tolist()}",
+            "set preprocess.standardize=true to put every channel on one scale",
+        )
     return Check(name, PASS, f"{measured}: near 0 and 1")
 
 
@@ -71,8 +78,13 @@ def check_image_input(ctx: Context) -> Check | None:
     if not np.isfinite(image).all():
         return Check(name, FAIL, f"{measured}; non-finite values", "find the NaN source")
     if image.std() == 0 or np.abs(image).max() > IMAGE_LIMIT:
-        return Check(name, FAIL, measured, "the image is constant or unscaled; check the "
-                     "spectrogram settings (preprocess.top_db, n_fft, fmax)")  # fmt: skip
+        return Check(
+            name,
+            FAIL,
+            measured,
+            "the image is constant or unscaled; check the "
+            "spectrogram settings (preprocess.top_db, n_fft, fmax)",
+        )
     if np.abs(image).max() > IMAGE_WARN:
         return Check(name, WARN, measured, "images beyond +/-10 saturate a backbone's stem")
     return Check(name, PASS, measured)
@@ -81,7 +93,9 @@ def check_image_input(ctx: Context) -> Check | None:
 def check_targets(ctx: Context) -> Check:
     """The training and validation targets are distributions: finite, >= 0, summing to 1."""
     name = "targets"
-    targets = ctx.data.unit_targets(ctx.rows).to_numpy(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):  # a unit without votes: found below
+        frame = ctx.data.unit_targets(ctx.rows)
+    targets = frame.to_numpy(np.float64)
     sums = targets.sum(axis=1)
     bad = ~np.isfinite(targets).all(axis=1) | (targets < 0).any(axis=1)
     bad |= np.abs(sums - 1) > SUM_TOLERANCE
@@ -90,7 +104,11 @@ def check_targets(ctx: Context) -> Check:
         f"{np.nanmin(sums):.4f}-{np.nanmax(sums):.4f}, {int(bad.sum())} invalid"
     )
     if bad.any():
-        units = ctx.data.unit_targets(ctx.rows).index[bad][:5].tolist()
-        return Check(name, FAIL, f"{measured} (units {units})", "every target must be a "
-                     "distribution: give each unit at least one vote and no negative ones")  # fmt: skip
+        return Check(
+            name,
+            FAIL,
+            f"{measured} (units {frame.index[bad][:5].tolist()})",
+            "every target must be a distribution: give each unit at least one vote and no "
+            "negative ones",
+        )
     return Check(name, PASS, measured)

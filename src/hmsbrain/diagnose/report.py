@@ -58,9 +58,16 @@ def _cell(text: str) -> str:
 def write_report(checks: Sequence[Check], path: Path, header: Sequence[str]) -> Path:
     """``report.md``: the recipe lines in ``header``, one table row per check, then the plots."""
     counts = {s: sum(c.status == s for c in checks) for s in (FAIL, WARN, PASS)}
-    lines = ["# Diagnosis", "", *header, "",
-             f"{counts[FAIL]} FAIL, {counts[WARN]} WARN, {counts[PASS]} PASS.", "",
-             "| status | check | measured | what to do |", "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "# Diagnosis",
+        "",
+        *header,
+        "",
+        f"{counts[FAIL]} FAIL, {counts[WARN]} WARN, {counts[PASS]} PASS.",
+        "",
+        "| status | check | measured | what to do |",
+        "|---|---|---|---|",
+    ]
     lines += [
         f"| {c.status} | {c.name} | {_cell(c.measured)} | {_cell(c.advice)} |" for c in checks
     ]

@@ -24,8 +24,7 @@ def check_groups(ctx: Context) -> Check:
     name = "groups across folds"
     kind = ctx.data.group_kind
     units = ctx.data.fold_units()[["id", "group"]]
-    fold_of = ctx.folds[["id", "fold"]].astype({"id": units["id"].dtype})
-    table = units.merge(fold_of, on="id", how="left")
+    table = units.merge(ctx.folds[["id", "fold"]], on="id", how="left")
     spread = table.groupby("group")["fold"].nunique()
     crossing = spread[spread > 1].index.tolist()
     val_groups = set(table.loc[table["fold"] == ctx.fold, "group"])
@@ -35,15 +34,23 @@ def check_groups(ctx: Context) -> Check:
         f"{len(val_groups)}; {len(crossing)} {kind}s in more than one fold"
     )
     if crossing:
-        return Check(name, FAIL, f"{measured} ({_first(crossing)}); in both training and fold "
-                     f"{ctx.fold}'s validation: {len(both)}", f"delete {ctx.folds_path} so the "
-                     f"folds are made again by {kind} (runs made with the old split are not "
-                     "comparable)")  # fmt: skip
+        return Check(
+            name,
+            FAIL,
+            f"{measured} ({_first(crossing)}); in both training and fold "
+            f"{ctx.fold}'s validation: {len(both)}",
+            f"delete {ctx.folds_path} so the folds are made again by {kind} (runs made with "
+            "the old split are not comparable)",
+        )
     if kind in ("file", "epoch"):
-        return Check(name, WARN, f"{measured}, but no subject ids: folds keep each {kind} "
-                     "together, and a subject's other files can sit on both sides",
-                     "give subjects (groups.npy, a subject column or dataset.yaml "
-                     "group_pattern) for a CV on new subjects")  # fmt: skip
+        return Check(
+            name,
+            WARN,
+            f"{measured}, but no subject ids: folds keep each {kind} "
+            "together, and a subject's other files can sit on both sides",
+            "give subjects (groups.npy, a subject column or dataset.yaml "
+            "group_pattern) for a CV on new subjects",
+        )
     return Check(name, PASS, measured)
 
 
@@ -51,9 +58,7 @@ def check_shared_signal(ctx: Context) -> Check:
     """Identical or overlapping windows of different units in different folds."""
     name = "duplicate windows"
     content = ctx.content
-    fold = ctx.folds.set_index("id")["fold"]
-    fold = fold.set_axis(fold.index.astype(ctx.data.rows[ctx.data.id_column].dtype))
-    unit_folds = fold.loc[content.units].to_numpy()
+    unit_folds = ctx.folds.set_index("id")["fold"].loc[content.units].to_numpy()
     pairs = content.pairs
     across = unit_folds[pairs[:, 0]] != unit_folds[pairs[:, 1]]
     identical = int((content.identical & across).sum())
@@ -66,9 +71,14 @@ def check_shared_signal(ctx: Context) -> Check:
     )
     if identical or overlapping:
         leaked = pd.unique(content.units[pairs[across].ravel()]).tolist()
-        return Check(name, FAIL, f"{measured}; units: {_first(leaked)}", "the validation "
-                     "fold has seen this signal in training: remove the copies, or give copies "
-                     "one group so the folds keep them together")  # fmt: skip
+        return Check(
+            name,
+            FAIL,
+            f"{measured}; units: {_first(leaked)}",
+            "the validation "
+            "fold has seen this signal in training: remove the copies, or give copies "
+            "one group so the folds keep them together",
+        )
     return Check(name, PASS, measured)
 
 
@@ -88,6 +98,11 @@ def check_fold_labels(ctx: Context) -> Check:
         f"{largest:.3f} (fold {per_fold.index[worst_fold]}, {deviation.columns[worst_class]})"
     )
     if largest > FOLD_SHARE_DEVIATION:
-        return Check(name, WARN, measured, "folds differ in class mix: the per-fold scores "
-                     "vary for that reason; more groups or fewer folds even them out")  # fmt: skip
+        return Check(
+            name,
+            WARN,
+            measured,
+            "folds differ in class mix: the per-fold scores "
+            "vary for that reason; more groups or fewer folds even them out",
+        )
     return Check(name, PASS, measured)

@@ -10,7 +10,6 @@ from __future__ import annotations
 SAMPLE_RATE = 200  # Hz, every HMS EEG
 EEG_WINDOW_SECONDS = 50  # a labelled window; experts saw its central 10 s
 EEG_WINDOW_SAMPLES = SAMPLE_RATE * EEG_WINDOW_SECONDS  # 10,000 rows
-LABELLED_SECONDS = 10
 
 EEG_COLUMNS: tuple[str, ...] = (
     "Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz",
@@ -38,8 +37,6 @@ CHAINS: dict[str, tuple[str, ...]] = {
     "RP": ("Fp2", "F4", "C4", "P4", "O2"),
 }
 CHAIN_NAMES: tuple[str, ...] = tuple(CHAINS)
-# Each chain's mirror image: swapping hemispheres maps LL<->RL and LP<->RP.
-MIRROR_CHAIN: dict[str, str] = {"LL": "RL", "RL": "LL", "LP": "RP", "RP": "LP"}
 
 # The 16 bipolar derivations (anode, cathode), chain by chain.
 BIPOLAR_PAIRS: tuple[tuple[str, str], ...] = tuple(
@@ -61,7 +58,6 @@ SPEC_FIRST_BIN = 3
 # --- Labels --------------------------------------------------------------------------------------
 CLASSES: tuple[str, ...] = ("seizure", "lpd", "gpd", "lrda", "grda", "other")
 VOTE_COLUMNS: tuple[str, ...] = tuple(f"{c}_vote" for c in CLASSES)
-N_CLASSES = len(CLASSES)
 EXPERT_CONSENSUS: tuple[str, ...] = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 
 # File names of the Kaggle layout.

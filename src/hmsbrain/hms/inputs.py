@@ -8,7 +8,7 @@ prediction and the Kaggle kernel all call it, so their inputs cannot drift apart
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -46,14 +46,3 @@ def row_inputs(
     eeg = np.stack([data.eeg_window(i) for i in rows])
     spec = [data.spectrogram_window(i) for i in rows] if uses_spectrogram(cfg, names) else None
     return window_inputs(eeg, spec, cfg, names)
-
-
-def iter_inputs(
-    data: HMSData, cfg: PreprocessConfig, batch_size: int = 32, rows: Sequence[int] | None = None,
-    names: Sequence[str] = ALL_INPUTS,
-) -> Iterator[tuple[np.ndarray, Batch]]:  # fmt: skip
-    """``(row indices, Batch)`` over ``rows`` (default: all), ``batch_size`` rows at a time."""
-    order = np.arange(len(data)) if rows is None else np.asarray(rows)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        yield chunk, row_inputs(data, chunk, cfg, names)

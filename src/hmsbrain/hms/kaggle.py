@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.atomic import write_json
-from hmsbrain.hms.constants import VOTE_COLUMNS
+from hmsbrain.hms.constants import SAMPLE_SUBMISSION_CSV, TEST_CSV, VOTE_COLUMNS
 from hmsbrain.hms.submission import write_submission
 from hmsbrain.inference.ensemble import blend_frames
 from hmsbrain.inference.predict import predict_run
@@ -197,7 +197,7 @@ def run_kernel(
     data_dir = Path(data_dir)
     submission, fallback = predict_package(model_dir, data_dir, runtime)
     write_submission(
-        submission, Path(out_path), data_dir / "test.csv", data_dir / "sample_submission.csv"
+        submission, Path(out_path), data_dir / TEST_CSV, data_dir / SAMPLE_SUBMISSION_CSV
     )
     if fallback:
         log.warning("%d of %d test EEGs got the fallback prediction: %s", len(fallback),

@@ -30,7 +30,6 @@ from hmsbrain.hms.constants import (
     EEG_COLUMNS,
     EEG_WINDOW_SAMPLES,
     SAMPLE_RATE,
-    SAMPLE_SUBMISSION_CSV,
     SPEC_BINS_PER_CHAIN,
     SPEC_SECONDS_PER_ROW,
     SPEC_TIME_COLUMN,
@@ -307,7 +306,3 @@ class HMSData:
         if self.split != "train":
             raise DataError(f"{self.root / TEST_CSV}: the test split has no votes")
         return vote_targets(self.rows)
-
-
-def sample_submission_path(root: str | Path) -> Path:
-    return Path(root) / SAMPLE_SUBMISSION_CSV

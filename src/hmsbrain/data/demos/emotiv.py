@@ -2,12 +2,15 @@
 
 What is written (``layout: recordings``):
 
-* ``<subject>_session<k>.edf``: one continuous EDF file per subject-session, 14 signals named
+* ``<subject>_session<k>.edf`` (``s01_session1.edf`` ...): one continuous EDF file per
+  subject-session (12 recordings of 10 subjects, two came back for a second session; 36-50 markers
+  and about 2-2.7 minutes each), 14 signals named
   AF3 F7 F3 FC5 T7 P7 O1 O2 P8 T8 FC6 F4 F8 AF4 at 128 Hz, physical dimension ``uV``, physical
   range +-4000 uV on 16-bit digital values (0.12 uV resolution), 1 s data records, a fixed
   start date and time (so the bytes depend on the seed only), no annotations;
 * ``events.csv``: ``file,onset,label,subject``, one row per marker, ``onset`` in seconds from the
-  start of ``file`` (an exact multiple of 1/128 s), ``label`` one of rest/blink/jaw;
+  start of ``file`` (an exact multiple of 1/128 s), ``label`` one of rest/blink/jaw (about
+  40/32/28 %), ``subject`` the subject id (``s01`` ...), rows in file and time order;
 * ``dataset.yaml``: layout, classes and the epoch window (-0.1 s to 0.4 s around each marker, no
   baseline correction).
 
@@ -24,11 +27,12 @@ Signal model (microvolts), and why:
   strongest, FC5/FC6 and F7/F8 less) starting with the marker, and the slow potential a clench
   brings with it as the headset moves on the skin: a negative deflection at the same electrodes
   peaking 0.15-0.25 s after the marker;
-* rest marker: background only, but most rest windows hold a distractor with the same spectrum as
-  a marked event and none of its time course: a spontaneous blink cut by the window edge, a
-  lateral saccade (opposite polarity at F7 and F8, a step, not a transient), a vertical look (a
-  sustained shift at AF3/AF4), or a swallow/tension burst (muscle activity with a slow potential of
-  random timing and sign); blink and jaw windows hold some of these too.
+* rest marker: background only, but nine in ten rest windows hold a distractor with the spectrum
+  of a marked event and none of its time course: a glance down and back (the blink's field and
+  size with the opposite sign), a spontaneous blink cut by the window edge, a lateral saccade
+  (opposite polarity at F7 and F8, a step, not a transient), or a swallow/tension burst (muscle
+  activity with a slow potential of random timing and sign); a quarter of the blink and jaw
+  windows hold one too.
 
 So log band power sees "a lot of slow frontal power" or "a lot of temporal high-frequency power"
 in rest windows as often as in the marked ones and separates the classes only in part, while the
@@ -53,7 +57,7 @@ import scipy.fft
 import scipy.signal
 import yaml
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 SAMPLE_RATE = 128
 CHANNELS = ("AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4")
@@ -62,6 +66,7 @@ CLASS_PRIOR = (0.40, 0.32, 0.28)  # rest a little more common, as in a cued sess
 TMIN, TMAX = -0.1, 0.4
 PHYSICAL_RANGE = 4000.0  # uV either side of zero
 N_SUBJECTS = 10
+N_SESSIONS = 12  # two subjects came back for a second session
 
 _IDX = {c: i for i, c in enumerate(CHANNELS)}
 _SIDE = np.array([-1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 1], dtype=np.float64)
@@ -75,7 +80,7 @@ def _field(**weights: float) -> np.ndarray:
     return w
 
 
-# Vertical eye field (blinks, looking up): strongest just above the eyes.
+# Vertical eye field (blinks, glances down): strongest just above the eyes.
 _EYE = _field(AF3=1.0, AF4=1.0, F3=0.6, F4=0.6, F7=0.5, F8=0.5, FC5=0.2, FC6=0.2, T7=0.08, T8=0.08)
 # Horizontal eye field (saccades): the cornea-retina dipole turns, F7 and F8 swing oppositely.
 _HEOG = _field(
@@ -152,6 +157,13 @@ def _slow_potential(peak_s: float, width_s: float, n: int) -> np.ndarray:
     return np.exp(-0.5 * ((t - peak_s) / width_s) ** 2)
 
 
+def _saccade_step(n: int) -> np.ndarray:
+    """A saccade seen through the horizontal eye field: a fast step that relaxes over ~1 s (the
+    slow amplifier high-pass), unit height."""
+    k = np.arange(n)
+    return np.exp(-k / SAMPLE_RATE) / (1.0 + np.exp(-(k - 4) / 1.5))
+
+
 def _lateral(rng: np.random.Generator) -> np.ndarray:
     """The muscle field of a one-sided or uneven contraction."""
     balance = rng.uniform(0.2, 1.0)
@@ -179,11 +191,11 @@ def _distractor(rng: np.random.Generator, out: np.ndarray, marker: int, subject:
         amp = subject.blink_uv * rng.uniform(0.6, 1.4)
         _add(out, _EYE, amp * _blink_shape(duration), marker + int(start * fs))
     elif kind == "saccade":
-        # A step of either direction whose onset falls in the window, relaxing over ~1 s.
-        n = int(1.5 * fs)
-        step = 1.0 / (1.0 + np.exp(-(np.arange(n) - 4) / 1.5)) * np.exp(-np.arange(n) / fs)
+        # A look to either side that starts in the window: slow power at F7/F8 and AF3/AF4.
         amp = rng.choice([-1.0, 1.0]) * rng.uniform(60, 160)
-        _add(out, _HEOG, amp * step, marker + int(rng.uniform(0.0, 0.25) * fs))
+        _add(
+            out, _HEOG, amp * _saccade_step(int(1.5 * fs)), marker + int(rng.uniform(0, 0.25) * fs)
+        )
     elif kind == "look_down":
         # A glance down and back: the vertical eye field of a blink with the opposite sign (the
         # cornea turns away from the frontal electrodes), so the same power at the same sites.
@@ -239,10 +251,8 @@ def _spontaneous(
                 amp = subject.blink_uv * rng.uniform(0.6, 1.4)
                 _add(out, _EYE, amp * _blink_shape(rng.uniform(0.2, 0.4)), start)
             elif kind == "saccade":
-                step = (
-                    1.0 / (1.0 + np.exp(-(np.arange(fs) - 4) / 1.5)) * np.exp(-np.arange(fs) / fs)
-                )
-                _add(out, _HEOG, rng.choice([-1.0, 1.0]) * rng.uniform(60, 160) * step, start)
+                amp = rng.choice([-1.0, 1.0]) * rng.uniform(60, 160)
+                _add(out, _HEOG, amp * _saccade_step(int(1.5 * fs)), start)
             else:
                 emg = _emg_burst(rng, subject.emg_uv * rng.uniform(0.3, 1.0), rng.uniform(0.3, 0.5))
                 _add(out, _lateral(rng), emg, start)
@@ -253,16 +263,15 @@ def _session(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """One continuous recording ``(14, samples)`` in uV, its marker samples and labels."""
     fs = SAMPLE_RATE
-    gaps = rng.uniform(2.2, 4.0, int(rng.integers(30, 44)))
+    gaps = rng.uniform(2.2, 4.0, int(rng.integers(36, 51)))
     markers = (np.round((3.0 + np.cumsum(gaps)) * fs)).astype(int)
     labels = [str(c) for c in rng.choice(CLASSES, len(markers), p=CLASS_PRIOR)]
     n = int(np.ceil(markers[-1] / fs + 3.0)) * fs  # whole seconds: whole EDF data records
 
-    common, hemi, local = (
-        _pink(rng, (1, n), subject.beta),
-        _pink(rng, (2, n), subject.beta),
-        (_pink(rng, (len(CHANNELS), n), subject.beta)),
-    )
+    # Volume conduction: a source seen everywhere, one per hemisphere, one per electrode.
+    common = _pink(rng, (1, n), subject.beta)
+    hemi = _pink(rng, (2, n), subject.beta)
+    local = _pink(rng, (len(CHANNELS), n), subject.beta)
     background = 0.5 * common + 0.5 * np.where(_SIDE[:, None] < 0, hemi[0], hemi[1]) + 0.6 * local
     t = np.arange(n) / fs
     wobble = 0.3 * np.cumsum(rng.standard_normal(n)) / fs  # alpha drifts in frequency a little
@@ -287,10 +296,8 @@ def _write_edf(path: Path, data: np.ndarray, subject: str) -> None:
             np.clip(row, -PHYSICAL_RANGE, PHYSICAL_RANGE),
             SAMPLE_RATE,
             label=name,
-            transducer_type="Ag/AgCl saline electrode",
             physical_dimension="uV",
             physical_range=(-PHYSICAL_RANGE, PHYSICAL_RANGE),
-            prefiltering="HP:0.16Hz LP:43Hz",
         )
         for name, row in zip(CHANNELS, data, strict=True)
     ]
@@ -308,6 +315,7 @@ def generate(root: Path, seed: int) -> None:
     """Write the demo recordings, ``events.csv`` and ``dataset.yaml`` into ``root``."""
     root = Path(root)
     master = np.random.default_rng(seed)
+    returning = set(master.choice(N_SUBJECTS, N_SESSIONS - N_SUBJECTS, replace=False).tolist())
     subjects = [
         _Subject(
             name=f"s{k + 1:02d}",
@@ -317,7 +325,7 @@ def generate(root: Path, seed: int) -> None:
             alpha_gain=float(master.uniform(0.3, 1.2)),
             blink_uv=float(master.uniform(130, 240)),
             emg_uv=float(master.uniform(12, 30)),
-            sessions=int(master.choice([1, 1, 2])),
+            sessions=2 if k in returning else 1,
         )
         for k in range(N_SUBJECTS)
     ]

@@ -16,11 +16,11 @@ Signal model (microvolts), and why:
   with its own combination of dominant frequency (3, 6 or 10 Hz: one per band of a band-power
   model), latency (0.2, 0.4 or 0.6 s) and polarity, so six classes share each spectrum and
   differ only in when the packet comes and which way it swings; ``blank`` (no stimulus) has none;
-* the packet's latency is jittered per trial (and shifted per subject), its size varies per trial
-  and per subject;
-* background: 1/f^beta activity at the subject's level, scaled per epoch (power that says nothing
-  about the class); a frontopolar electrode also sees blinks (in a quarter of the epochs, random
-  timing, 80-250 uV), forehead muscle bursts and mains hum, in every class alike;
+* the packet is 20-32 uV at its peak depending on the subject, its size varies per trial, its
+  latency is jittered per trial by ~25 ms and shifted per subject by ~20 ms;
+* background: 1/f^beta activity at the subject's level (12-25 uV), scaled per epoch (power that
+  says nothing about the class); a frontopolar electrode also sees blinks (in a quarter of the
+  epochs, random timing, 80-250 uV), forehead muscle bursts and mains hum, in every class alike;
 * class sizes decay geometrically from ``digit_0`` to ``blank`` (the largest ~5x the smallest).
 
 So band power can tell at best which of the three frequency groups (or ``blank``) an epoch
@@ -38,7 +38,7 @@ import numpy as np
 import scipy.fft
 import yaml
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 SAMPLE_RATE = 512
 N_SAMPLES = 512  # 1 s epochs
@@ -91,7 +91,7 @@ def _subject(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     level = rng.uniform(12.0, 25.0)
     x = _pink(rng, (n, N_SAMPLES), rng.uniform(1.0, 1.6)) * level * rng.lognormal(0, 0.3, (n, 1))
 
-    evoked_uv = rng.uniform(15.0, 25.0)
+    evoked_uv = rng.uniform(20.0, 32.0)
     shift = rng.normal(0.0, 0.02)  # the subject's own latency offset, seconds
     size = evoked_uv * rng.lognormal(0.0, 0.3, n)
     latency_jitter = rng.normal(0.0, 0.025, n)
