@@ -61,9 +61,11 @@ class KerasRuntime:
         return self._names
 
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        x = tuple(inputs[k] for k in self._names)
+        arrays = [inputs[k] for k in self._names]
+        # A one-input model wants its array, not a 1-tuple (Keras warns of the mismatch).
+        x = arrays[0] if len(arrays) == 1 else tuple(arrays)
         if self.distributed:
-            return np.asarray(self.model.predict(x, batch_size=len(x[0]), verbose=0))
+            return np.asarray(self.model.predict(x, batch_size=len(arrays[0]), verbose=0))
         return np.asarray(self.model.predict_on_batch(x))
 
 
