@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
 from hmsbrain.cli import predict_main, train_main
@@ -22,7 +24,7 @@ from hmsbrain.dsp.montage import choose_montage
 from hmsbrain.dsp.pipeline import epoch_inputs
 from hmsbrain.hms.constants import EEG_COLUMNS
 from hmsbrain.hms.preprocess import bipolar_montage
-from hmsbrain.models.bandpower import Periodogram, bandpower_model, fit_bandpower
+from hmsbrain.models.bandpower import BandpowerFit, Periodogram, bandpower_model, fit_bandpower
 from hmsbrain.models.inputs import ALL_INPUTS
 
 EMOTIV = ("AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4")
@@ -99,6 +101,76 @@ def test_bandpower_baseline_is_scikit_learn_and_its_keras_graph_agrees() -> None
     model = bandpower_model(fit, raw.shape[1:], "bp")
     np.testing.assert_allclose(model.predict(raw, verbose=0), fit.predict(raw), atol=1e-5)
     assert period.band_edges[-1] == (30.0, 45.0) and period.frame == 128
+
+
+@pytest.mark.parametrize("n_samples", [65, 129, 300])
+def test_bandpower_graph_agrees_on_batches_of_short_and_odd_epochs(n_samples: int) -> None:
+    """One 65-sample frame (0.5 s at 128 Hz), one 128-sample frame with a sample left over, and
+    3 frames with samples left over: the Keras graph gives scikit-learn's probabilities on a
+    batch (TF's oneDNN convolution once broke the single-frame, odd-length cases)."""
+    rng = np.random.default_rng(1)
+    y = np.arange(60) % 3
+    raw = rng.standard_normal((60, n_samples, 4)).astype(np.float32)
+    raw[y == 1, :, 0] *= 3
+    fit = fit_bandpower(raw, np.eye(3)[y], 128.0, [1, 4, 8, 13, 20, 30, 45])
+    model = bandpower_model(fit, raw.shape[1:], "bp")
+    np.testing.assert_allclose(model.predict(raw, verbose=0), fit.predict(raw), atol=1e-5)
+
+
+def _weak_alpha(n: int, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Epochs (2 s at 128 Hz) whose class 1 has a weak 10 Hz rhythm on channel 0, labels, and
+    8 subjects of 20 epochs each."""
+    rng = np.random.default_rng(0)
+    t = np.arange(256) / 128.0
+    y = np.arange(n) % 2
+    raw = rng.standard_normal((n, 256, channels)).astype(np.float32)
+    raw[y == 1, :, 0] += 0.5 * np.sin(2 * np.pi * 10 * t).astype(np.float32)
+    return raw, y, np.arange(n) // 20
+
+
+BANDPOWER_CS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+
+
+def test_bandpower_baseline_scores_its_l2_strengths_by_weighted_log_loss_in_grouped_folds() -> None:
+    """Soft labels are fitted as weighted copies; the inner folds keep a subject's copies on one
+    side and weigh them in the score too. Scored unweighted, the copies look like coin flips and
+    the weakest model (C=1e-4) would win; weighted, the by-hand search picks C=0.1."""
+    edges = [1, 4, 8, 13, 20, 30, 45]
+    raw, y, groups = _weak_alpha(160, 16)
+    targets = np.where(np.eye(2)[y] > 0, 0.8, 0.2)
+    chosen = fit_bandpower(raw, targets, 128.0, edges, BANDPOWER_CS, groups=groups)
+    features = StandardScaler().fit_transform(Periodogram.of(256, 128.0, edges).features(raw))
+    rows, classes = np.nonzero(targets > 0)
+    weight = targets[rows, classes]
+    splits = list(GroupKFold(3).split(rows, groups=groups[rows]))
+    by_hand = [
+        np.mean([
+            log_loss(classes[b], LogisticRegression(C=c, max_iter=5000)
+                     .fit(features[rows[a]], classes[a], sample_weight=weight[a])
+                     .predict_proba(features[rows[b]]), sample_weight=weight[b])
+            for a, b in splits
+        ])
+        for c in BANDPOWER_CS
+    ]  # fmt: skip
+    assert chosen.c == BANDPOWER_CS[int(np.argmin(by_hand))] == 0.1
+
+
+def test_bandpower_baseline_chosen_strength_does_not_overfit_many_features() -> None:
+    """64 channels x 6 bands on 160 epochs: a fixed C=1 overfits (held-out log loss above the
+    class prior's); the strength chosen in inner folds beats the prior."""
+    raw, y, groups = _weak_alpha(240, 64)
+    targets = np.eye(2)[y]
+    train, test = slice(0, 160), slice(160, None)
+    edges = [1, 4, 8, 13, 20, 30, 45]
+    fixed = fit_bandpower(raw[train], targets[train], 128.0, edges)
+    chosen = fit_bandpower(
+        raw[train], targets[train], 128.0, edges, BANDPOWER_CS, groups=groups[train]
+    )
+
+    def held_out(fit: BandpowerFit) -> float:
+        return float(log_loss(y[test], fit.predict(raw[test])))
+
+    assert held_out(fixed) > np.log(2) > held_out(chosen) and chosen.c < 1.0
 
 
 # --- Runs on generic layouts ---------------------------------------------------------------------

@@ -58,13 +58,15 @@ def _small_batch(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_initial_loss(ctx: Context) -> Check:
-    """The untrained model's loss against a uniform prediction's (ln K for hard labels)."""
+    """The untrained model's loss against a uniform prediction's (ln K for hard labels), in
+    training mode: batch norm then uses the batch's statistics, as the first steps do (in
+    inference mode an untrained batch norm is the identity, which is no fault of the model)."""
     name = "initial loss"
     model = ctx.fresh_model(ctx.cfg.train.lr)
     rows, targets = ctx.unit_batch(ctx.stage, INITIAL_ROWS, ctx.seed)
     probs = np.concatenate(
         [
-            np.asarray(_forward(model, ctx.inputs(rows[s : s + SMALL_BATCH]), training=False))
+            np.asarray(_forward(model, ctx.inputs(rows[s : s + SMALL_BATCH]), training=True))
             for s in range(0, len(rows), SMALL_BATCH)
         ]
     )
@@ -73,8 +75,8 @@ def check_initial_loss(ctx: Context) -> Check:
     k = len(ctx.data.classes)
     reference = f"ln {k} = {uniform:.3f}" if ctx.data.hard else f"{uniform:.3f}"
     measured = (
-        f"{loss:.3f} on {len(rows)} training examples before any step (inference mode, as "
-        f"validation sees it) vs {reference} for a uniform prediction"
+        f"{loss:.3f} on {len(rows)} training examples before any step (training mode, as the "
+        f"first step sees it) vs {reference} for a uniform prediction"
     )
     ratio = loss / max(uniform, 1e-6)
     if not np.isfinite(loss) or ratio > INITIAL_FAIL:

@@ -17,14 +17,18 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
+import sklearn
 from keras import layers, ops
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.metrics import log_loss, make_scorer
+from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
 from hmsbrain.models.inputs import RAW_INPUT
 
 LOG_FLOOR = 1e-12  # band power is log-compressed; silence must stay finite
 MISSING_CLASS_BIAS = -30.0  # a class absent from the training fold: probability ~1e-13
+INNER_FOLDS = 3  # grouped inner folds that choose the L2 strength
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class BandpowerFit:
     var: np.ndarray
     coef: np.ndarray  # (classes, features)
     intercept: np.ndarray  # (classes,)
+    c: float  # the inverse L2 strength used
 
     def logits(self, raw: np.ndarray) -> np.ndarray:
         x = (self.periodogram.features(raw) - self.mean) / np.sqrt(self.var)
@@ -102,22 +107,28 @@ class BandpowerFit:
 
 def fit_bandpower(
     raw: np.ndarray, targets: np.ndarray, sample_rate: float, edges: Sequence[float],
-    c: float = 1.0, weights: np.ndarray | None = None,
+    cs: Sequence[float] = (1.0,), weights: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> BandpowerFit:  # fmt: skip
     """Fit on ``raw`` epochs ``(n, samples, channels)`` with target distributions ``(n, K)``."""
     period = Periodogram.of(raw.shape[1], sample_rate, edges)
-    return fit_features(period.features(raw), targets, period, c, weights)
+    return fit_features(period.features(raw), targets, period, cs, weights, groups)
 
 
 def fit_features(
-    features: np.ndarray, targets: np.ndarray, period: Periodogram, c: float = 1.0,
-    weights: np.ndarray | None = None,
+    features: np.ndarray, targets: np.ndarray, period: Periodogram,
+    cs: Sequence[float] = (1.0,), weights: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
 ) -> BandpowerFit:  # fmt: skip
     """Fit on precomputed ``period.features`` (callers with many epochs read them in chunks).
 
     Soft targets are fitted as weighted hard ones: each epoch once per class it has some
     probability of, weighted by that probability (the multinomial log loss is then the soft
-    cross-entropy). ``weights`` scale each epoch (class balancing)."""
+    cross-entropy). ``weights`` scale each epoch (class balancing). With several inverse L2
+    strengths ``cs``, the one of lowest weighted log loss in grouped inner folds (``groups``:
+    subject or patient per epoch, so no subject is on both sides) is refitted on everything:
+    a fixed strength overfits many channels x bands on a few hundred epochs (a log loss far
+    above the class prior's) and makes a straw man of the baseline."""
     scaler = StandardScaler().fit(features)
     x = scaler.transform(features)
     rows, classes = np.nonzero(targets > 0)
@@ -126,12 +137,13 @@ def fit_features(
     coef = np.zeros((n_classes, x.shape[1]))
     intercept = np.full(n_classes, MISSING_CLASS_BIAS)
     present = np.unique(classes)
+    c = float(cs[-1])
     if len(present) == 1:  # one class in the fold: predict it
         intercept[present[0]] = 0.0
     else:
-        clf = LogisticRegression(C=c, max_iter=5000).fit(
-            x[rows], classes, sample_weight=sample_weight
-        )
+        row_groups = None if groups is None else np.asarray(groups)[rows]
+        clf = _logistic(x[rows], classes, sample_weight, cs, row_groups, rows)
+        c = float(clf.C_ if isinstance(clf, LogisticRegressionCV) else clf.C)
         if len(present) == 2:  # scikit-learn's binary model is a sigmoid of one logit
             coef[present[1]], intercept[present[0]], intercept[present[1]] = (
                 clf.coef_[0], 0.0, clf.intercept_[0],
@@ -139,7 +151,27 @@ def fit_features(
         else:
             coef[present], intercept[present] = clf.coef_, clf.intercept_
     var = np.where(scaler.var_ > 0, scaler.var_, 1.0)
-    return BandpowerFit(period, scaler.mean_, var, coef, intercept)
+    return BandpowerFit(period, scaler.mean_, var, coef, intercept, c)
+
+
+def _logistic(
+    x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, cs: Sequence[float],
+    groups: np.ndarray | None, epochs: np.ndarray,
+) -> LogisticRegression | LogisticRegressionCV:  # fmt: skip
+    """One fixed strength, or LogisticRegressionCV over ``cs`` scored by weighted log loss.
+    Inner folds keep each group (else each epoch: its soft-label copies) on one side."""
+    keys = epochs if groups is None else groups
+    if len(cs) == 1 or len(np.unique(keys)) < INNER_FOLDS:
+        return LogisticRegression(C=cs[-1], max_iter=5000).fit(x, y, sample_weight=sample_weight)
+    splits = list(GroupKFold(INNER_FOLDS).split(x, groups=keys))
+    # Metadata routing hands the sample weights to the scorer too: unweighted, every soft-label
+    # copy would count as a full hard label, and the weakest model would win.
+    with sklearn.config_context(enable_metadata_routing=True):
+        scorer = make_scorer(log_loss, response_method="predict_proba", greater_is_better=False)
+        return LogisticRegressionCV(
+            Cs=list(cs), l1_ratios=(0.0,), cv=splits, max_iter=5000,
+            scoring=scorer.set_score_request(sample_weight=True), use_legacy_attributes=False,
+        ).fit(x, y, sample_weight=sample_weight)  # fmt: skip
 
 
 def bandpower_model(fit: BandpowerFit, raw_shape: tuple[int, ...], name: str) -> keras.Model:
@@ -148,11 +180,17 @@ def bandpower_model(fit: BandpowerFit, raw_shape: tuple[int, ...], name: str) ->
     n_samples, n_channels = raw_shape
     n_bins = len(period.bins)
     raw = keras.Input(raw_shape, name=RAW_INPUT)
-    x = layers.Permute((2, 1), name="bp_channels_first")(raw)
-    x = layers.Reshape((n_channels, n_samples, 1), name="bp_frames_in")(x)
+    # Only the samples the frames cover, and no stride for a single frame: TF 2.21's oneDNN
+    # convolution returns wrong numbers for a batch > 1 when one output position has a stride
+    # (e.g. a 65-sample frame on a 65-sample epoch, stride 32: every 0.5 s epoch at 128 Hz).
+    used = (period.n_frames - 1) * period.hop + period.frame
+    x = layers.Cropping1D((0, n_samples - used), name="bp_crop")(raw)
+    x = layers.Permute((2, 1), name="bp_channels_first")(x)
+    x = layers.Reshape((n_channels, used, 1), name="bp_frames_in")(x)
     cos, sin = period.dft()
     kernel = np.concatenate([cos, sin], axis=1)[None, :, None, :].astype(np.float32)
-    dft = layers.Conv2D(2 * n_bins, (1, period.frame), strides=(1, period.hop), use_bias=False,
+    stride = period.hop if period.n_frames > 1 else 1
+    dft = layers.Conv2D(2 * n_bins, (1, period.frame), strides=(1, stride), use_bias=False,
                         trainable=False, name="bp_dft")  # fmt: skip
     spectrum = dft(x)  # (channels, frames, 2 * bins)
     dft.set_weights([kernel])

@@ -384,7 +384,8 @@ def _baseline(
     if cfg.train.class_weights == "balanced":
         counts = np.bincount(targets.argmax(axis=1), minlength=targets.shape[1])
         weights = (len(targets) / np.maximum(counts, 1))[targets.argmax(axis=1)]
-    return fit_features(features, targets, period, cfg.model.bandpower_c, weights)
+    groups = train_rows.loc[index, "group"].to_numpy()
+    return fit_features(features, targets, period, cfg.model.bandpower_cs, weights, groups)
 
 
 def _predict_baseline(fit: BandpowerFit, cache: Inputs, rows: np.ndarray) -> np.ndarray:
@@ -467,7 +468,7 @@ def _finish(
         base.insert(1, "fold", fold)
         write_predictions(base, paths.baseline_oof, {**meta, "kind": "baseline_oof"},
                           source=data.source)  # fmt: skip
-        summary["baseline"] = _scores_of(val, base)
+        summary["baseline"] = {**_scores_of(val, base), "c": baseline.c}
     history = pd.DataFrame(state["history"])
     with atomic_path(paths.history) as tmp:
         history.to_csv(tmp, index=False)
