@@ -1,8 +1,11 @@
-"""Several devices: a 2-replica MirroredStrategy run, on the CPU split into two logical
-devices, follows the same loss curve as one replica with the same global batch."""
+"""Several devices: a 2-replica run, on the CPU split into two logical devices, follows the
+same loss curve as one replica with the same global batch, with TensorFlow's MirroredStrategy
+and with Keras' DataParallel on the JAX backend (where JAX is installed)."""
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -43,8 +46,6 @@ def test_two_replicas_follow_the_one_replica_loss_curve(small_demo, tmp_path) ->
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("CURVES "))
     curves = json.loads(line[len("CURVES ") :])
-    import io
-
     import pandas as pd
 
     one, two = (pd.read_csv(io.StringIO(curves[k])) for k in ("one", "two"))
@@ -53,3 +54,51 @@ def test_two_replicas_follow_the_one_replica_loss_curve(small_demo, tmp_path) ->
     pd.testing.assert_series_equal(one["train_loss"], two["train_loss"], rtol=1e-5)
     # Validation (inference on each replica's share, in float32) agrees to float tolerance.
     pd.testing.assert_series_equal(one["val_kl"], two["val_kl"], rtol=1e-3)
+
+
+# JAX splits the CPU into devices from XLA_FLAGS, read when it starts: a fresh process.
+JAX_SCRIPT = """
+import json, sys
+from hmsbrain.training.loop import train_fold
+from tests.conftest import tiny_config
+from pathlib import Path
+curves = {}
+for name, devices in (("one", ["cpu:0"]), ("two", ["cpu:0", "cpu:1"])):
+    cfg = tiny_config(Path(sys.argv[1]), Path(sys.argv[2]) / name, backbone="wavenet")
+    cfg.train.strategy, cfg.train.devices = "data_parallel", devices
+    # 7 validation rows per batch: each is padded to the devices' multiple and trimmed.
+    cfg.train.batch_size, cfg.train.val_batch_size = 8, 7
+    cfg.model.dropout, cfg.train.workers = 0.0, 1
+    train_fold(cfg, fold=0)
+    history = Path(sys.argv[2]) / name / "outputs" / "wavenet" / "fold0" / "history.csv"
+    curves[name] = history.read_text()
+print("CURVES " + json.dumps(curves))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None,
+    reason="needs JAX (requirements.txt: jax[cpu]) for keras.distribution.DataParallel",
+)
+def test_jax_data_parallel_two_devices_follow_the_one_device_loss_curve(
+    small_demo, tmp_path
+) -> None:
+    env = {
+        **os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT, str(small_demo), str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("CURVES "))
+    curves = json.loads(line[len("CURVES ") :])
+    import pandas as pd
+
+    one, two = (pd.read_csv(io.StringIO(curves[k])) for k in ("one", "two"))
+    assert "data_parallel: 1 devices" in done.stdout and "data_parallel: 2 devices" in done.stdout
+    # Batch norm sees the global batch in both (one sharded array), so the curves agree.
+    pd.testing.assert_series_equal(one["train_loss"], two["train_loss"], rtol=1e-5)
+    pd.testing.assert_series_equal(one["val_kl"], two["val_kl"], rtol=1e-4)

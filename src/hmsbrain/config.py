@@ -226,7 +226,10 @@ class TrainConfig:
         "several hosts). batch_size is the global batch, split over the replicas.",
     )
     devices: list[str] = _f(  # noqa: RUF009
-        [], "strategy=mirrored: device names, e.g. ['/gpu:0', '/gpu:1']; empty: every GPU."
+        [],
+        "Devices of the strategy: mirrored, TensorFlow names (['/gpu:0', '/gpu:1']; empty: "
+        "every GPU); data_parallel, Keras names (['gpu:0', 'gpu:1']; empty: every device of "
+        "every process).",
     )
 
 

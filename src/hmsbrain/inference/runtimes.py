@@ -62,11 +62,25 @@ class KerasRuntime:
 
     def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         arrays = [inputs[k] for k in self._names]
+        n = len(arrays[0])
+        # Under Keras' DataParallel (JAX) every batch is sharded over the devices, which must
+        # divide it: pad with copies of the last row, and drop their predictions.
+        pad = -n % _data_parallel_devices()
+        if pad:
+            arrays = [np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in arrays]
         # A one-input model wants its array, not a 1-tuple (Keras warns of the mismatch).
         x = arrays[0] if len(arrays) == 1 else tuple(arrays)
         if self.distributed:
-            return np.asarray(self.model.predict(x, batch_size=len(arrays[0]), verbose=0))
-        return np.asarray(self.model.predict_on_batch(x))
+            return np.asarray(self.model.predict(x, batch_size=n + pad, verbose=0))[:n]
+        return np.asarray(self.model.predict_on_batch(x))[:n]
+
+
+def _data_parallel_devices() -> int:
+    """Devices a Keras DataParallel distribution shards each batch over (1 without one)."""
+    import keras  # only here: the ONNX path of the Kaggle notebook never imports Keras
+
+    distribution = keras.distribution.distribution()
+    return 1 if distribution is None else int(distribution.device_mesh.devices.size)
 
 
 def onnx_providers() -> list[str]:

@@ -39,8 +39,11 @@ class StageData:
             weights = per_class[targets.argmax(axis=1)].astype(np.float32)
         return cls(ids, [rows.index.to_numpy()[groups[i]] for i in ids], targets, weights)
 
-    def steps(self, batch_size: int, samples_per_unit: int = 1) -> int:
-        return math.ceil(len(self.unit_ids) * samples_per_unit / batch_size)
+    def steps(
+        self, batch_size: int, samples_per_unit: int = 1, drop_remainder: bool = False
+    ) -> int:
+        draws = len(self.unit_ids) * samples_per_unit
+        return draws // batch_size if drop_remainder else math.ceil(draws / batch_size)
 
 
 def augment(
@@ -78,6 +81,13 @@ def augment(
     return inputs, targets
 
 
+def drop_remainder(cfg: TrainConfig) -> bool:
+    """Whether an epoch leaves out its last, partial batch: JAX's DataParallel shards every
+    batch over the devices and cannot split one whose size they do not divide (the units left
+    out are drawn in other epochs, each epoch's order being a new permutation)."""
+    return cfg.strategy == "data_parallel"
+
+
 class EpochBatches(keras.utils.PyDataset):
     """One epoch of training batches: every unit ``samples_per_eeg`` times, each time at a
     random one of its rows (for HMS, its labelled sub-windows: a random time shift within the
@@ -103,7 +113,9 @@ class EpochBatches(keras.utils.PyDataset):
         self.rows = np.array([rng.choice(stage.row_groups[i]) for i in self.order])
 
     def __len__(self) -> int:
-        return self.stage.steps(self.cfg.batch_size, self.cfg.samples_per_eeg)
+        return self.stage.steps(
+            self.cfg.batch_size, self.cfg.samples_per_eeg, drop_remainder(self.cfg)
+        )
 
     def __getitem__(self, index: int) -> tuple:
         pick = slice(index * self.cfg.batch_size, (index + 1) * self.cfg.batch_size)

@@ -41,7 +41,7 @@ from hmsbrain.models.inputs import (
 )
 from hmsbrain.models.registry import BANDPOWER, GraphImage, all_layers, build_model
 from hmsbrain.runs import RunPaths, run_dir
-from hmsbrain.training.batches import EpochBatches, StageData
+from hmsbrain.training.batches import EpochBatches, StageData, drop_remainder
 from hmsbrain.training.folds import attach_folds, load_or_make_folds
 from hmsbrain.training.losses import kl_divergence_loss
 from hmsbrain.training.metrics import classification_metrics
@@ -106,8 +106,15 @@ def strategy_scope(cfg: Config) -> contextlib.AbstractContextManager:
             )
         if os.environ.get("KERAS_DISTRIBUTION_NUM_PROCESSES", "1") != "1":
             keras.distribution.initialize()
-        devices = keras.distribution.list_devices()
+        devices = cfg.train.devices or keras.distribution.list_devices()
+        if cfg.train.batch_size % len(devices):
+            raise ConfigError(
+                f"train.batch_size={cfg.train.batch_size} must be a multiple of the "
+                f"{len(devices)} devices of train.strategy=data_parallel (each gets an equal share)"
+            )
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        print(f"train.strategy=data_parallel: {len(devices)} devices ({', '.join(devices)}), "
+              f"{os.environ.get('KERAS_DISTRIBUTION_NUM_PROCESSES', '1')} process(es)")  # fmt: skip
         return contextlib.nullcontext()
     raise ConfigError(
         f"train.strategy={cfg.train.strategy!r} is not one of none, mirrored, data_parallel"
@@ -124,9 +131,11 @@ def _process_shard(cfg: Config) -> tuple[int, int]:
 
 
 def _synchronise_batch_norm(model: keras.Model, cfg: Config) -> None:
-    """With several replicas, batch statistics over the global batch, not each replica's
-    share: the model then trains as on one device with the same batch."""
-    if cfg.train.strategy != "none":
+    """With MirroredStrategy's replicas, batch statistics over the global batch, not each
+    replica's share: the model then trains as on one device with the same batch. JAX's
+    DataParallel needs nothing (and refuses the flag): it computes on the global batch as one
+    sharded array, so its batch statistics are global already."""
+    if cfg.train.strategy == "mirrored":
         for layer in all_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.synchronized = True
@@ -206,13 +215,25 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
     min_votes = cfg.train.stage2_min_votes
     stage2_rows = train_rows[data.row_votes(train_rows) >= min_votes]
     stage2 = StageData.from_rows(stage2_rows, data, balance) if len(stage2_rows) else None
-    stage2_epochs = cfg.train.stage2_epochs if stage2 is not None else 0
-    if stage2 is None and cfg.train.stage2_epochs:
+    per_unit, drop = cfg.train.samples_per_eeg, drop_remainder(cfg.train)
+    if stage1.steps(cfg.train.batch_size, per_unit, drop) == 0:
+        raise ConfigError(
+            f"fold {fold}: {len(stage1.unit_ids)} training units make no full batch of "
+            f"train.batch_size={cfg.train.batch_size} (train.strategy=data_parallel drops "
+            "partial batches); lower the batch size"
+        )
+    if stage2 is not None and stage2.steps(cfg.train.batch_size, per_unit, drop) == 0:
+        print(
+            f"Stage 2 skipped: its {len(stage2.unit_ids)} units make no full batch of "
+            f"{cfg.train.batch_size} (train.strategy=data_parallel drops partial batches)."
+        )
+        stage2 = None
+    elif stage2 is None and cfg.train.stage2_epochs:
         print(f"Stage 2 skipped: no training row has at least {min_votes} votes.")
-    per_unit = cfg.train.samples_per_eeg
+    stage2_epochs = cfg.train.stage2_epochs if stage2 is not None else 0
     plan = Plan(
-        cfg.train.stage1_epochs, stage2_epochs, stage1.steps(cfg.train.batch_size, per_unit),
-        stage2.steps(cfg.train.batch_size, per_unit) if stage2 else 0, cfg.train,
+        cfg.train.stage1_epochs, stage2_epochs, stage1.steps(cfg.train.batch_size, per_unit, drop),
+        stage2.steps(cfg.train.batch_size, per_unit, drop) if stage2 else 0, cfg.train,
     )  # fmt: skip
     prior = stage1.targets.mean(axis=0)
     val = Validation.of(val_rows, data, prior, cfg.train.select_min_votes, fold, metric)
