@@ -28,6 +28,13 @@ def _fail(exc: Exception) -> None:
     sys.exit(2)
 
 
+def _with_flags(args: argparse.Namespace, keys: dict[str, str]) -> list[str]:
+    """The positional key=value overrides, then each flag given, as its config key (last, so
+    a flag wins over the same key among the overrides)."""
+    flags = [f"{key}={getattr(args, name)}" for name, key in keys.items() if getattr(args, name)]
+    return [*args.overrides, *flags]
+
+
 def train_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="train.py",
@@ -63,15 +70,10 @@ def train_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    overrides = list(args.overrides)
-    if args.backbone:
-        overrides.append(f"model.backbone={args.backbone}")
-    if args.data_dir:
-        overrides.append(f"data.data_dir={args.data_dir}")
-    if args.run_name:
-        overrides.append(f"train.run_name={args.run_name}")
-    if args.strategy:
-        overrides.append(f"train.strategy={args.strategy}")
+    overrides = _with_flags(args, {
+        "backbone": "model.backbone", "data_dir": "data.data_dir", "run_name": "train.run_name",
+        "strategy": "train.strategy",
+    })  # fmt: skip
     # Imported before the try: its except clause names these classes.
     from hmsbrain.data.sources import open_dataset
     from hmsbrain.models.imagenet import WeightsError, backbone_names
@@ -336,11 +338,7 @@ def diagnose_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    overrides = list(args.overrides)
-    if args.backbone:
-        overrides.append(f"model.backbone={args.backbone}")
-    if args.data_dir:
-        overrides.append(f"data.data_dir={args.data_dir}")
+    overrides = _with_flags(args, {"backbone": "model.backbone", "data_dir": "data.data_dir"})
     from hmsbrain.diagnose.runner import diagnose
     from hmsbrain.models.imagenet import WeightsError
 

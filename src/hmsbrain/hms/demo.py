@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import scipy.fft
 
+from hmsbrain.data.demos.noise import pink_noise
 from hmsbrain.hms.constants import (
     CHAIN_NAMES,
     CLASSES,
@@ -96,16 +96,6 @@ class DemoSize:
 
 
 # --- Signal building blocks ----------------------------------------------------------------------
-
-
-def _pink(rng: np.random.Generator, shape: tuple[int, ...], beta: float) -> np.ndarray:
-    """Unit-variance 1/f^beta noise along the last axis (EEG background is roughly 1/f)."""
-    n = shape[-1]
-    white = rng.standard_normal(shape, dtype=np.float32)
-    f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE).astype(np.float32)
-    spec = scipy.fft.rfft(white, axis=-1, workers=-1) / np.maximum(f, 1.0) ** (beta / 2.0)
-    x = scipy.fft.irfft(spec, n=n, axis=-1, workers=-1)
-    return x / x.std(axis=-1, keepdims=True)
 
 
 def _spatial(side: int, spread: float, frontal: float = 0.0, temporal: float = 0.0) -> np.ndarray:
@@ -221,9 +211,9 @@ def _recording(
 ) -> np.ndarray:
     """A referential recording ``(samples, 20)`` in microvolts: background + patterns + EKG."""
     n = round(seconds * SAMPLE_RATE)
-    common = _pink(rng, (1, n), patient.beta)
-    hemi = _pink(rng, (2, n), patient.beta)
-    local = _pink(rng, (len(_SCALP), n), patient.beta)
+    common = pink_noise(rng, (1, n), patient.beta, SAMPLE_RATE, 1.0, np.float32)
+    hemi = pink_noise(rng, (2, n), patient.beta, SAMPLE_RATE, 1.0, np.float32)
+    local = pink_noise(rng, (len(_SCALP), n), patient.beta, SAMPLE_RATE, 1.0, np.float32)
     side_field = np.where(
         _SIDE_ARR[:, None] < 0, hemi[0], np.where(_SIDE_ARR[:, None] > 0, hemi[1], hemi.mean(0))
     )

@@ -57,6 +57,8 @@ import scipy.fft
 import scipy.signal
 import yaml
 
+from hmsbrain.data.demos.noise import pink_noise
+
 GENERATOR_VERSION = 2
 
 SAMPLE_RATE = 128
@@ -101,15 +103,6 @@ class _Subject:
     blink_uv: float  # typical blink size
     emg_uv: float  # typical clench EMG size (rms)
     sessions: int
-
-
-def _pink(rng: np.random.Generator, shape: tuple[int, int], beta: float) -> np.ndarray:
-    """Unit-variance 1/f^beta noise along the last axis (EEG background is roughly 1/f)."""
-    n = shape[-1]
-    f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
-    spec = scipy.fft.rfft(rng.standard_normal(shape), axis=-1) / np.maximum(f, 0.5) ** (beta / 2)
-    x = scipy.fft.irfft(spec, n=n, axis=-1)
-    return x / x.std(axis=-1, keepdims=True)
 
 
 def _band_noise(rng: np.random.Generator, n: int, lo: float, hi: float) -> np.ndarray:
@@ -269,9 +262,9 @@ def _session(
     n = int(np.ceil(markers[-1] / fs + 3.0)) * fs  # whole seconds: whole EDF data records
 
     # Volume conduction: a source seen everywhere, one per hemisphere, one per electrode.
-    common = _pink(rng, (1, n), subject.beta)
-    hemi = _pink(rng, (2, n), subject.beta)
-    local = _pink(rng, (len(CHANNELS), n), subject.beta)
+    common = pink_noise(rng, (1, n), subject.beta, SAMPLE_RATE, 0.5)
+    hemi = pink_noise(rng, (2, n), subject.beta, SAMPLE_RATE, 0.5)
+    local = pink_noise(rng, (len(CHANNELS), n), subject.beta, SAMPLE_RATE, 0.5)
     background = 0.5 * common + 0.5 * np.where(_SIDE[:, None] < 0, hemi[0], hemi[1]) + 0.6 * local
     t = np.arange(n) / fs
     wobble = 0.3 * np.cumsum(rng.standard_normal(n)) / fs  # alpha drifts in frequency a little

@@ -35,8 +35,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.fft
 import yaml
+
+from hmsbrain.data.demos.noise import pink_noise
 
 GENERATOR_VERSION = 2
 
@@ -49,6 +50,7 @@ CLASSES = (
     *(f"letter_{c}" for c in "abcdefgh"),
     "blank",
 )
+
 LARGEST_CLASS = 160
 SMALLEST_CLASS = 32
 GROUP_PATTERN = r"^(s\d+)_"
@@ -59,15 +61,6 @@ _LATENCIES_S = (0.2, 0.4, 0.6)
 # get different frequencies, so class size says nothing about the spectrum.
 _PACKETS = [(f, lat, pol) for lat in _LATENCIES_S for pol in (1.0, -1.0) for f in _FREQS_HZ]
 _TIME = np.arange(N_SAMPLES) / SAMPLE_RATE
-
-
-def _pink(rng: np.random.Generator, shape: tuple[int, int], beta: float) -> np.ndarray:
-    """Unit-variance 1/f^beta noise along the last axis (EEG background is roughly 1/f)."""
-    n = shape[-1]
-    f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
-    spec = scipy.fft.rfft(rng.standard_normal(shape), axis=-1) / np.maximum(f, 1.0) ** (beta / 2)
-    x = scipy.fft.irfft(spec, n=n, axis=-1)
-    return x / x.std(axis=-1, keepdims=True)
 
 
 def _packet(freq: float, latency: np.ndarray) -> np.ndarray:
@@ -89,7 +82,11 @@ def _subject(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     """Epochs ``(len(labels), samples)`` in uV of one subject, ``labels`` indexing CLASSES."""
     n = len(labels)
     level = rng.uniform(12.0, 25.0)
-    x = _pink(rng, (n, N_SAMPLES), rng.uniform(1.0, 1.6)) * level * rng.lognormal(0, 0.3, (n, 1))
+    x = (
+        pink_noise(rng, (n, N_SAMPLES), rng.uniform(1.0, 1.6), SAMPLE_RATE)
+        * level
+        * rng.lognormal(0, 0.3, (n, 1))
+    )
 
     evoked_uv = rng.uniform(20.0, 32.0)
     shift = rng.normal(0.0, 0.02)  # the subject's own latency offset, seconds
@@ -106,7 +103,9 @@ def _subject(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
         x[i] += rng.uniform(80, 250) * np.exp(-0.5 * ((_TIME - centre) / width) ** 2)
     for i in np.flatnonzero(rng.random(n) < 0.1):  # frowning: forehead muscle
         envelope = np.exp(-0.5 * ((_TIME - rng.uniform(0, 1)) / rng.uniform(0.1, 0.3)) ** 2)
-        x[i] += rng.uniform(10, 30) * envelope * _pink(rng, (1, N_SAMPLES), -0.5)[0]
+        x[i] += (
+            rng.uniform(10, 30) * envelope * pink_noise(rng, (1, N_SAMPLES), -0.5, SAMPLE_RATE)[0]
+        )
     mains = np.sin(2 * np.pi * 50.0 * _TIME[None, :] + rng.uniform(0, 2 * np.pi, (n, 1)))
     return x + rng.uniform(1.0, 5.0) * mains
 

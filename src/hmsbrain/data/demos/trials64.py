@@ -42,8 +42,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import scipy.fft
 import yaml
+
+from hmsbrain.data.demos.noise import pink_noise
 
 GENERATOR_VERSION = 2
 
@@ -101,19 +102,6 @@ _N1_FIELD = _topo((-0.7, -0.7, 0.0), 0.4) + _topo((0.7, -0.7, 0.0), 0.4)
 _TEMPORAL_L, _TEMPORAL_R = _topo((-1.0, 0.0, -0.1), 0.35), _topo((1.0, 0.0, -0.1), 0.35)
 
 
-def _pink(
-    rng: np.random.Generator, shape: tuple[int, ...], beta: float, knee_hz: float = 0.5
-) -> np.ndarray:
-    """Unit-variance noise along the last axis, 1/f^beta above ``knee_hz`` and flat below (the
-    EEG spectrum is roughly 1/f and flattens at the slowest frequencies)."""
-    n = shape[-1]
-    f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
-    white = rng.standard_normal(shape, dtype=np.float32)
-    spec = scipy.fft.rfft(white, axis=-1) / np.maximum(f, knee_hz).astype(np.float32) ** (beta / 2)
-    x = scipy.fft.irfft(spec, n=n, axis=-1)
-    return x / x.std(axis=-1, keepdims=True)
-
-
 def _field_noise(
     rng: np.random.Generator, n: int, n_src: int, width: float, beta: float, knee_hz: float
 ) -> np.ndarray:
@@ -123,7 +111,7 @@ def _field_noise(
     directions[:, 2] = np.abs(directions[:, 2])  # sources under the cap, not below the head
     mixing = np.stack([_topo(tuple(d), width) for d in directions], axis=1)  # (64, n_src)
     mixing /= np.sqrt((mixing**2).sum(axis=1, keepdims=True))
-    sources = _pink(rng, (n, n_src, N_SAMPLES), beta, knee_hz)
+    sources = pink_noise(rng, (n, n_src, N_SAMPLES), beta, SAMPLE_RATE, knee_hz, np.float32)
     return np.einsum("cs,nst->nct", mixing, sources, optimize=True)
 
 
@@ -143,7 +131,9 @@ def _subject(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     level = rng.uniform(9.0, 14.0)
     x = _field_noise(rng, n, n_src=24, width=0.5, beta=rng.uniform(1.0, 1.4), knee_hz=2.0) * level
     x += _field_noise(rng, n, n_src=3, width=1.2, beta=2.0, knee_hz=0.5) * (0.3 * level)
-    x += _pink(rng, (n, len(CHANNELS), N_SAMPLES), 0.5) * (0.15 * level)
+    x += pink_noise(rng, (n, len(CHANNELS), N_SAMPLES), 0.5, SAMPLE_RATE, 0.5, np.float32) * (
+        0.15 * level
+    )
     gains = rng.lognormal(0.0, 0.15, len(CHANNELS))  # electrode contact differences
     trial_scale = rng.lognormal(0.0, 0.25, n)  # vigilance, movement: power unrelated to class
     x *= gains[None, :, None] * trial_scale[:, None, None]
@@ -179,7 +169,7 @@ def _subject(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     for i in np.flatnonzero(rng.random(n) < 0.05):  # muscle bursts on one side
         field = _TEMPORAL_L if rng.random() < 0.5 else _TEMPORAL_R
         envelope = _gauss(rng.uniform(0.0, 1.6, 1), rng.uniform(0.1, 0.3))[0]
-        emg = _pink(rng, (1, N_SAMPLES), -0.5)[0] * envelope
+        emg = pink_noise(rng, (1, N_SAMPLES), -0.5, SAMPLE_RATE, 0.5, np.float32)[0] * envelope
         x[i] += rng.uniform(10, 30) * field[:, None] * emg[None, :]
     mains = np.sin(2 * np.pi * 50.0 * _TIME[None, :] + rng.uniform(0, 2 * np.pi, (n, 1)))
     x += rng.uniform(0.5, 2.0) * mains[:, None, :]
