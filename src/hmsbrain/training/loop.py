@@ -216,13 +216,15 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
     stage2_rows = train_rows[data.row_votes(train_rows) >= min_votes]
     stage2 = StageData.from_rows(stage2_rows, data, balance) if len(stage2_rows) else None
     per_unit, drop = cfg.train.samples_per_eeg, drop_remainder(cfg.train)
-    if stage1.steps(cfg.train.batch_size, per_unit, drop) == 0:
+    steps1 = stage1.steps(cfg.train.batch_size, per_unit, drop)
+    steps2 = stage2.steps(cfg.train.batch_size, per_unit, drop) if stage2 is not None else 0
+    if steps1 == 0:
         raise ConfigError(
             f"fold {fold}: {len(stage1.unit_ids)} training units make no full batch of "
             f"train.batch_size={cfg.train.batch_size} (train.strategy=data_parallel drops "
             "partial batches); lower the batch size"
         )
-    if stage2 is not None and stage2.steps(cfg.train.batch_size, per_unit, drop) == 0:
+    if stage2 is not None and steps2 == 0:
         print(
             f"Stage 2 skipped: its {len(stage2.unit_ids)} units make no full batch of "
             f"{cfg.train.batch_size} (train.strategy=data_parallel drops partial batches)."
@@ -231,10 +233,7 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
     elif stage2 is None and cfg.train.stage2_epochs:
         print(f"Stage 2 skipped: no training row has at least {min_votes} votes.")
     stage2_epochs = cfg.train.stage2_epochs if stage2 is not None else 0
-    plan = Plan(
-        cfg.train.stage1_epochs, stage2_epochs, stage1.steps(cfg.train.batch_size, per_unit, drop),
-        stage2.steps(cfg.train.batch_size, per_unit, drop) if stage2 else 0, cfg.train,
-    )  # fmt: skip
+    plan = Plan(cfg.train.stage1_epochs, stage2_epochs, steps1, steps2, cfg.train)
     prior = stage1.targets.mean(axis=0)
     val = Validation.of(val_rows, data, prior, cfg.train.select_min_votes, fold, metric)
     sample_rate = cfg.preprocess.sample_rate / cfg.preprocess.raw_downsample
