@@ -26,6 +26,7 @@
 # point at the competition folder and the model dataset directly.
 
 # %%
+import importlib
 import logging
 import os
 import sys
@@ -42,11 +43,12 @@ RUNTIME = os.environ.get("HMS_RUNTIME", "auto")
 
 # The project package is imported from the model dataset, so the notebook and the models can
 # never drift apart.
+# It is imported by name after the path is set, hence importlib rather than an import statement.
 sys.path.insert(0, str(MODEL_DIR))
-import hmsbrain  # noqa: E402
-from hmsbrain.hms.kaggle import run_kernel  # noqa: E402
+kaggle = importlib.import_module("hmsbrain.hms.kaggle")
+run_kernel = kaggle.run_kernel
 
-print(f"hmsbrain from {Path(hmsbrain.__file__).parent}")
+print(f"hmsbrain from {Path(kaggle.__file__).parents[1]}")
 print(f"data: {DATA_DIR}\nmodels: {MODEL_DIR}\nruntime: {RUNTIME}")
 
 # %%

@@ -80,9 +80,10 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def learnable_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demo dataset big enough for the learning tests (about 10 s to generate)."""
     return demo.ensure_demo(
-        tmp_path_factory.mktemp("learnable") / "demo", seed=SMALL_DEMO_SEED,
+        tmp_path_factory.mktemp("learnable") / "demo",
+        seed=SMALL_DEMO_SEED,
         size=LEARNABLE_DEMO_SIZE,
-    )  # fmt: skip
+    )
 
 
 # --- A tiny, hand-made Kaggle-layout folder for bad-input tests -----------------------------------
@@ -230,14 +231,26 @@ def tiny_config(data_dir: Path, tmp_path: Path, backbone: str = "effnetv2"):
     """A run that takes seconds: 32 x 32 images, a small WaveNet, 2 + 1 epochs, 3 folds."""
     from hmsbrain.config import load_config
 
-    return load_config(overrides=[
-        f"data.data_dir={data_dir}", f"data.cache_dir={tmp_path / 'cache'}",
-        f"train.output_dir={tmp_path / 'outputs'}", f"model.backbone={backbone}",
-        "model.weights=none", "model.wavenet_filters=8", "model.wavenet_blocks=2",
-        "model.wavenet_dilations=[1, 2]", "preprocess.n_mels=8", "preprocess.n_frames=16",
-        "folds.n_folds=3", "train.batch_size=4", "train.stage1_epochs=2",
-        "train.stage2_epochs=1", "train.stage2_min_votes=3", "train.val_batch_size=8",
-    ])  # fmt: skip
+    return load_config(
+        overrides=[
+            f"data.data_dir={data_dir}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"train.output_dir={tmp_path / 'outputs'}",
+            f"model.backbone={backbone}",
+            "model.weights=none",
+            "model.wavenet_filters=8",
+            "model.wavenet_blocks=2",
+            "model.wavenet_dilations=[1, 2]",
+            "preprocess.n_mels=8",
+            "preprocess.n_frames=16",
+            "folds.n_folds=3",
+            "train.batch_size=4",
+            "train.stage1_epochs=2",
+            "train.stage2_epochs=1",
+            "train.stage2_min_votes=3",
+            "train.val_batch_size=8",
+        ]
+    )
 
 
 @dataclass

@@ -20,10 +20,14 @@ BOTH = ("image", "raw")
 
 @pytest.fixture
 def cfg(tiny_kaggle, tmp_path):
-    return load_config(overrides=[
-        f"data.data_dir={tiny_kaggle.root}", f"data.cache_dir={tmp_path / 'cache'}",
-        "preprocess.n_mels=8", "preprocess.n_frames=16",
-    ])  # fmt: skip
+    return load_config(
+        overrides=[
+            f"data.data_dir={tiny_kaggle.root}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "preprocess.n_mels=8",
+            "preprocess.n_frames=16",
+        ]
+    )
 
 
 def test_the_key_follows_code_version_files_recipe_and_inputs(tiny_kaggle, cfg, monkeypatch):

@@ -145,8 +145,10 @@ def test_a_channel_missing_for_a_whole_window_is_named(tiny_kaggle, caplog):
         data.eeg_window(0)
         data.eeg_window(0)
     warnings = [r.getMessage() for r in caplog.records]
-    assert warnings == [f"{tiny_kaggle.eeg_path()}: channels O2 hold no value in the window at "
-                        "0 s; they become zeros"]  # fmt: skip
+    assert warnings == [
+        f"{tiny_kaggle.eeg_path()}: channels O2 hold no value in the window at "
+        "0 s; they become zeros"
+    ]
 
 
 def test_a_mostly_missing_spectrogram_window_is_named(tiny_kaggle, caplog):

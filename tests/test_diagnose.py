@@ -39,9 +39,13 @@ def erp_signals(n: int, seed: int = 0, rate: int = RATE) -> tuple[np.ndarray, np
 
 
 def write_arrays(
-    root: Path, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None,
-    rate: int = RATE, classes: tuple[str, ...] = ("std", "tgt"),
-) -> Path:  # fmt: skip
+    root: Path,
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray | None = None,
+    rate: int = RATE,
+    classes: tuple[str, ...] = ("std", "tgt"),
+) -> Path:
     root.mkdir(parents=True)
     np.save(root / "X.npy", x)
     np.save(root / "y.npy", y)
@@ -59,11 +63,17 @@ def subjects(n: int, k: int = 6) -> np.ndarray:
 def context(root: Path, tmp: Path, *overrides: str, folds: pd.DataFrame | None = None) -> Context:
     """The context diagnose builds for ``root`` with the generic recipe, 3 folds; ``folds``
     (unit ids and folds) is saved first where the recipe reads its folds from."""
-    cfg = load_config(GENERIC_CONFIG, [
-        f"data.data_dir={root}", f"data.cache_dir={tmp / 'cache'}",
-        f"train.output_dir={tmp / 'out'}", "folds.n_folds=3", "train.batch_size=16",
-        *overrides,
-    ])  # fmt: skip
+    cfg = load_config(
+        GENERIC_CONFIG,
+        [
+            f"data.data_dir={root}",
+            f"data.cache_dir={tmp / 'cache'}",
+            f"train.output_dir={tmp / 'out'}",
+            "folds.n_folds=3",
+            "train.batch_size=16",
+            *overrides,
+        ],
+    )
     if folds is not None:
         from hmsbrain.data.sources import open_dataset
 
@@ -107,8 +117,9 @@ def test_shared_content_finds_copies_and_shifted_overlaps_only() -> None:
 def test_sampling_rate(good, tmp_path) -> None:
     assert data.check_sample_rate(good).status == PASS
     x, y = erp_signals(60, rate=64)  # recorded at 64 Hz, band-passed to 40 Hz at 128 Hz
-    check = data.check_sample_rate(context(write_arrays(tmp_path / "d", x, y, subjects(60), 64),
-                                           tmp_path))  # fmt: skip
+    check = data.check_sample_rate(
+        context(write_arrays(tmp_path / "d", x, y, subjects(60), 64), tmp_path)
+    )
     assert check.status == FAIL and "native Nyquist" in check.measured
     assert "preprocess.bandpass_high" in check.advice
 
@@ -125,8 +136,9 @@ def test_flat_channels_names_the_dead_one(good, tmp_path) -> None:
     assert data.check_flat_channels(good).status == PASS
     x, y = erp_signals(60)
     x[:, 2] = 0.0
-    check = data.check_flat_channels(context(write_arrays(tmp_path / "d", x, y, subjects(60)),
-                                             tmp_path))  # fmt: skip
+    check = data.check_flat_channels(
+        context(write_arrays(tmp_path / "d", x, y, subjects(60)), tmp_path)
+    )
     assert check.status == FAIL and "Pz" in check.measured and "C3" not in check.measured
 
 
@@ -136,16 +148,16 @@ def test_missing_values(good) -> None:
     signals = good.sample.signals.copy()
     signals[:, :, : SAMPLES * 3 // 4] = np.nan
     holed = copy.copy(good)
-    holed.sample = RawWindows(signals, good.sample.sfreq, good.sample.channels,
-                              good.sample.positions)  # fmt: skip
+    holed.sample = RawWindows(
+        signals, good.sample.sfreq, good.sample.channels, good.sample.positions
+    )
     assert data.check_missing_values(holed).status == FAIL
 
 
 def test_clipping(good, tmp_path) -> None:
     assert data.check_clipping(good).status == PASS
     x, y = erp_signals(60)
-    clipped = context(write_arrays(tmp_path / "d", np.clip(x, -12, 12), y, subjects(60)),
-                      tmp_path)  # fmt: skip
+    clipped = context(write_arrays(tmp_path / "d", np.clip(x, -12, 12), y, subjects(60)), tmp_path)
     check = data.check_clipping(clipped)
     assert check.status == FAIL
 
@@ -157,8 +169,9 @@ def test_line_noise_warns_only_when_the_band_pass_keeps_it(tmp_path) -> None:
     removed = data.check_line_noise(context(root, tmp_path))  # band-pass 0.5-40 Hz
     assert removed.status == PASS and "50 Hz" in removed.measured
     assert removed.plot is not None and removed.plot.stat().st_size > 1000
-    kept = data.check_line_noise(context(root, tmp_path, "preprocess.sample_rate=256",
-                                         "preprocess.bandpass_high=70"))  # fmt: skip
+    kept = data.check_line_noise(
+        context(root, tmp_path, "preprocess.sample_rate=256", "preprocess.bandpass_high=70")
+    )
     assert kept.status == WARN and "bandpass_high below 45" in kept.advice
 
 
@@ -181,8 +194,9 @@ def test_prior_score_gives_the_numbers_to_beat(good, tmp_path) -> None:
     groups = subjects(60)
     y[groups == "s0"] = 0  # subject s0, alone in fold 0, has no target trial
     fold_of = {"s0": 0, "s1": 1, "s2": 1, "s3": 2, "s4": 2, "s5": 1}
-    ctx = context(write_arrays(tmp_path / "d", x, y, groups), tmp_path,
-                  folds=epoch_folds(groups, fold_of))  # fmt: skip
+    ctx = context(
+        write_arrays(tmp_path / "d", x, y, groups), tmp_path, folds=epoch_folds(groups, fold_of)
+    )
     assert labels.check_prior_score(ctx).status == WARN
 
 
@@ -206,8 +220,9 @@ def test_duplicate_windows_across_folds(good, tmp_path) -> None:
     groups = subjects(60)
     x[1] = x[0]  # epochs of subjects s0 and s1, in folds 0 and 1
     fold_of = {"s0": 0, "s1": 1, "s2": 2, "s3": 0, "s4": 1, "s5": 2}
-    ctx = context(write_arrays(tmp_path / "d", x, y, groups), tmp_path,
-                  folds=epoch_folds(groups, fold_of))  # fmt: skip
+    ctx = context(
+        write_arrays(tmp_path / "d", x, y, groups), tmp_path, folds=epoch_folds(groups, fold_of)
+    )
     check = split.check_shared_signal(ctx)
     assert check.status == FAIL and "1 identical" in check.measured
     assert "epoch-0" in check.measured and "epoch-1" in check.measured
@@ -218,8 +233,9 @@ def test_labels_per_fold(good, tmp_path) -> None:
     x, y = erp_signals(60)
     groups = np.where(y == 1, subjects(60), "s0")  # fold 0 (s0 alone) holds no target
     fold_of = {"s0": 0, "s1": 1, "s3": 2, "s5": 1}
-    ctx = context(write_arrays(tmp_path / "d", x, y, groups), tmp_path,
-                  folds=epoch_folds(groups, fold_of))  # fmt: skip
+    ctx = context(
+        write_arrays(tmp_path / "d", x, y, groups), tmp_path, folds=epoch_folds(groups, fold_of)
+    )
     assert split.check_fold_labels(ctx).status == WARN
 
 
@@ -237,8 +253,9 @@ def test_raw_input_scale(good, tmp_path) -> None:
 
 def test_image_input_range(good, tmp_path) -> None:
     assert inputs.check_image_input(good) is None  # EEGNet reads no image
-    ctx = context(Path(good.data.root), tmp_path, "model.backbone=effnetv2",
-                  "model.use_wavenet=false")  # fmt: skip
+    ctx = context(
+        Path(good.data.root), tmp_path, "model.backbone=effnetv2", "model.use_wavenet=false"
+    )
     assert inputs.check_image_input(ctx).status == PASS
     images = np.asarray(ctx.cache.arrays["image"], np.float32) * 1e4
     ctx.cache = InputCache(ctx.cache.root, {"image": images})
@@ -293,8 +310,9 @@ def test_shuffled_labels_stay_at_chance_unless_copies_cross_the_split(good, tmp_
     rng = np.random.default_rng(3)
     templates = 20 * rng.standard_normal((4, len(CHANNELS), SAMPLES)).astype(np.float32)
     trial = np.arange(60) % 4
-    ctx = context(write_arrays(tmp_path / "d", templates[trial], trial // 2, subjects(60)),
-                  tmp_path)  # fmt: skip
+    ctx = context(
+        write_arrays(tmp_path / "d", templates[trial], trial // 2, subjects(60)), tmp_path
+    )
     check = learning.check_shuffled_labels(ctx)
     assert check.status == FAIL and "labels leak" in check.advice
 
@@ -324,8 +342,9 @@ def test_gradient_norms(good) -> None:
 def relu_model(ctx: Context, bias: float) -> keras.Model:
     raw = keras.Input(ctx.cache.arrays["raw"].shape[1:], name="raw")
     x = keras.layers.Flatten()(raw)
-    x = keras.layers.Dense(8, activation="relu", bias_initializer=keras.initializers.Constant(bias),
-                           name="hidden")(x)  # fmt: skip
+    x = keras.layers.Dense(
+        8, activation="relu", bias_initializer=keras.initializers.Constant(bias), name="hidden"
+    )(x)
     logits = keras.layers.Dense(len(ctx.data.classes), name="logits")(x)
     model = keras.Model(raw, keras.layers.Activation("softmax")(logits))
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=ctx.loss)
@@ -357,11 +376,18 @@ def test_input_reach_finds_pooling_that_skips_rows(good, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_command_reports_every_check_and_exits_0_with_fails(good, tmp_path, capsys) -> None:
-    diagnose_main([
-        "--data-dir", str(good.data.root), f"data.cache_dir={tmp_path / 'cache'}",
-        f"train.output_dir={tmp_path / 'out'}", "folds.n_folds=3", "train.batch_size=16",
-        "preprocess.standardize=false", "model.eegnet_pool1_stride=8",
-    ])  # fmt: skip
+    diagnose_main(
+        [
+            "--data-dir",
+            str(good.data.root),
+            f"data.cache_dir={tmp_path / 'cache'}",
+            f"train.output_dir={tmp_path / 'out'}",
+            "folds.n_folds=3",
+            "train.batch_size=16",
+            "preprocess.standardize=false",
+            "model.eegnet_pool1_stride=8",
+        ]
+    )
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.split(" ")[0] in (PASS, WARN, FAIL)]
     assert len(lines) == 20  # every check but the image one

@@ -50,8 +50,12 @@ def one_and_two_devices(
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", **env}
     done = subprocess.run(
         [sys.executable, "-c", script, str(small_demo), str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("CURVES "))
     curves = json.loads(line[len("CURVES ") :])

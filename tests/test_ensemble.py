@@ -68,8 +68,9 @@ def test_weights_recover_a_known_optimum() -> None:
 def test_a_failed_weight_fit_is_an_error_not_a_silent_result(monkeypatch) -> None:
     rng = np.random.default_rng(0)
     preds = [rng.dirichlet(np.ones(6), 20) for _ in range(2)]
-    failed = scipy.optimize.OptimizeResult(x=np.array([0.5, 0.5]), success=False,
-                                           message="Iteration limit reached")  # fmt: skip
+    failed = scipy.optimize.OptimizeResult(
+        x=np.array([0.5, 0.5]), success=False, message="Iteration limit reached"
+    )
     monkeypatch.setattr(scipy.optimize, "minimize", lambda *a, **k: failed)
     with pytest.raises(EnsembleError, match="Iteration limit reached"):
         fit_weights(preds, preds[0], "log")
@@ -147,8 +148,11 @@ def test_blend_weights_are_fitted_on_the_selection_subset() -> None:
     train.select_min_votes = 10 the blend trusts a; with 0, both."""
     rng, ids, _, _ = _dataset(80, seed=4)
     high = np.arange(80) < 40
-    votes = np.where(high[:, None], rng.multinomial(12, [0.5, 0.5, 0, 0, 0, 0], 80),
-                     rng.multinomial(3, [0, 0, 0.5, 0.5, 0, 0], 80))  # fmt: skip
+    votes = np.where(
+        high[:, None],
+        rng.multinomial(12, [0.5, 0.5, 0, 0, 0, 0], 80),
+        rng.multinomial(3, [0, 0, 0.5, 0.5, 0, 0], 80),
+    )
     truth = votes / votes.sum(axis=1, keepdims=True)
     noise = rng.dirichlet(np.ones(6), 80)
     a = np.where(high[:, None], 0.9 * truth + 0.1 * noise, noise)
@@ -156,8 +160,10 @@ def test_blend_weights_are_fitted_on_the_selection_subset() -> None:
     folds = np.arange(80) % 4
     by_select = {}
     for select in (0, 10):
-        runs = [RunPredictions(n, _frame(ids, p, folds), None, select_min_votes=select)
-                for n, p in (("a", a), ("b", b))]  # fmt: skip
+        runs = [
+            RunPredictions(n, _frame(ids, p, folds), None, select_min_votes=select)
+            for n, p in (("a", a), ("b", b))
+        ]
         by_select[select] = ensemble(runs, _rows(ids, votes))
     assert by_select[10].weights["a"] > 0.9
     assert 0.2 < by_select[0].weights["a"] < 0.8
@@ -201,8 +207,12 @@ def test_unreadable_test_eegs_get_the_ensembles_class_prior() -> None:
     rng, ids, votes, truth = _dataset(30, seed=6)
     folds = np.arange(30) % 3
     test = _frame([1, 2, 3], rng.dirichlet(np.ones(6), 3), -1)
-    run = RunPredictions("a", _frame(ids, truth, folds), test,
-                         test_info={"fallback": {"2": "x.parquet: file not found"}})  # fmt: skip
+    run = RunPredictions(
+        "a",
+        _frame(ids, truth, folds),
+        test,
+        test_info={"fallback": {"2": "x.parquet: file not found"}},
+    )
     result = ensemble([run], _rows(ids, votes))
     sub = result.submission.set_index("eeg_id")
     np.testing.assert_allclose(sub.loc[2].to_numpy(), truth.mean(axis=0))

@@ -64,8 +64,9 @@ def test_export_passes_parity(backbone, use_wavenet, real_inputs, tmp_path) -> N
     session = onnx_session(path, providers=["CPUExecutionProvider"])
     for n in (1, len(inputs["raw"])):
         (probs,) = session.run(["probs"], {k: inputs[k][:n] for k in expected})
-        np.testing.assert_allclose(probs, model.predict_on_batch([inputs[k][:n] for k in expected]),
-                                   atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(
+            probs, model.predict_on_batch([inputs[k][:n] for k in expected]), atol=1e-5
+        )
 
 
 def test_failed_parity_fails_the_export_and_leaves_no_file(real_inputs, tmp_path, monkeypatch):

@@ -68,10 +68,17 @@ def write_bdf(path: Path, data: np.ndarray, names: list[str], fs: int = FS) -> P
     header += field("00.00.00", 8) + field(256 * (n_ch + 1), 8) + field("24BIT", 44)
     header += field(n // fs, 8) + field(1, 8) + field(n_ch, 4)
     for values, width in [
-        (names, 16), (["X"] * n_ch, 80), (["uV"] * n_ch, 8), (pmin.astype(int), 8),
-        (pmax.astype(int), 8), ([dmin] * n_ch, 8), ([dmax] * n_ch, 8), (["X"] * n_ch, 80),
-        ([fs] * n_ch, 8), ([""] * n_ch, 32),
-    ]:  # fmt: skip
+        (names, 16),
+        (["X"] * n_ch, 80),
+        (["uV"] * n_ch, 8),
+        (pmin.astype(int), 8),
+        (pmax.astype(int), 8),
+        ([dmin] * n_ch, 8),
+        ([dmax] * n_ch, 8),
+        (["X"] * n_ch, 80),
+        ([fs] * n_ch, 8),
+        ([""] * n_ch, 32),
+    ]:
         header += b"".join(field(v, width) for v in values)
     # Records of fs samples per channel, each sample 3 little-endian bytes.
     records = digital.astype("<i4").reshape(n_ch, n // fs, fs).transpose(1, 0, 2)
@@ -113,10 +120,18 @@ def test_spec_defaults_without_yaml(tmp_path: Path) -> None:
 
 def test_spec_reads_every_key(tmp_path: Path) -> None:
     write_yaml(
-        tmp_path, layout="recordings", sample_rate=256, channels=["Fz", "Cz"], units="V",
-        classes=[0, "spike"], tmin=-1, tmax=2.5, baseline=[None, 0], events="ev.csv",
+        tmp_path,
+        layout="recordings",
+        sample_rate=256,
+        channels=["Fz", "Cz"],
+        units="V",
+        classes=[0, "spike"],
+        tmin=-1,
+        tmax=2.5,
+        baseline=[None, 0],
+        events="ev.csv",
         group_pattern=r"^(\w+?)_",
-    )  # fmt: skip
+    )
     spec = read_spec(tmp_path)
     assert (spec.layout, spec.sample_rate, spec.channels) == ("recordings", 256.0, ("Fz", "Cz"))
     assert (spec.units, spec.scale, spec.classes) == ("V", 1e6, ("0", "spike"))
@@ -352,13 +367,20 @@ def test_recordings_from_events_table(tmp_path: Path) -> None:
     write_edf(tmp_path / "a.edf", a, ["Fz", "Cz"])
     write_edf(tmp_path / "b.edf", b, ["Cz", "Fz", "Status"])  # other order, extra channel
     pd.DataFrame(
-        {"file": ["a.edf", "b.edf", "a.edf"], "onset": [4, 5, 1.5],
-         "label": ["sz", "sz", "bg"], "subject": ["p1", "p2", "p1"]}
-    ).to_csv(tmp_path / "events.csv", index=False)  # fmt: skip
+        {
+            "file": ["a.edf", "b.edf", "a.edf"],
+            "onset": [4, 5, 1.5],
+            "label": ["sz", "sz", "bg"],
+            "subject": ["p1", "p2", "p1"],
+        }
+    ).to_csv(tmp_path / "events.csv", index=False)
     write_yaml(
-        tmp_path, classes=["bg", "sz"], channels=["Fz", "Cz"], tmax=2.0,
+        tmp_path,
+        classes=["bg", "sz"],
+        channels=["Fz", "Cz"],
+        tmax=2.0,
         baseline={"first_seconds": 1},
-    )  # fmt: skip
+    )
     ep = read_epochs(tmp_path)
     assert list(ep.ids) == ["a.edf@1.5", "a.edf@4", "b.edf"]
     assert list(ep.groups) == ["p1", "p1", "p2"] and ep.classes == ("bg", "sz")
@@ -463,9 +485,14 @@ def test_table_hard_labels_with_crops(tmp_path: Path) -> None:
     write_text(tmp_path / "txt" / "short.csv", short, header=["Fz", "Cz"])
     write_yaml(tmp_path, sample_rate=FS)
     pd.DataFrame(
-        {"file": ["rec.edf", "rec.edf", "txt/short.csv"], "start": [1, 5.5, None],
-         "stop": [3, 7.5, None], "label": ["b", "a", "b"], "group": ["p1", "p1", "p2"]}
-    ).to_csv(tmp_path / "epochs.csv", index=False)  # fmt: skip
+        {
+            "file": ["rec.edf", "rec.edf", "txt/short.csv"],
+            "start": [1, 5.5, None],
+            "stop": [3, 7.5, None],
+            "label": ["b", "a", "b"],
+            "group": ["p1", "p1", "p2"],
+        }
+    ).to_csv(tmp_path / "epochs.csv", index=False)
     ep = read_epochs(tmp_path)
     assert ep.classes == ("a", "b") and ep.hard and list(ep.groups) == ["p1", "p1", "p2"]
     assert list(ep.ids) == ["rec.edf@1", "rec.edf@5.5", "txt/short.csv"]

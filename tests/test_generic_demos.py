@@ -157,9 +157,12 @@ def test_interrupted_generation_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_emotiv_layout(demo_root):
     root = demo_root["emotiv"]
     assert _meta(root) == {
-        "layout": "recordings", "classes": ["rest", "blink", "jaw"],
-        "tmin": -0.1, "tmax": 0.4, "baseline": None,
-    }  # fmt: skip
+        "layout": "recordings",
+        "classes": ["rest", "blink", "jaw"],
+        "tmin": -0.1,
+        "tmax": 0.4,
+        "baseline": None,
+    }
     events = pd.read_csv(root / "events.csv")
     assert list(events.columns) == ["file", "onset", "label", "subject"]
     assert 400 <= len(events) <= 600

@@ -67,8 +67,16 @@ def test_polyphase_resampling_keeps_the_band_and_removes_aliases() -> None:
 @pytest.mark.parametrize("channels", [1, 14, 64])
 def test_inputs_for_any_channel_count(channels) -> None:
     names = EMOTIV if channels == 14 else tuple(f"ch{i}" for i in range(channels))
-    cfg = PreprocessConfig(sample_rate=128, bandpass_high=40, fmax=40, n_fft=256, win_length=64,
-                           n_mels=16, n_frames=16, raw_downsample=1)  # fmt: skip
+    cfg = PreprocessConfig(
+        sample_rate=128,
+        bandpass_high=40,
+        fmax=40,
+        n_fft=256,
+        win_length=64,
+        n_mels=16,
+        n_frames=16,
+        raw_downsample=1,
+    )
     montage = choose_montage("auto", names, cfg.max_image_groups)
     signals = 20 * np.random.default_rng(2).standard_normal((3, channels, 256))
     batch = epoch_inputs(signals.astype(np.float32), 256.0, montage, cfg, ALL_INPUTS)
@@ -144,14 +152,20 @@ def test_bandpower_baseline_scores_its_l2_strengths_by_weighted_log_loss_in_grou
     weight = targets[rows, classes]
     splits = list(GroupKFold(3).split(rows, groups=groups[rows]))
     by_hand = [
-        np.mean([
-            log_loss(classes[b], LogisticRegression(C=c, max_iter=5000)
-                     .fit(features[rows[a]], classes[a], sample_weight=weight[a])
-                     .predict_proba(features[rows[b]]), sample_weight=weight[b])
-            for a, b in splits
-        ])
+        np.mean(
+            [
+                log_loss(
+                    classes[b],
+                    LogisticRegression(C=c, max_iter=5000)
+                    .fit(features[rows[a]], classes[a], sample_weight=weight[a])
+                    .predict_proba(features[rows[b]]),
+                    sample_weight=weight[b],
+                )
+                for a, b in splits
+            ]
+        )
         for c in BANDPOWER_CS
-    ]  # fmt: skip
+    ]
     assert chosen.c == BANDPOWER_CS[int(np.argmin(by_hand))] == 0.1
 
 
@@ -193,8 +207,13 @@ def _arrays_dataset(root: Path, n: int = 120, seed: int = 4) -> Path:
 
 
 def _quick(tmp_path: Path) -> list[str]:
-    return [f"train.output_dir={tmp_path / 'out'}", f"data.cache_dir={tmp_path / 'cache'}",
-            "folds.n_folds=3", "train.stage1_epochs=2", "train.batch_size=16"]  # fmt: skip
+    return [
+        f"train.output_dir={tmp_path / 'out'}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "folds.n_folds=3",
+        "train.stage1_epochs=2",
+        "train.batch_size=16",
+    ]
 
 
 @pytest.mark.slow
@@ -259,8 +278,9 @@ def _recordings(root: Path, subjects: int, fs: int = 128, seconds: int = 60, see
             if label == "blink":
                 at = int(onset * fs)
                 data[:2, at : at + 40] += 150 * np.hanning(40)
-            events.append({"file": f"sub{s}.edf", "onset": onset, "label": label,
-                           "subject": f"s{s}"})  # fmt: skip
+            events.append(
+                {"file": f"sub{s}.edf", "onset": onset, "label": label, "subject": f"s{s}"}
+            )
         _write_edf(root / f"sub{s}.edf", data, names, fs)
     return events
 
@@ -313,8 +333,9 @@ def test_generic_runs_export_predict_and_ensemble_unchanged(tmp_path, capsys) ->
     held_out = _arrays_dataset(tmp_path / "held_out", n=20, seed=9)
     runs = []
     for backbone in ("eegnet", "shallow", "bandpower"):
-        train_main(["--data-dir", str(data), "--fold", "all", "--backbone", backbone,
-                    *_quick(tmp_path)])  # fmt: skip
+        train_main(
+            ["--data-dir", str(data), "--fold", "all", "--backbone", backbone, *_quick(tmp_path)]
+        )
         runs.append(str(tmp_path / "out" / backbone))
     export_main(runs)
     predict_main([*runs, "--data-dir", str(held_out), "--runtime", "onnx"])
@@ -332,8 +353,9 @@ def test_generic_runs_export_predict_and_ensemble_unchanged(tmp_path, capsys) ->
     fold = tmp_path / "out" / "bandpower" / "fold0"
     np.testing.assert_allclose(
         pd.read_parquet(fold / "oof.parquet")[["std", "tgt"]],
-        pd.read_parquet(fold / "baseline_oof.parquet")[["std", "tgt"]], atol=1e-5,
-    )  # fmt: skip
+        pd.read_parquet(fold / "baseline_oof.parquet")[["std", "tgt"]],
+        atol=1e-5,
+    )
 
 
 def test_a_bad_file_stops_training_with_one_line_and_writes_nothing(tmp_path, capsys) -> None:

@@ -20,10 +20,16 @@ def test_the_graph_image_is_the_cpu_image_at_the_full_recipe(hms_sample_dir, tmp
     Kaggle tiles equals the image the CPU pipeline feeds, within 1e-4 (512 x 512 x 3)."""
 
     def cfg(*extra: str):
-        return load_config(CONFIGS / "effnetv2.yaml", [
-            f"data.data_dir={hms_sample_dir}", f"data.cache_dir={tmp_path}",
-            "model.weights=none", "data.storage=windows", *extra,
-        ])  # fmt: skip
+        return load_config(
+            CONFIGS / "effnetv2.yaml",
+            [
+                f"data.data_dir={hms_sample_dir}",
+                f"data.cache_dir={tmp_path}",
+                "model.weights=none",
+                "data.storage=windows",
+                *extra,
+            ],
+        )
 
     graph_cfg = cfg("preprocess.spectrogram=graph")
     names = model_inputs(graph_cfg.model, graph_cfg.preprocess)
@@ -31,8 +37,12 @@ def test_the_graph_image_is_the_cpu_image_at_the_full_recipe(hms_sample_dir, tmp
     data = open_dataset(graph_cfg, "train")
     rows = np.arange(len(data))
     inputs = data.inputs(rows, names).as_dict()
-    graph = GraphImage(graph_cfg.preprocess, data.montage.groups, inputs["montage"].shape[1:],
-                       inputs["kaggle"].shape[1:])  # fmt: skip
+    graph = GraphImage(
+        graph_cfg.preprocess,
+        data.montage.groups,
+        inputs["montage"].shape[1:],
+        inputs["kaggle"].shape[1:],
+    )
     model = build_model(graph_cfg.model, None, inputs["raw"].shape[1:], 6, 40.0, None, graph)
     image_of = keras.Model(model.inputs, model.get_layer("image").output)
     built = np.asarray(image_of.predict([inputs[n] for n in names], verbose=0))
@@ -59,8 +69,10 @@ def test_a_graph_run_trains_exports_and_predicts(small_demo, tmp_path) -> None:
     assert report["inputs"] == ["montage", "kaggle", "raw"]
     assert report["parity"]["logits_rel_err"] <= 1e-4
     run = tmp_path / "outputs" / "effnetv2"
-    by_runtime = {k: predict_run(run, str(small_demo), "test", runtime=k, write=False).frame
-                  for k in ("keras", "onnx")}  # fmt: skip
+    by_runtime = {
+        k: predict_run(run, str(small_demo), "test", runtime=k, write=False).frame
+        for k in ("keras", "onnx")
+    }
     np.testing.assert_allclose(
         by_runtime["onnx"].iloc[:, 2:], by_runtime["keras"].iloc[:, 2:], atol=1e-5
     )

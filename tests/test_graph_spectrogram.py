@@ -77,9 +77,15 @@ def librosa_power(signals: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     out = np.empty((*signals.shape[:-1], cfg.n_mels, cfg.n_frames), np.float32)
     for index in np.ndindex(signals.shape[:-1]):
         out[index] = librosa.feature.melspectrogram(
-            y=signals[index], sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=hop,
-            win_length=cfg.win_length, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax,
-        )[:, : cfg.n_frames]  # fmt: skip
+            y=signals[index],
+            sr=cfg.sample_rate,
+            n_fft=cfg.n_fft,
+            hop_length=hop,
+            win_length=cfg.win_length,
+            n_mels=cfg.n_mels,
+            fmin=cfg.fmin,
+            fmax=cfg.fmax,
+        )[:, : cfg.n_frames]
     return out
 
 
@@ -90,9 +96,11 @@ def test_graph_image_equals_cpu_path(name: str) -> None:
     model = image_model(case)
     image = model.predict_on_batch(signals)
     expected = cpu_image(signals, case)
-    assert image.shape == expected.shape == (
-        2, len(case.groups) * case.cfg.n_mels, case.cfg.n_frames, 3
-    )  # fmt: skip
+    assert (
+        image.shape
+        == expected.shape
+        == (2, len(case.groups) * case.cfg.n_mels, case.cfg.n_frames, 3)
+    )
     assert np.abs(image - expected).max() <= IMAGE_ATOL
     assert (expected == -1.0).any()  # the floor was exercised
 

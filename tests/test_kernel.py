@@ -106,8 +106,12 @@ def test_kernel_writes_the_same_submission_as_predict_and_ensemble(
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(KERNEL_SOURCE)],
-        cwd=work, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     # The package came from the model dataset, not from this checkout.
     assert f"hmsbrain from {inputs / DATASET_SLUG / 'hmsbrain'}" in done.stdout
@@ -172,8 +176,14 @@ def _write_bad_eeg(path: Path, kind: str, good: np.ndarray) -> None:
 
 
 # Kinds that cannot be read get the fallback; the others are cleaned and only warned about.
-UNREADABLE = ("missing file", "csv text named .parquet", "zero rows", "30 s EEG",
-              "missing column", "string column")  # fmt: skip
+UNREADABLE = (
+    "missing file",
+    "csv text named .parquet",
+    "zero rows",
+    "30 s EEG",
+    "missing column",
+    "string column",
+)
 CLEANED = ("inf", "all-NaN channel", "NaN-heavy spectrogram")
 
 

@@ -24,8 +24,14 @@ def _inputs(model: keras.Model, n: int = 2, seed: int = 0) -> tuple[np.ndarray, 
 
 
 def _tiny(backbone: str, **kw) -> ModelConfig:
-    return ModelConfig(backbone=backbone, weights="none", wavenet_filters=8,
-                       wavenet_dilations=[1, 2], wavenet_blocks=2, **kw)  # fmt: skip
+    return ModelConfig(
+        backbone=backbone,
+        weights="none",
+        wavenet_filters=8,
+        wavenet_dilations=[1, 2],
+        wavenet_blocks=2,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("backbone", [*BACKBONES, WAVENET])
@@ -56,15 +62,15 @@ x = tuple(d[f"arr_{{i}}"] for i in range(len(m.inputs)))
 np.testing.assert_array_equal(np.asarray(m.predict_on_batch(x)), d["probs"])
 print("identical")
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=tmp_path)  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "identical" in out.stdout
 
 
 def test_image_only_and_wavenet_only_inputs() -> None:
-    image_only = build_model(_tiny("mobilenetv3", use_wavenet=False, mobilenetv3_size="small"),
-                             IMAGE, RAW, 6)  # fmt: skip
+    image_only = build_model(
+        _tiny("mobilenetv3", use_wavenet=False, mobilenetv3_size="small"), IMAGE, RAW, 6
+    )
     assert [t.name for t in image_only.inputs] == ["image"]
     wave = build_model(_tiny(WAVENET), IMAGE, RAW, 6)
     assert [t.name for t in wave.inputs] == ["raw"]
@@ -82,8 +88,10 @@ def test_offline_imagenet_request_says_how_to_supply_weights(monkeypatch) -> Non
     from keras.src.utils import file_utils
 
     def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://storage.googleapis.com/x.h5: "
-                        "[Errno -3] Temporary failure in name resolution")  # fmt: skip
+        raise Exception(
+            "URL fetch failure on https://storage.googleapis.com/x.h5: "
+            "[Errno -3] Temporary failure in name resolution"
+        )
 
     monkeypatch.setattr(file_utils, "get_file", offline)
     cfg = ModelConfig(backbone="effnetv2", weights="imagenet")

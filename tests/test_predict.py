@@ -49,8 +49,9 @@ def test_oof_is_predicted_the_way_the_test_is(tiny_run, small_demo) -> None:
     same TTA (the run's train.tta), same sub-window averaging, recorded in both files."""
     oof = read_predictions(tiny_run.run_dir / "fold1" / "oof.parquet")
     assert oof.meta["tta"] is True and oof.meta["kind"] == "oof"
-    predicted = predict_run(tiny_run.run_dir, str(small_demo), "train", runtime="keras",
-                            write=False)  # fmt: skip
+    predicted = predict_run(
+        tiny_run.run_dir, str(small_demo), "train", runtime="keras", write=False
+    )
     assert predicted.meta["tta"] is True
     same = predicted.frame.set_index("eeg_id").loc[oof.frame["eeg_id"], list(VOTE_COLUMNS)]
     np.testing.assert_allclose(same.to_numpy(), oof.frame[list(VOTE_COLUMNS)], atol=1e-5)

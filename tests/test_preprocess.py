@@ -45,9 +45,15 @@ SMALL = PreprocessConfig(n_mels=32, n_frames=64)  # quick tiles for the structur
 def _librosa_mel(x: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """The public starter kernels' call, one signal at a time."""
     return librosa.feature.melspectrogram(
-        y=x, sr=SAMPLE_RATE, n_fft=cfg.n_fft, hop_length=len(x) // cfg.n_frames,
-        win_length=cfg.win_length, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax,
-    )[:, : cfg.n_frames]  # fmt: skip
+        y=x,
+        sr=SAMPLE_RATE,
+        n_fft=cfg.n_fft,
+        hop_length=len(x) // cfg.n_frames,
+        win_length=cfg.win_length,
+        n_mels=cfg.n_mels,
+        fmin=cfg.fmin,
+        fmax=cfg.fmax,
+    )[:, : cfg.n_frames]
 
 
 def _assert_matches_librosa(signals: np.ndarray, cfg: PreprocessConfig) -> None:

@@ -26,9 +26,14 @@ from hmsbrain.models.inputs import ALL_INPUTS
 def _cfg(data_dir, tmp_path, *extra: str):
     from hmsbrain.cli import CONFIGS
 
-    return load_config(CONFIGS / "effnetv2.yaml", [
-        f"data.data_dir={data_dir}", f"data.cache_dir={tmp_path / 'cache'}", *extra,
-    ])  # fmt: skip
+    return load_config(
+        CONFIGS / "effnetv2.yaml",
+        [
+            f"data.data_dir={data_dir}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            *extra,
+        ],
+    )
 
 
 def test_spectrogram_codes_round_trip_within_their_step() -> None:
@@ -90,8 +95,13 @@ def test_moved_windows_are_true_time_shifts(hms_sample_dir, tmp_path) -> None:
         )
     with pytest.raises(DataError, match=r"1628180742\.parquet: window at offset 41 s"):
         store.montage_window(1628180742, 41.0)  # a 90 s recording ends at 40 + 50 s
-    cfg = _cfg(hms_sample_dir, tmp_path, "data.storage=recordings", "data.store_dtype=float32",
-               "preprocess.use_kaggle_spectrogram=false")  # fmt: skip
+    cfg = _cfg(
+        hms_sample_dir,
+        tmp_path,
+        "data.storage=recordings",
+        "data.store_dtype=float32",
+        "preprocess.use_kaggle_spectrogram=false",
+    )
     dataset = open_dataset(cfg, "train")
     row = int(np.flatnonzero(dataset.rows["eeg_label_offset_seconds"] == 6.0)[0])
     moved = dataset.inputs([row], ("raw",), shifts=np.array([4.0])).raw

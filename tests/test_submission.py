@@ -60,8 +60,17 @@ def _broken(kind: str) -> pd.DataFrame:
     raise AssertionError(kind)
 
 
-KINDS = ["missing id", "extra id", "duplicate id", "column order", "missing column", "nan",
-         "negative", "not normalised", "text"]  # fmt: skip
+KINDS = [
+    "missing id",
+    "extra id",
+    "duplicate id",
+    "column order",
+    "missing column",
+    "nan",
+    "negative",
+    "not normalised",
+    "text",
+]
 
 
 @pytest.mark.parametrize("kind", KINDS)

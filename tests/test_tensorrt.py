@@ -15,7 +15,7 @@ import pytest
 
 from hmsbrain.inference.tensorrt_runtime import (
     TensorRTRuntime,
-    TensorRTUnavailable,
+    TensorRTUnavailableError,
     unavailable_reason,
 )
 
@@ -112,7 +112,7 @@ def test_unavailable_here_is_one_clean_line(tmp_path) -> None:
     if spec is not None and spec.origin is None:  # a namespace package: only stubs' tensorrt/
         assert "type stubs" in reason
     cache_dir = tmp_path / "engines"
-    with pytest.raises(TensorRTUnavailable) as excinfo:
+    with pytest.raises(TensorRTUnavailableError) as excinfo:
         TensorRTRuntime(tmp_path / "missing.onnx", cache_dir)
     message = str(excinfo.value)
     assert message == reason

@@ -59,8 +59,12 @@ def test_a_short_run_learns_far_beyond_the_class_prior(learnable_demo, tmp_path)
     validation EEGs. Checked by hand: with the targets shuffled against the inputs this run's
     CV is 0.94 of the prior (epoch selection alone buys a little), with them aligned 0.68."""
     cfg = tiny_config(learnable_demo, tmp_path, backbone="wavenet")
-    for key, value in {"stage1_epochs": 10, "stage2_epochs": 0, "lr": 3e-3,
-                       "samples_per_eeg": 3}.items():  # fmt: skip
+    for key, value in {
+        "stage1_epochs": 10,
+        "stage2_epochs": 0,
+        "lr": 3e-3,
+        "samples_per_eeg": 3,
+    }.items():
         setattr(cfg.train, key, value)
     cfg.model.wavenet_filters, cfg.model.wavenet_blocks = 16, 3
     cfg.model.wavenet_dilations, cfg.model.bn_momentum = [1, 2, 4, 8], 0.9
@@ -104,10 +108,14 @@ def test_resume_continues_instead_of_restarting(small_demo, tmp_path, monkeypatc
 def test_single_patient_data_fails_with_a_clear_message(hms_sample_dir, tmp_path, capsys) -> None:
     """The real sample is one patient: patient-grouped folds are impossible, say so cleanly."""
     with pytest.raises(SystemExit) as exit_info:
-        train_main([
-            "--data-dir", str(hms_sample_dir), f"data.cache_dir={tmp_path}",
-            f"train.output_dir={tmp_path}",
-        ])  # fmt: skip
+        train_main(
+            [
+                "--data-dir",
+                str(hms_sample_dir),
+                f"data.cache_dir={tmp_path}",
+                f"train.output_dir={tmp_path}",
+            ]
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "patients" in err and "Traceback" not in err
@@ -186,8 +194,9 @@ def test_every_batch_pairs_each_row_with_its_own_eegs_target() -> None:
     train = table[table["eeg_id"] != 105]  # a fold's training rows: not contiguous
     stage = StageData.from_rows(train, _VotesOnly())
     expected = eeg_targets(train)
-    cfg = TrainConfig(batch_size=5, samples_per_eeg=3, swap_prob=0.0, time_masks=0,
-                      freq_masks=0, mixup_prob=0.0)  # fmt: skip
+    cfg = TrainConfig(
+        batch_size=5, samples_per_eeg=3, swap_prob=0.0, time_masks=0, freq_masks=0, mixup_prob=0.0
+    )
     batches = EpochBatches(stage, _RowIndexCache(), ("raw",), cfg, [1, 2, 3], HMS_MONTAGE)
     seen = []
     for i in range(len(batches)):

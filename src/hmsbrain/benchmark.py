@@ -29,26 +29,33 @@ WHICH = ("preprocess", "inference", "spectrogram", "input", "scale")
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="benchmark.py", description=__doc__,
+        prog="benchmark.py",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     parser.add_argument("which", choices=WHICH, help="what to benchmark")
     parser.add_argument("--config", type=Path, default=None, help="YAML config file")
     parser.add_argument("--windows", type=int, default=32, help="windows per timing")
     parser.add_argument(
-        "--repeats", type=int, default=None,
+        "--repeats",
+        type=int,
+        default=None,
         help="timings per method (preprocess: best of 3; the others: 5 by default, reported as "
         "median and range)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--threads",
         type=int,
         default=0,
         help="threads of each runtime / the input pipeline (default: the CPUs)",
     )
-    parser.add_argument("--run", type=Path, default=None,
-                        help="inference: time fold 0 of this trained run (default: a fresh "
-                        "model of --config, the CPU demo hybrid)")  # fmt: skip
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="inference: time fold 0 of this trained run (default: a fresh "
+        "model of --config, the CPU demo hybrid)",
+    )
     parser.add_argument("--eegs", type=int, default=64, help="inference: test EEGs per timing")
     parser.add_argument("--batch-size", type=int, default=16, help="inference: batch size")
     parser.add_argument(
@@ -90,8 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.which == "input":
         from hmsbrain.bench.pipeline import bench_input
 
-        bench_input(cfg, args.root, args.fraction, batches=2, steps=1, repeats=repeats,
-                    workers=args.threads)  # fmt: skip
+        bench_input(
+            cfg, args.root, args.fraction, batches=2, steps=1, repeats=repeats, workers=args.threads
+        )
     else:
         from hmsbrain.bench.scale import bench_scale
 

@@ -44,36 +44,47 @@ def train_main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--fold", default="0", help="fold index, or 'all' (default 0)")
     parser.add_argument(
-        "--backbone", default=None,
+        "--backbone",
+        default=None,
         help="effnetv2, resnet50v2, mobilenetv3, densenet201 (image, + WaveNet), or wavenet, "
         "eegnet, shallow, bandpower (raw signals) (default: the config's)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--config", type=Path, default=None,
+        "--config",
+        type=Path,
+        default=None,
         help="YAML recipe (default: configs/demo_cpu.yaml for HMS data, configs/eeg_cpu.yaml "
         "for any other layout)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--data-dir", default=None,
+        "--data-dir",
+        default=None,
         help="data folder (the Kaggle HMS layout or any layout of 'Your own EEG data'), or "
         "demo:hms, demo:emotiv, demo:trials64, demo:mindwave (default: demo:hms)",
-    )  # fmt: skip
+    )
     parser.add_argument("--run-name", default=None, help="run folder (default: backbone name)")
     parser.add_argument(
-        "--strategy", default=None, choices=["none", "mirrored", "data_parallel"],
+        "--strategy",
+        default=None,
+        choices=["none", "mirrored", "data_parallel"],
         help="several devices: mirrored (one host, its GPUs) or data_parallel (KERAS_BACKEND=jax, "
         "one or several hosts); default: the config's train.strategy",
-    )  # fmt: skip
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run")
     parser.add_argument("overrides", nargs="*", help="section.key=value config overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    overrides = _with_flags(args, {
-        "backbone": "model.backbone", "data_dir": "data.data_dir", "run_name": "train.run_name",
-        "strategy": "train.strategy",
-    })  # fmt: skip
+    overrides = _with_flags(
+        args,
+        {
+            "backbone": "model.backbone",
+            "data_dir": "data.data_dir",
+            "run_name": "train.run_name",
+            "strategy": "train.strategy",
+        },
+    )
     # Imported before the try: its except clause names these classes.
     from hmsbrain.data.sources import open_dataset
     from hmsbrain.models.imagenet import WeightsError, backbone_names
@@ -155,21 +166,25 @@ def predict_main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("runs", nargs="+", type=Path, help="run folders, e.g. outputs/effnetv2")
     parser.add_argument(
-        "--data-dir", default=None,
+        "--data-dir",
+        default=None,
         help="Kaggle-layout folder (default: the data each run was trained on)",
-    )  # fmt: skip
+    )
     parser.add_argument("--split", default="test", choices=["test", "train"])
     parser.add_argument(
-        "--fallback", action="store_true",
+        "--fallback",
+        action="store_true",
         help="an EEG that cannot be read gets the run's class prior and a warning naming it, "
         "instead of stopping (the Kaggle notebook always does this); default: stop with the error",
-    )  # fmt: skip
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
-        "--runtime", default="auto", choices=["auto", "tensorrt", "onnx", "keras"],
+        "--runtime",
+        default="auto",
+        choices=["auto", "tensorrt", "onnx", "keras"],
         help="auto (default) takes the fastest available: tensorrt, then onnx (needs "
         "export.py), then keras, and says which",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from hmsbrain.inference.predict import predict_run
@@ -179,15 +194,23 @@ def predict_main(argv: list[str] | None = None) -> None:
     try:
         for run in args.runs:
             result = predict_run(
-                run, args.data_dir, args.split, batch_size=args.batch_size,
-                runtime=args.runtime, fallback=args.fallback,
-            )  # fmt: skip
+                run,
+                args.data_dir,
+                args.split,
+                batch_size=args.batch_size,
+                runtime=args.runtime,
+                fallback=args.fallback,
+            )
             tta = "on" if result.meta["tta"] else "off"
-            print(f"{run}: {len(result.frame)} EEGs (TTA {tta}, the run's train.tta) -> "
-                  f"{run / (args.split + '.parquet')}")  # fmt: skip
+            print(
+                f"{run}: {len(result.frame)} EEGs (TTA {tta}, the run's train.tta) -> "
+                f"{run / (args.split + '.parquet')}"
+            )
             if result.fallback:
-                print(f"{run}: {len(result.fallback)} EEGs got the class prior (--fallback): "
-                      f"{sorted(result.fallback)[:10]}")  # fmt: skip
+                print(
+                    f"{run}: {len(result.fallback)} EEGs got the class prior (--fallback): "
+                    f"{sorted(result.fallback)[:10]}"
+                )
     except (*USER_ERRORS, RuntimeUnavailableError, PredictionError) as exc:
         _fail(exc)
 
@@ -199,8 +222,11 @@ def export_main(argv: list[str] | None = None) -> None:
         "each checked against Keras on real preprocessed inputs; a failed check fails the export.",
     )
     parser.add_argument("runs", nargs="+", type=Path, help="run folders, e.g. outputs/effnetv2")
-    parser.add_argument("--data-dir", default=None, help="data for the parity check (default: "
-                        "the data each run was trained on)")  # fmt: skip
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="data for the parity check (default: the data each run was trained on)",
+    )
     args = parser.parse_args(argv)
     from hmsbrain.inference.export import ExportError, export_fold
     from hmsbrain.runs import fold_dirs
@@ -228,9 +254,11 @@ def package_main(argv: list[str] | None = None) -> None:
         "report", type=Path, help="ensemble.py's report, e.g. submissions/demo.json"
     )
     parser.add_argument("--out-dir", type=Path, default=Path("dist"))
-    parser.add_argument("--kaggle-user", default=os.environ.get("KAGGLE_USERNAME"),
-                        help="Kaggle user owning the dataset and kernel "
-                        "(default: $KAGGLE_USERNAME)")  # fmt: skip
+    parser.add_argument(
+        "--kaggle-user",
+        default=os.environ.get("KAGGLE_USERNAME"),
+        help="Kaggle user owning the dataset and kernel (default: $KAGGLE_USERNAME)",
+    )
     parser.add_argument("--data-dir", default=None, help="data for export parity checks")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing package")
     args = parser.parse_args(argv)
@@ -260,9 +288,13 @@ def ensemble_main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run folders, e.g. outputs/effnetv2")
     parser.add_argument("--name", default="submission", help="submission file stem")
     parser.add_argument("--out-dir", type=Path, default=Path("submissions"))
-    parser.add_argument("--data-dir", default=None, help="folder whose test.csv and "
-                        "sample_submission.csv the submission must match (default: the one "
-                        "the runs predicted)")  # fmt: skip
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder whose test.csv and "
+        "sample_submission.csv the submission must match (default: the one "
+        "the runs predicted)",
+    )
     args = parser.parse_args(argv)
     from hmsbrain.atomic import atomic_path
     from hmsbrain.data.sources import is_hms_layout
@@ -309,9 +341,11 @@ def ensemble_main(argv: list[str] | None = None) -> None:
         report.unlink(missing_ok=True)
         if is_hms_layout(Path(data_dir)):
             write_submission(
-                result.submission, path,
-                Path(data_dir) / TEST_CSV, Path(data_dir) / SAMPLE_SUBMISSION_CSV,
-            )  # fmt: skip
+                result.submission,
+                path,
+                Path(data_dir) / TEST_CSV,
+                Path(data_dir) / SAMPLE_SUBMISSION_CSV,
+            )
         else:  # another dataset's blended test predictions: no competition format to match
             with atomic_path(path) as tmp:
                 result.submission.to_csv(tmp, index=False)

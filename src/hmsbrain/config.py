@@ -133,7 +133,7 @@ class ModelConfig:
     )
     use_wavenet: bool = _f(True, "Join the WaveNet 1D branch to the image backbone (hybrid).")
     wavenet_filters: int = _f(32, "Channels of the WaveNet branch.")
-    wavenet_dilations: list[int] = _f([1, 2, 4, 8], "Dilation rates of one WaveNet block.")  # noqa: RUF009
+    wavenet_dilations: list[int] = _f([1, 2, 4, 8], "Dilation rates of one WaveNet block.")
     wavenet_blocks: int = _f(3, "WaveNet blocks, each followed by 4x time pooling.")
     dropout: float = _f(0.2, "Dropout before the classification head.")
     bn_momentum: float = _f(
@@ -154,11 +154,11 @@ class ModelConfig:
     shallow_pool_seconds: float = _f(0.3, "ShallowConvNet: mean-pooling window in seconds.")
     shallow_stride_seconds: float = _f(0.06, "ShallowConvNet: pooling stride in seconds.")
     shallow_dropout: float = _f(0.5, "ShallowConvNet: dropout before the classifier.")
-    bandpower_bands: list[float] = _f(  # noqa: RUF009
+    bandpower_bands: list[float] = _f(
         [1.0, 4.0, 8.0, 13.0, 20.0, 30.0, 45.0],
         "Band-power baseline: band edges in Hz (bands above the Nyquist rate are dropped).",
     )
-    bandpower_cs: list[float] = _f(  # noqa: RUF009
+    bandpower_cs: list[float] = _f(
         [1e-4, 1e-3, 1e-2, 1e-1, 1.0],
         "Band-power baseline: inverse L2 strengths of the classifier, the best chosen by "
         "log loss in 3 inner folds grouped by subject; one value: that one.",
@@ -225,7 +225,7 @@ class TrainConfig:
         "GPUs) or data_parallel (keras.distribution.DataParallel on the JAX backend, one or "
         "several hosts). batch_size is the global batch, split over the replicas.",
     )
-    devices: list[str] = _f(  # noqa: RUF009
+    devices: list[str] = _f(
         [],
         "Devices of the strategy: mirrored, TensorFlow names (['/gpu:0', '/gpu:1']; empty: "
         "every GPU); data_parallel, Keras names (['gpu:0', 'gpu:1']; empty: every device of "

@@ -30,11 +30,17 @@ class RunPaths:
 
     def __getattr__(self, name: str) -> Path:
         files = {
-            "model": KERAS_FILE, "config": CONFIG_FILE, "history": "history.csv",
-            "curves": "curves.png", "oof": OOF_FILE, "baseline_oof": BASELINE_OOF_FILE,
-            "summary": SUMMARY_FILE, "checkpoint": "checkpoint/last.keras",
-            "state": "checkpoint/state.json", "best": "checkpoint/best.keras",
-        }  # fmt: skip
+            "model": KERAS_FILE,
+            "config": CONFIG_FILE,
+            "history": "history.csv",
+            "curves": "curves.png",
+            "oof": OOF_FILE,
+            "baseline_oof": BASELINE_OOF_FILE,
+            "summary": SUMMARY_FILE,
+            "checkpoint": "checkpoint/last.keras",
+            "state": "checkpoint/state.json",
+            "best": "checkpoint/best.keras",
+        }
         if name not in files:
             raise AttributeError(name)
         return self.root / files[name]

@@ -23,9 +23,12 @@ class Timing:
 
 
 def _time_once(
-    predict: Callable[[dict[str, np.ndarray]], object], one: dict[str, np.ndarray],
-    batches: list[dict[str, np.ndarray]], n: int, timing: Timing,
-) -> None:  # fmt: skip
+    predict: Callable[[dict[str, np.ndarray]], object],
+    one: dict[str, np.ndarray],
+    batches: list[dict[str, np.ndarray]],
+    n: int,
+    timing: Timing,
+) -> None:
     singles = []
     for _ in range(10):
         start = time.perf_counter()
@@ -82,9 +85,12 @@ def bench_inference(
     else:
         shapes = {k: v.shape[1:] for k, v in inputs.items()}
         model = build_model(
-            cfg.model, shapes.get("image"), shapes.get("raw"), len(data.classes),
+            cfg.model,
+            shapes.get("image"),
+            shapes.get("raw"),
+            len(data.classes),
             cfg.preprocess.sample_rate / cfg.preprocess.raw_downsample,
-        )  # fmt: skip
+        )
     names = tuple(t.name.split(":")[0] for t in model.inputs)
     inputs = {k: inputs[k] for k in names}
     one = {k: v[:1] for k, v in inputs.items()}
@@ -107,9 +113,10 @@ def bench_inference(
             runtime.predict(batches[0])
         labels = {
             name: f"onnx ({rt.providers[0].removesuffix('ExecutionProvider')})"
-            if isinstance(rt, OnnxRuntime) else name
+            if isinstance(rt, OnnxRuntime)
+            else name
             for name, rt in runtimes.items()
-        }  # fmt: skip
+        }
         for _ in range(repeats):
             for name, runtime in runtimes.items():
                 _time_once(

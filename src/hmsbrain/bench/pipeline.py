@@ -28,9 +28,15 @@ def _spread(values: list[float]) -> str:
 
 
 def bench_input(
-    cfg: Config, root: Path, fraction: float, batches: int, steps: int, repeats: int,
-    workers: int, labels: Path = DEFAULT_LABELS,
-) -> dict[str, list[float]]:  # fmt: skip
+    cfg: Config,
+    root: Path,
+    fraction: float,
+    batches: int,
+    steps: int,
+    repeats: int,
+    workers: int,
+    labels: Path = DEFAULT_LABELS,
+) -> dict[str, list[float]]:
     """Windows/s of the input pipeline and of the model's training step, per repeat."""
     import keras
 
@@ -54,11 +60,18 @@ def bench_input(
     shapes = {n: a.shape[1:] for n, a in zip(names, batch[0], strict=True)}
     graph = None
     if MONTAGE_INPUT in shapes:
-        graph = GraphImage(cfg.preprocess, data.montage.groups, shapes[MONTAGE_INPUT],
-                           shapes.get(KAGGLE_INPUT))  # fmt: skip
-    model = build_model(cfg.model, shapes.get("image"), shapes.get("raw"), len(data.classes),
-                        cfg.preprocess.sample_rate / cfg.preprocess.raw_downsample, None,
-                        graph)  # fmt: skip
+        graph = GraphImage(
+            cfg.preprocess, data.montage.groups, shapes[MONTAGE_INPUT], shapes.get(KAGGLE_INPUT)
+        )
+    model = build_model(
+        cfg.model,
+        shapes.get("image"),
+        shapes.get("raw"),
+        len(data.classes),
+        cfg.preprocess.sample_rate / cfg.preprocess.raw_downsample,
+        None,
+        graph,
+    )
     model.compile(optimizer=keras.optimizers.AdamW(cfg.train.lr), loss=kl_divergence_loss)
     model.train_on_batch(*batch)  # build and trace outside the timing
     size = cfg.train.batch_size
@@ -73,13 +86,21 @@ def bench_input(
                 model.train_on_batch(*batch)
             rates["model"].append(steps * size / (time.perf_counter() - start))
     ratio = [p / m for p, m in zip(rates["pipeline"], rates["model"], strict=True)]
-    print(f"data: {data_dir} ({counts['eegs']} EEGs, {counts['windows']} windows), recording "
-          f"store ({cfg.data.store_dtype}), shift +-{cfg.train.shift_seconds:g} s")  # fmt: skip
-    print(f"full recipe: inputs {', '.join(f'{n} {s}' for n, s in shapes.items())}, batch "
-          f"{size}, {workers} pipeline threads, {repeats} repeats (median [min-max])")  # fmt: skip
+    print(
+        f"data: {data_dir} ({counts['eegs']} EEGs, {counts['windows']} windows), recording "
+        f"store ({cfg.data.store_dtype}), shift +-{cfg.train.shift_seconds:g} s"
+    )
+    print(
+        f"full recipe: inputs {', '.join(f'{n} {s}' for n, s in shapes.items())}, batch "
+        f"{size}, {workers} pipeline threads, {repeats} repeats (median [min-max])"
+    )
     print(f"input pipeline: {_spread(rates['pipeline'])} windows/s")
-    print(f"model training step ({model.count_params():,} parameters): "
-          f"{_spread(rates['model'])} windows/s")  # fmt: skip
-    print(f"pipeline / model: {_spread(ratio)}x "
-          f"({'keeps up' if min(ratio) >= 1 else 'STARVES THE MODEL'})")  # fmt: skip
+    print(
+        f"model training step ({model.count_params():,} parameters): "
+        f"{_spread(rates['model'])} windows/s"
+    )
+    print(
+        f"pipeline / model: {_spread(ratio)}x "
+        f"({'keeps up' if min(ratio) >= 1 else 'STARVES THE MODEL'})"
+    )
     return rates

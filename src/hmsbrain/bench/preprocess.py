@@ -27,9 +27,15 @@ def starter_mel_power(montage: np.ndarray, cfg: Config) -> np.ndarray:
     out = np.empty((*montage.shape[:-1], p.n_mels, p.n_frames), dtype=np.float32)
     for index in np.ndindex(montage.shape[:-1]):
         out[index] = librosa.feature.melspectrogram(
-            y=montage[index], sr=SAMPLE_RATE, n_fft=p.n_fft, hop_length=hop,
-            win_length=p.win_length, n_mels=p.n_mels, fmin=p.fmin, fmax=p.fmax,
-        )[:, : p.n_frames]  # fmt: skip
+            y=montage[index],
+            sr=SAMPLE_RATE,
+            n_fft=p.n_fft,
+            hop_length=hop,
+            win_length=p.win_length,
+            n_mels=p.n_mels,
+            fmin=p.fmin,
+            fmax=p.fmax,
+        )[:, : p.n_frames]
     return out
 
 

@@ -47,31 +47,41 @@ def full_counts(labels: Path = DEFAULT_LABELS) -> dict[str, float]:
     hours = (rows.groupby("eeg_id")["eeg_label_offset_seconds"].max() + 50).sum() / 3600
     spec = rows.groupby("spectrogram_id")["spectrogram_label_offset_seconds"].max() // 2 + 300
     return {
-        "eegs": rows["eeg_id"].nunique(), "windows": len(rows), "eeg_hours": float(hours),
+        "eegs": rows["eeg_id"].nunique(),
+        "windows": len(rows),
+        "eeg_hours": float(hours),
         "spectrogram_rows": int(spec.sum()),
-    }  # fmt: skip
+    }
 
 
 def build_cost(data_dir: Path, cache: Path, dtype: str, workers: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, str(data_dir), str(cache), dtype, str(workers)],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"building the store of {data_dir} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def bench_scale(
-    fractions: list[float], root: Path, dtype: str = "float16", workers: int = 2, seed: int = 0,
+    fractions: list[float],
+    root: Path,
+    dtype: str = "float16",
+    workers: int = 2,
+    seed: int = 0,
     labels: Path = DEFAULT_LABELS,
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     """One row of counts and costs per fraction, printed with the extrapolation to full size."""
     rows = []
     for fraction in fractions:
-        data_dir, counts = ensure_fullscale(root / f"fraction-{fraction:g}", fraction, seed,
-                                            labels, workers)  # fmt: skip
+        data_dir, counts = ensure_fullscale(
+            root / f"fraction-{fraction:g}", fraction, seed, labels, workers
+        )
         cost = build_cost(data_dir, root / f"store-{fraction:g}", dtype, workers)
         rows.append({"fraction": fraction, **counts, **cost})
     table = pd.DataFrame(rows)
@@ -90,14 +100,18 @@ def bench_scale(
 
 def _print(table: pd.DataFrame, full: dict, extra: dict, dtype: str) -> None:
     print(f"recording store ({dtype} montage, 16-bit compressed spectrograms), one build each:")
-    header = (f"{'fraction':>8} {'EEGs':>6} {'windows':>8} {'hours':>7} {'cache GB':>9} "
-              f"{'build s':>8} {'peak RSS GB':>12} {'GB/hour':>8} {'s/hour':>7}")  # fmt: skip
+    header = (
+        f"{'fraction':>8} {'EEGs':>6} {'windows':>8} {'hours':>7} {'cache GB':>9} "
+        f"{'build s':>8} {'peak RSS GB':>12} {'GB/hour':>8} {'s/hour':>7}"
+    )
     print(header)
     for r in table.itertuples():
-        print(f"{r.fraction:>8g} {r.eegs:>6} {r.windows:>8} {r.eeg_hours:>7.1f} "
-              f"{r.cache_bytes / 1e9:>9.3f} {r.build_s:>8.1f} {r.peak_rss / 1e9:>12.2f} "
-              f"{r.montage_bytes / 1e9 / r.eeg_hours:>8.4f} "
-              f"{r.build_s / r.eeg_hours:>7.2f}")  # fmt: skip
+        print(
+            f"{r.fraction:>8g} {r.eegs:>6} {r.windows:>8} {r.eeg_hours:>7.1f} "
+            f"{r.cache_bytes / 1e9:>9.3f} {r.build_s:>8.1f} {r.peak_rss / 1e9:>12.2f} "
+            f"{r.montage_bytes / 1e9 / r.eeg_hours:>8.4f} "
+            f"{r.build_s / r.eeg_hours:>7.2f}"
+        )
     worst_fit = table.filter(like="fit_error").abs().to_numpy().max()
     cache = extra["montage_bytes"] + extra["spectrogram_bytes"]
     print(

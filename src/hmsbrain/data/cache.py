@@ -174,10 +174,14 @@ def _rows_or_failures(
         return None, failed
     template = next(iter(parts.values())).as_dict()
     stacked = {
-        k: np.stack([parts[int(r)].as_dict()[k][0] if int(r) in parts else np.zeros_like(v[0])
-                     for r in rows])
+        k: np.stack(
+            [
+                parts[int(r)].as_dict()[k][0] if int(r) in parts else np.zeros_like(v[0])
+                for r in rows
+            ]
+        )
         for k, v in template.items()
-    }  # fmt: skip
+    }
     return Batch(image=stacked.get("image"), raw=stacked.get("raw")), failed
 
 
@@ -206,7 +210,12 @@ def _build(data: Dataset, names: Sequence[str], tmp: Path, batch_size: int, fall
                     arrays[name][rows] = value[..., 0] if name == "image" else value
     for array in arrays.values():
         array.flush()
-    write_json(tmp / "meta.json", {
-        "rows": len(data), "split": data.split, "inputs": list(arrays),
-        "failed": {str(k): v for k, v in failed.items()},
-    })  # fmt: skip
+    write_json(
+        tmp / "meta.json",
+        {
+            "rows": len(data),
+            "split": data.split,
+            "inputs": list(arrays),
+            "failed": {str(k): v for k, v in failed.items()},
+        },
+    )

@@ -73,10 +73,13 @@ class Dataset(ABC):
         """One row per unit: ``id``, ``group`` and ``label`` (its majority class), for folds."""
         targets = self.unit_targets(self.rows)
         groups = self.rows.groupby(self.id_column, sort=True)["group"].first()
-        return pd.DataFrame({
-            "id": targets.index.to_numpy(), "group": groups.loc[targets.index].to_numpy(),
-            "label": targets.to_numpy().argmax(axis=1),
-        })  # fmt: skip
+        return pd.DataFrame(
+            {
+                "id": targets.index.to_numpy(),
+                "group": groups.loc[targets.index].to_numpy(),
+                "label": targets.to_numpy().argmax(axis=1),
+            }
+        )
 
     @abstractmethod
     def inputs(
@@ -105,9 +108,13 @@ class EpochDataset(Dataset):
     id_column = EPOCH_ID
 
     def __init__(
-        self, epochs: Epochs, root: Path, split: str, cfg: PreprocessConfig,
+        self,
+        epochs: Epochs,
+        root: Path,
+        split: str,
+        cfg: PreprocessConfig,
         extra_files: Sequence[Path] = (),
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.epochs, self.root, self.split, self.cfg = epochs, Path(root), split, cfg
         self.classes = tuple(epochs.classes)
         self.hard = epochs.hard
@@ -129,15 +136,13 @@ class EpochDataset(Dataset):
         self.rows = rows
 
     def unit_targets(self, rows: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame(self.row_targets(rows), index=rows[EPOCH_ID].to_numpy(),
-                            columns=list(self.classes)).sort_index()  # fmt: skip
+        return pd.DataFrame(
+            self.row_targets(rows), index=rows[EPOCH_ID].to_numpy(), columns=list(self.classes)
+        ).sort_index()
 
     def unit_votes(self, rows: pd.DataFrame) -> pd.Series:
         votes = self.epochs.votes
-        per_row = (
-            np.ones(len(rows)) if votes is None
-            else votes[rows.index.to_numpy()]
-        )  # fmt: skip
+        per_row = np.ones(len(rows)) if votes is None else votes[rows.index.to_numpy()]
         return pd.Series(per_row, index=rows[EPOCH_ID].to_numpy()).sort_index()
 
     def inputs(

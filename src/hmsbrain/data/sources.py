@@ -95,16 +95,23 @@ def open_dataset(
         store = None
         if cfg.data.storage == "recordings":
             spectrograms = uses_spectrogram(cfg.preprocess, cached_inputs(cfg))
-            store = open_store(HMSData(root, split), cfg.data.cache_dir, cfg.data.store_dtype,
-                               spectrograms, fallback)  # fmt: skip
+            store = open_store(
+                HMSData(root, split),
+                cfg.data.cache_dir,
+                cfg.data.store_dtype,
+                spectrograms,
+                fallback,
+            )
         return HMSDataset(root, split, cfg.preprocess, store)
     from hmsbrain.data.layouts import read_epochs, read_windows
 
     if split == "test" and unlabelled_recordings(root):
         window = cfg.preprocess.window_seconds or window_seconds
         if window <= 0:
-            raise DataError(f"{root}: no window length for sliding-window prediction; set "
-                            "preprocess.window_seconds")  # fmt: skip
+            raise DataError(
+                f"{root}: no window length for sliding-window prediction; set "
+                "preprocess.window_seconds"
+            )
         stride = cfg.preprocess.stride_seconds or window / 2
         epochs = read_windows(root, window, stride)
     else:

@@ -439,9 +439,10 @@ def check_input_reach(ctx: Context) -> Check:
     # A nested model (an image backbone) is probed as a whole through the layers around it: its
     # ``output`` belongs to its own graph, not to this one.
     layers = [
-        layer for layer in model.layers
+        layer
+        for layer in model.layers
         if not isinstance(layer, keras.layers.InputLayer | keras.Model)
-    ]  # fmt: skip
+    ]
     probe = keras.Model(model.inputs, [layer.output for layer in layers])
     logits_at = [layer.name for layer in layers].index("logits")
     weights = tf.constant(

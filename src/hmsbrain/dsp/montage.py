@@ -32,15 +32,43 @@ CHAINS = {
 # The 19 electrodes of a clinical 10-20 cap: a recording with these (and few others) is read
 # in the double banana when the montage is "auto".
 CLINICAL_1020 = (
-    "Fp1", "Fp2", "F7", "F3", "Fz", "F4", "F8", "T7", "C3", "Cz", "C4", "T8",
-    "P7", "P3", "Pz", "P4", "P8", "O1", "O2",
-)  # fmt: skip
+    "Fp1",
+    "Fp2",
+    "F7",
+    "F3",
+    "Fz",
+    "F4",
+    "F8",
+    "T7",
+    "C3",
+    "Cz",
+    "C4",
+    "T8",
+    "P7",
+    "P3",
+    "Pz",
+    "P4",
+    "P8",
+    "O1",
+    "O2",
+)
 # Scalp regions of the 10-10 name prefixes, front to back.
 REGIONS = ("frontal", "central", "temporal", "parietal", "occipital")
 _REGION_OF = {
-    "Fp": 0, "AF": 0, "F": 0, "FC": 1, "C": 1, "FT": 2, "T": 2, "TP": 2, "CP": 3, "P": 3,
-    "PO": 4, "O": 4, "I": 4,
-}  # fmt: skip
+    "Fp": 0,
+    "AF": 0,
+    "F": 0,
+    "FC": 1,
+    "C": 1,
+    "FT": 2,
+    "T": 2,
+    "TP": 2,
+    "CP": 3,
+    "P": 3,
+    "PO": 4,
+    "O": 4,
+    "I": 4,
+}
 _NAME = re.compile(r"^([A-Za-z]+?)(\d+|z|Z)$")
 
 
@@ -116,13 +144,16 @@ def double_banana(channels: tuple[str, ...]) -> Montage:
     mirrored = [f"{mirror_name(a)}-{mirror_name(b)}" for a, b in pairs]
     chains = list(CHAINS)
     return Montage(
-        kind="double_banana", names=names,
+        kind="double_banana",
+        names=names,
         anodes=np.array([index[a] for a, _ in pairs]),
-        cathodes=np.array([index[b] for _, b in pairs]), average=False,
+        cathodes=np.array([index[b] for _, b in pairs]),
+        average=False,
         groups=tuple(tuple(range(4 * k, 4 * k + 4)) for k in range(len(CHAINS))),
-        group_names=tuple(chains), mirror=_permutation(mirrored, position),
+        group_names=tuple(chains),
+        mirror=_permutation(mirrored, position),
         group_mirror=np.array([chains.index(c) for c in ("RL", "LL", "RP", "LP")]),
-    )  # fmt: skip
+    )
 
 
 def _region(name: str) -> tuple[int, str] | None:
@@ -177,10 +208,16 @@ def referential(channels: tuple[str, ...], average: bool, max_groups: int) -> Mo
         else:
             mirror = None  # tiles that mix hemispheres cannot be swapped consistently
     return Montage(
-        kind="average" if average else "identity", names=names,
-        anodes=np.arange(len(names)), cathodes=None, average=average, groups=groups,
-        group_names=labels, mirror=mirror, group_mirror=group_mirror,
-    )  # fmt: skip
+        kind="average" if average else "identity",
+        names=names,
+        anodes=np.arange(len(names)),
+        cathodes=None,
+        average=average,
+        groups=groups,
+        group_names=labels,
+        mirror=mirror,
+        group_mirror=group_mirror,
+    )
 
 
 def is_clinical_1020(channels: tuple[str, ...]) -> bool:

@@ -43,9 +43,12 @@ def raw_branch(montage_signals: np.ndarray, cfg: PreprocessConfig) -> np.ndarray
 
 
 def montage_inputs(
-    clean_signals: np.ndarray, montage: Montage, cfg: PreprocessConfig, names: Sequence[str],
+    clean_signals: np.ndarray,
+    montage: Montage,
+    cfg: PreprocessConfig,
+    names: Sequence[str],
     side_tiles: np.ndarray | None = None,
-) -> Batch:  # fmt: skip
+) -> Batch:
     """Clean montage signals ``(n, montage channels, samples)`` -> the model inputs ``names``:
     the image (or, when the model computes it, the montage itself and the side tiles stacked
     like the image's right half) and the raw branch."""
@@ -63,9 +66,12 @@ def montage_inputs(
 
 
 def epoch_inputs(
-    signals: np.ndarray, fs: float, montage: Montage, cfg: PreprocessConfig,
+    signals: np.ndarray,
+    fs: float,
+    montage: Montage,
+    cfg: PreprocessConfig,
     names: Sequence[str],
-) -> Batch:  # fmt: skip
+) -> Batch:
     """Epochs ``(n, channels, samples)`` in microvolts at ``fs`` -> the model inputs ``names``."""
     cleaned = map_batch(lambda s: clean(s, fs, montage, cfg), np.asarray(signals, np.float32))
     return montage_inputs(cleaned, montage, cfg, names)

@@ -12,20 +12,47 @@ EEG_WINDOW_SECONDS = 50  # a labelled window; experts saw its central 10 s
 EEG_WINDOW_SAMPLES = SAMPLE_RATE * EEG_WINDOW_SECONDS  # 10,000 rows
 
 EEG_COLUMNS: tuple[str, ...] = (
-    "Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz",
-    "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2", "EKG",
-)  # fmt: skip
+    "Fp1",
+    "F3",
+    "C3",
+    "P3",
+    "F7",
+    "T3",
+    "T5",
+    "O1",
+    "Fz",
+    "Cz",
+    "Pz",
+    "Fp2",
+    "F4",
+    "C4",
+    "P4",
+    "F8",
+    "T4",
+    "T6",
+    "O2",
+    "EKG",
+)
 
 # Left <-> right electrode pairs; midline electrodes and EKG map to themselves.
 _LR_PAIRS = {
-    "Fp1": "Fp2", "F3": "F4", "C3": "C4", "P3": "P4",
-    "F7": "F8", "T3": "T4", "T5": "T6", "O1": "O2",
-}  # fmt: skip
+    "Fp1": "Fp2",
+    "F3": "F4",
+    "C3": "C4",
+    "P3": "P4",
+    "F7": "F8",
+    "T3": "T4",
+    "T5": "T6",
+    "O1": "O2",
+}
 MIRROR_ELECTRODE: dict[str, str] = {
     **_LR_PAIRS,
     **{v: k for k, v in _LR_PAIRS.items()},
-    "Fz": "Fz", "Cz": "Cz", "Pz": "Pz", "EKG": "EKG",
-}  # fmt: skip
+    "Fz": "Fz",
+    "Cz": "Cz",
+    "Pz": "Pz",
+    "EKG": "EKG",
+}
 
 # --- Double-banana bipolar montage ---------------------------------------------------------------
 # Chain order follows the Kaggle spectrogram files (LL, RL, LP, RP) so that EEG-derived and
@@ -65,7 +92,11 @@ TRAIN_CSV = "train.csv"
 TEST_CSV = "test.csv"
 SAMPLE_SUBMISSION_CSV = "sample_submission.csv"
 TRAIN_CSV_COLUMNS: tuple[str, ...] = (
-    "eeg_id", "eeg_label_offset_seconds", "spectrogram_id",
-    "spectrogram_label_offset_seconds", "patient_id", *VOTE_COLUMNS,
-)  # fmt: skip
+    "eeg_id",
+    "eeg_label_offset_seconds",
+    "spectrogram_id",
+    "spectrogram_label_offset_seconds",
+    "patient_id",
+    *VOTE_COLUMNS,
+)
 TEST_CSV_COLUMNS: tuple[str, ...] = ("spectrogram_id", "eeg_id", "patient_id")

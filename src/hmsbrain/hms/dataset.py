@@ -52,10 +52,13 @@ def eeg_fold_units(rows: pd.DataFrame) -> pd.DataFrame:
     (the majority class of its summed votes)."""
     targets = eeg_targets(rows)
     patients = rows.groupby("eeg_id", sort=True)["patient_id"].first()
-    return pd.DataFrame({
-        "id": targets.index.to_numpy(), "group": patients.loc[targets.index].to_numpy(),
-        "label": targets.to_numpy().argmax(axis=1),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "id": targets.index.to_numpy(),
+            "group": patients.loc[targets.index].to_numpy(),
+            "label": targets.to_numpy().argmax(axis=1),
+        }
+    )
 
 
 class HMSDataset(Dataset):
@@ -67,9 +70,12 @@ class HMSDataset(Dataset):
     epoch_seconds = float(EEG_WINDOW_SECONDS)
 
     def __init__(
-        self, root: str | Path, split: str, cfg: PreprocessConfig,
+        self,
+        root: str | Path,
+        split: str,
+        cfg: PreprocessConfig,
         store: RecordingStore | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """``store``: read windows from this recording store instead of the parquet files."""
         self.data = HMSData(root, split)
         self.root, self.split, self.cfg, self.store = self.data.root, split, cfg, store
@@ -114,8 +120,9 @@ class HMSDataset(Dataset):
                 spec_offset = float(row.spectrogram_label_offset_seconds)
                 rows_there = len(store.log_spectrogram(int(row.spectrogram_id)))
                 low = max(low, -spec_offset)
-                high = min(high, (rows_there - SPEC_WINDOW_ROWS) * SPEC_SECONDS_PER_ROW
-                           - spec_offset)  # fmt: skip
+                high = min(
+                    high, (rows_there - SPEC_WINDOW_ROWS) * SPEC_SECONDS_PER_ROW - spec_offset
+                )
             shift = float(np.clip(shift, low, high)) if low <= high else 0.0
             windows.append(store.montage_window(eeg_id, offset + shift))
             if spectrogram:
@@ -128,8 +135,9 @@ class HMSDataset(Dataset):
         return window_inputs(
             np.zeros((1, EEG_WINDOW_SAMPLES, len(EEG_COLUMNS)), np.float32),
             [np.zeros((SPEC_WINDOW_ROWS, len(CHAIN_NAMES) * SPEC_BINS_PER_CHAIN), np.float32)],
-            self.cfg, names,
-        )  # fmt: skip
+            self.cfg,
+            names,
+        )
 
     def input_files(self, names: Sequence[str]) -> list[Path]:
         rows = self.data.rows

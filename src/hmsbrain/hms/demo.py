@@ -55,11 +55,35 @@ MARKER = "demo.json"
 
 # Measured on train_labels.parquet: share of EEGs by (median) total votes ...
 VOTE_TOTALS = {
-    1: 0.1807, 2: 0.1025, 3: 0.3324, 4: 0.0275, 5: 0.0265, 6: 0.0069, 7: 0.0005, 8: 0.0009,
-    9: 0.0002, 10: 0.0066, 11: 0.0174, 12: 0.039, 13: 0.0622, 14: 0.0352, 15: 0.0795,
-    16: 0.0272, 17: 0.017, 18: 0.0176, 19: 0.0036, 20: 0.0112, 21: 0.0028, 22: 0.0012,
-    23: 0.0006, 24: 0.0002, 25: 0.0003, 26: 0.0001, 27: 0.0001, 28: 0.0001,
-}  # fmt: skip
+    1: 0.1807,
+    2: 0.1025,
+    3: 0.3324,
+    4: 0.0275,
+    5: 0.0265,
+    6: 0.0069,
+    7: 0.0005,
+    8: 0.0009,
+    9: 0.0002,
+    10: 0.0066,
+    11: 0.0174,
+    12: 0.039,
+    13: 0.0622,
+    14: 0.0352,
+    15: 0.0795,
+    16: 0.0272,
+    17: 0.017,
+    18: 0.0176,
+    19: 0.0036,
+    20: 0.0112,
+    21: 0.0028,
+    22: 0.0012,
+    23: 0.0006,
+    24: 0.0002,
+    25: 0.0003,
+    26: 0.0001,
+    27: 0.0001,
+    28: 0.0001,
+}
 # ... and by majority class (seizure, lpd, gpd, lrda, grda, other).
 CLASS_PRIOR = np.array([0.159, 0.151, 0.106, 0.055, 0.108, 0.421])
 # Which classes experts confuse each class with (the off-diagonal mass of the real vote matrix).
@@ -73,10 +97,26 @@ CONFUSABLE = {
 }
 
 _SIDE = {  # -1 left, 0 midline, +1 right (EKG excluded)
-    "Fp1": -1, "F3": -1, "C3": -1, "P3": -1, "F7": -1, "T3": -1, "T5": -1, "O1": -1,
-    "Fz": 0, "Cz": 0, "Pz": 0,
-    "Fp2": 1, "F4": 1, "C4": 1, "P4": 1, "F8": 1, "T4": 1, "T6": 1, "O2": 1,
-}  # fmt: skip
+    "Fp1": -1,
+    "F3": -1,
+    "C3": -1,
+    "P3": -1,
+    "F7": -1,
+    "T3": -1,
+    "T5": -1,
+    "O1": -1,
+    "Fz": 0,
+    "Cz": 0,
+    "Pz": 0,
+    "Fp2": 1,
+    "F4": 1,
+    "C4": 1,
+    "P4": 1,
+    "F8": 1,
+    "T4": 1,
+    "T6": 1,
+    "O2": 1,
+}
 _FRONTAL = {"Fp1", "Fp2", "F3", "F4", "F7", "F8", "Fz"}
 _POSTERIOR = {"O1", "O2", "P3", "P4", "T5", "T6", "Pz"}
 _TEMPORAL = {"F7", "F8", "T3", "T4", "T5", "T6"}
@@ -166,9 +206,11 @@ def _pattern(cls: str, rng: np.random.Generator, n: int) -> np.ndarray:
         phase = 2 * np.pi * freq * t + 0.3 * np.sin(2 * np.pi * t / rng.uniform(5, 15))
         wave = np.sin(phase)
         w = _spatial(
-            side if lateral else 0, spread=0.15, frontal=0.0 if lateral else 0.8,
+            side if lateral else 0,
+            spread=0.15,
+            frontal=0.0 if lateral else 0.8,
             temporal=0.5 if lateral else 0.0,
-        )  # fmt: skip
+        )
         return 2.5 * w[:, None] * (wave * slow_mod)[None, :]
     return np.zeros((len(_SCALP), n))  # "other": no pattern beyond background and artefacts
 
@@ -181,8 +223,15 @@ def _artefacts(rng: np.random.Generator, n: int, rate_per_min: float) -> np.ndar
     blink = np.sin(np.pi * t_blink / 0.4) ** 2
     for start in rng.integers(0, n, rng.poisson(rate_per_min * minutes)):
         seg = blink[: n - start] * rng.uniform(80, 200)
-        for name, gain in (("Fp1", 1.0), ("Fp2", 1.0), ("F7", 0.3), ("F8", 0.3), ("F3", 0.4),
-                           ("F4", 0.4), ("Fz", 0.4)):  # fmt: skip
+        for name, gain in (
+            ("Fp1", 1.0),
+            ("Fp2", 1.0),
+            ("F7", 0.3),
+            ("F8", 0.3),
+            ("F3", 0.4),
+            ("F4", 0.4),
+            ("Fz", 0.4),
+        ):
             out[_IDX[name], start : start + len(seg)] += gain * seg
     for start in rng.integers(0, n, rng.poisson(0.5 * rate_per_min * minutes)):
         length = int(rng.uniform(0.5, 3.0) * SAMPLE_RATE)
@@ -356,15 +405,20 @@ def generate(root: str | Path, seed: int, size: DemoSize = DemoSize()) -> Path:
         total = int(rng.choice(totals[0], p=totals[1] / totals[1].sum()))
         for sub, offset in enumerate(offsets):
             votes = _votes(rng, probs, total)
-            train_rows.append({
-                "eeg_id": eeg_id, "eeg_sub_id": sub, "eeg_label_offset_seconds": float(offset),
-                "spectrogram_id": spec_id, "spectrogram_sub_id": sub,
-                "spectrogram_label_offset_seconds": float(offset),
-                "label_id": int(master.integers(10**6, 4 * 10**9)),
-                "patient_id": patient.patient_id,
-                "expert_consensus": EXPERT_CONSENSUS[int(np.argmax(votes))],
-                **dict(zip(VOTE_COLUMNS, (int(v) for v in votes), strict=False)),
-            })  # fmt: skip
+            train_rows.append(
+                {
+                    "eeg_id": eeg_id,
+                    "eeg_sub_id": sub,
+                    "eeg_label_offset_seconds": float(offset),
+                    "spectrogram_id": spec_id,
+                    "spectrogram_sub_id": sub,
+                    "spectrogram_label_offset_seconds": float(offset),
+                    "label_id": int(master.integers(10**6, 4 * 10**9)),
+                    "patient_id": patient.patient_id,
+                    "expert_consensus": EXPERT_CONSENSUS[int(np.argmax(votes))],
+                    **dict(zip(VOTE_COLUMNS, (int(v) for v in votes), strict=False)),
+                }
+            )
     pd.DataFrame(train_rows).to_csv(root / "train.csv", index=False)
     pd.DataFrame(test_rows).to_csv(root / "test.csv", index=False)
     sample = pd.DataFrame({"eeg_id": [r["eeg_id"] for r in test_rows]})

@@ -73,10 +73,13 @@ def generate(out: Path, rows: pd.DataFrame, seed: int, workers: int = 2) -> dict
     def write_eeg(eeg_id: int) -> None:
         rng = np.random.default_rng([seed, int(eeg_id)])  # per-EEG stream: order-independent
         patient = _Patient(
-            int(patient_of[eeg_id]), float(rng.lognormal(0.0, 0.3)) * 20.0,
-            float(rng.uniform(7.5, 11.5)), float(rng.uniform(0.9, 1.6)),
-            float(rng.uniform(1.0, 8.0)), 0,
-        )  # fmt: skip
+            int(patient_of[eeg_id]),
+            float(rng.lognormal(0.0, 0.3)) * 20.0,
+            float(rng.uniform(7.5, 11.5)),
+            float(rng.uniform(0.9, 1.6)),
+            float(rng.uniform(1.0, 8.0)),
+            0,
+        )
         mix, _ = _mix(rng, int(np.argmax(votes.loc[eeg_id].to_numpy())))
         signal = _recording(rng, patient, float(eeg_seconds[eeg_id]), mix)
         _write_parquet(out / "train_eegs" / f"{eeg_id}.parquet", signal, list(EEG_COLUMNS))
@@ -91,22 +94,26 @@ def generate(out: Path, rows: pd.DataFrame, seed: int, workers: int = 2) -> dict
 
     # The FFTs and parquet encoding release the GIL; each thread holds one recording at a time.
     with ThreadPoolExecutor(workers) as pool:
-        list(tqdm(pool.map(write_eeg, eeg_seconds.index), total=len(eeg_seconds),
-                  desc="EEGs"))  # fmt: skip
-        list(tqdm(pool.map(write_spec, spec_rows.index), total=len(spec_rows),
-                  desc="spectrograms"))  # fmt: skip
+        list(tqdm(pool.map(write_eeg, eeg_seconds.index), total=len(eeg_seconds), desc="EEGs"))
+        list(tqdm(pool.map(write_spec, spec_rows.index), total=len(spec_rows), desc="spectrograms"))
     rows.to_csv(out / "train.csv", index=False)
     return {
-        "eegs": len(eeg_seconds), "windows": len(rows),
-        "patients": int(rows["patient_id"].nunique()), "spectrograms": len(spec_rows),
-        "eeg_hours": float(eeg_seconds.sum() / 3600), "spectrogram_rows": int(spec_rows.sum()),
-    }  # fmt: skip
+        "eegs": len(eeg_seconds),
+        "windows": len(rows),
+        "patients": int(rows["patient_id"].nunique()),
+        "spectrograms": len(spec_rows),
+        "eeg_hours": float(eeg_seconds.sum() / 3600),
+        "spectrogram_rows": int(spec_rows.sum()),
+    }
 
 
 def ensure_fullscale(
-    out: str | Path, fraction: float, seed: int = 0, labels: str | Path = DEFAULT_LABELS,
+    out: str | Path,
+    fraction: float,
+    seed: int = 0,
+    labels: str | Path = DEFAULT_LABELS,
     workers: int = 2,
-) -> tuple[Path, dict[str, float]]:  # fmt: skip
+) -> tuple[Path, dict[str, float]]:
     """The dataset at ``out`` for ``fraction``, generated on first use; with its counts."""
     out = Path(out)
     wanted = {"fraction": fraction, "seed": seed, "classes": list(CLASSES)}
@@ -136,9 +143,10 @@ def ensure_fullscale(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m hmsbrain.hms.fullscale", description=__doc__,
+        prog="python -m hmsbrain.hms.fullscale",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     parser.add_argument("--fraction", type=float, default=1.0, help="share of the patients")
     parser.add_argument("--out", type=Path, required=True, help="folder to write")
     parser.add_argument("--labels", type=Path, default=DEFAULT_LABELS)

@@ -26,9 +26,11 @@ def uses_spectrogram(cfg: PreprocessConfig, names: Sequence[str]) -> bool:
 
 
 def window_inputs(
-    eeg_windows: np.ndarray, spec_windows: Sequence[np.ndarray] | None, cfg: PreprocessConfig,
+    eeg_windows: np.ndarray,
+    spec_windows: Sequence[np.ndarray] | None,
+    cfg: PreprocessConfig,
     names: Sequence[str] = ALL_INPUTS,
-) -> Batch:  # fmt: skip
+) -> Batch:
     """Raw windows ``(rows, 10000, 20)`` (+ Kaggle windows) -> the model inputs ``names``."""
     montage = map_batch(lambda eeg: clean_montage(eeg, cfg), np.asarray(eeg_windows))
     kaggle = None

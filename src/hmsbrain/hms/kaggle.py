@@ -85,9 +85,12 @@ def ensure_exported(run: Path, data_dir: str | None = None) -> list[Path]:
 
 
 def build_package(
-    report_path: str | Path, out_dir: str | Path, kaggle_user: str,
-    data_dir: str | None = None, overwrite: bool = False,
-) -> tuple[Path, Path]:  # fmt: skip
+    report_path: str | Path,
+    out_dir: str | Path,
+    kaggle_user: str,
+    data_dir: str | None = None,
+    overwrite: bool = False,
+) -> tuple[Path, Path]:
     """Write the model dataset and kernel folders for the ensemble in ``report_path``.
 
     Returns ``(dataset_dir, kernel_dir)``. Run paths in the report are taken relative to the
@@ -111,8 +114,9 @@ def build_package(
     staging = Path(tempfile.mkdtemp(prefix=".package-", dir=out_dir))
     try:
         dataset = staging / DATASET_SLUG
-        shutil.copytree(PACKAGE_DIR, dataset / "hmsbrain",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))  # fmt: skip
+        shutil.copytree(
+            PACKAGE_DIR, dataset / "hmsbrain", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
         for run in runs:
             for fold in ensure_exported(run, data_dir):
                 target = dataset / "runs" / run.name / fold.name
@@ -120,17 +124,25 @@ def build_package(
                 for name in FOLD_FILES:
                     shutil.copy2(fold / name, target / name)
         manifest = {
-            "runs": names, "method": report["method"], "weights": report["weights"],
+            "runs": names,
+            "method": report["method"],
+            "weights": report["weights"],
             # ensemble.py blends only runs whose OOF and test used the same TTA.
-            "tta": report["tta"], "class_prior": report["class_prior"],
-            "blend_cv": report.get("blend_cv"), "report": report_path.name,
+            "tta": report["tta"],
+            "class_prior": report["class_prior"],
+            "blend_cv": report.get("blend_cv"),
+            "report": report_path.name,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }  # fmt: skip
+        }
         write_json(dataset / MANIFEST, manifest)
-        write_json(dataset / "dataset-metadata.json", {
-            "title": "hmsbrain models", "id": f"{kaggle_user}/{DATASET_SLUG}",
-            "licenses": [{"name": "CC0-1.0"}],
-        })  # fmt: skip
+        write_json(
+            dataset / "dataset-metadata.json",
+            {
+                "title": "hmsbrain models",
+                "id": f"{kaggle_user}/{DATASET_SLUG}",
+                "licenses": [{"name": "CC0-1.0"}],
+            },
+        )
         kernel = staging / "kernel"
         kernel.mkdir()
         shutil.copy2(KERNELS_DIR / KERNEL_NOTEBOOK, kernel / KERNEL_NOTEBOOK)
@@ -157,9 +169,11 @@ def upload_commands(dataset_dir: Path, kernel_dir: Path) -> list[str]:
 
 
 def predict_package(
-    model_dir: str | Path, data_dir: str | Path, runtime: str = "auto",
+    model_dir: str | Path,
+    data_dir: str | Path,
+    runtime: str = "auto",
     cache_dir: str | Path | None = None,
-) -> tuple[pd.DataFrame, dict[int, str]]:  # fmt: skip
+) -> tuple[pd.DataFrame, dict[int, str]]:
     """The blended test prediction of a packaged ensemble (``eeg_id`` + six vote columns), and
     the EEGs that got the ensemble's class prior because they could not be read (id -> why)."""
     model_dir = Path(model_dir)
@@ -171,11 +185,17 @@ def predict_package(
     names = manifest["runs"]
     predictions = [
         predict_run(
-            model_dir / "runs" / name, str(data_dir), "test", manifest["tta"], runtime=runtime,
-            cache_dir=str(cache_dir), write=False, fallback=True,
+            model_dir / "runs" / name,
+            str(data_dir),
+            "test",
+            manifest["tta"],
+            runtime=runtime,
+            cache_dir=str(cache_dir),
+            write=False,
+            fallback=True,
         )
         for name in names
-    ]  # fmt: skip
+    ]
     weights = np.array([manifest["weights"][n] for n in names], dtype=float)
     blended = blend_frames([p.frame for p in predictions], names, weights, manifest["method"])
     fallback = {k: v for p in predictions for k, v in p.fallback.items()}
@@ -184,15 +204,18 @@ def predict_package(
             manifest["class_prior"], dtype=float
         )
         for eeg_id, reason in sorted(fallback.items()):
-            log.warning("FALLBACK eeg_id %s: the ensemble's class prior is submitted (%s)",
-                        eeg_id, reason)  # fmt: skip
+            log.warning(
+                "FALLBACK eeg_id %s: the ensemble's class prior is submitted (%s)", eeg_id, reason
+            )
     return blended, fallback
 
 
 def run_kernel(
-    model_dir: str | Path, data_dir: str | Path, out_path: str | Path = "submission.csv",
+    model_dir: str | Path,
+    data_dir: str | Path,
+    out_path: str | Path = "submission.csv",
     runtime: str = "auto",
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     """What the Kaggle notebook does: predict, blend, validate, write ``submission.csv``."""
     data_dir = Path(data_dir)
     submission, fallback = predict_package(model_dir, data_dir, runtime)
@@ -200,6 +223,10 @@ def run_kernel(
         submission, Path(out_path), data_dir / TEST_CSV, data_dir / SAMPLE_SUBMISSION_CSV
     )
     if fallback:
-        log.warning("%d of %d test EEGs got the fallback prediction: %s", len(fallback),
-                    len(submission), sorted(fallback))  # fmt: skip
+        log.warning(
+            "%d of %d test EEGs got the fallback prediction: %s",
+            len(fallback),
+            len(submission),
+            sorted(fallback),
+        )
     return submission

@@ -157,8 +157,10 @@ def _infinite_to_nan(values: np.ndarray, path: Path, columns: tuple[str, ...]) -
         named = [columns[i] for i in np.flatnonzero(infinite.any(axis=0))]
         log.warning(
             "%s: %d infinite values (in %s) treated as missing, like NaN",
-            path, int(infinite.sum()), _short(named),
-        )  # fmt: skip
+            path,
+            int(infinite.sum()),
+            _short(named),
+        )
         values = np.where(infinite, np.float32(np.nan), values)
     return values
 
@@ -275,9 +277,10 @@ class HMSData:
             named = [EEG_COLUMNS[c] for c in np.flatnonzero(dead)]
             offset = row["eeg_label_offset_seconds"]
             self._warn_once(
-                path, f"channels {_short(named)} hold no value in the window at {offset:g} s; "
+                path,
+                f"channels {_short(named)} hold no value in the window at {offset:g} s; "
                 "they become zeros",
-            )  # fmt: skip
+            )
         return window
 
     def spectrogram_window(self, i: int) -> np.ndarray:
@@ -290,9 +293,10 @@ class HMSData:
         share = float(np.isnan(window).mean())
         if share > NAN_HEAVY_SHARE:
             self._warn_once(
-                path, f"{share:.0%} of the window at {offset:g} s is missing (NaN); the model "
+                path,
+                f"{share:.0%} of the window at {offset:g} s is missing (NaN); the model "
                 "sees it as zeros",
-            )  # fmt: skip
+            )
         return window
 
     def _warn_once(self, path: Path, message: str) -> None:

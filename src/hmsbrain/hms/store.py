@@ -71,7 +71,7 @@ def decode_log_spectrogram(codes: np.ndarray) -> np.ndarray:
     return np.where(codes == NAN_CODE, np.float32(np.nan), values)
 
 
-@dataclass(eq=False)  # hashed by identity: its spectrograms are cached per store
+@dataclass(eq=False)  # compared by identity: one store per split and process
 class RecordingStore:
     """Every recording of one split, once; windows are cut on demand."""
 
@@ -81,6 +81,10 @@ class RecordingStore:
     failed: dict[int, str]  # eeg_id -> why it could not be stored (fallback builds)
     sources: dict[int, str]  # eeg_id -> its parquet file, for messages
     failed_spectrograms: dict[int, str]  # spectrogram_id -> why it could not be stored
+
+    def __post_init__(self) -> None:
+        # A few spectrograms, decoded, per store: the windows of one EEG share its spectrogram.
+        self.log_spectrogram = functools.lru_cache(maxsize=64)(self._read_log_spectrogram)
 
     def montage_window(self, eeg_id: int, offset_seconds: float) -> np.ndarray:
         """The 50 s montage window at ``offset_seconds``, ``(16, 10000)`` float32."""
@@ -96,8 +100,7 @@ class RecordingStore:
         window = self.montage[first + start : first + start + EEG_WINDOW_SAMPLES]
         return np.asarray(window, dtype=np.float32).T
 
-    @functools.lru_cache(maxsize=64)  # noqa: B019 (one store per split and process)
-    def log_spectrogram(self, spec_id: int) -> np.ndarray:
+    def _read_log_spectrogram(self, spec_id: int) -> np.ndarray:
         if spec_id in self.failed_spectrograms:
             raise DataError(self.failed_spectrograms[spec_id])
         path = self.root / "spectrograms" / f"{spec_id}.npz"
@@ -137,9 +140,13 @@ def store_key(data: HMSData, dtype: str, spectrograms: bool) -> str:
 
 
 def open_store(
-    data: HMSData, cache_dir: str | Path, dtype: str = "float16", spectrograms: bool = True,
-    fallback: bool = False, workers: int = 2,
-) -> RecordingStore:  # fmt: skip
+    data: HMSData,
+    cache_dir: str | Path,
+    dtype: str = "float16",
+    spectrograms: bool = True,
+    fallback: bool = False,
+    workers: int = 2,
+) -> RecordingStore:
     """The store of ``data`` under ``cache_dir``, built on first use."""
     if dtype not in STORE_DTYPES:
         raise DataError(f"data.store_dtype={dtype!r} is not one of {list(STORE_DTYPES)}")
@@ -154,11 +161,13 @@ def open_store(
         raise DataError(f"{reason} ({len(failed)} EEGs of {data.split} could not be stored)")
     index = pd.read_parquet(root / "index.parquet")
     return RecordingStore(
-        root, np.load(root / "montage.npy", mmap_mode="r"),
-        {int(e): (int(f), int(n)) for e, f, n in index.itertuples(index=False)}, failed,
+        root,
+        np.load(root / "montage.npy", mmap_mode="r"),
+        {int(e): (int(f), int(n)) for e, f, n in index.itertuples(index=False)},
+        failed,
         {int(e): str(data.eeg_path(e)) for e in data.rows["eeg_id"].unique()},
         {int(k): v for k, v in meta["failed_spectrograms"].items()},
-    )  # fmt: skip
+    )
 
 
 def _recording_length(path: Path) -> int | str:
@@ -233,19 +242,28 @@ def build_store(
         return None
 
     failed_specs: dict[int, str] = {}
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(spec_ids), desc="storing "
-                                                   "spectrograms") as bar:  # fmt: skip
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(total=len(spec_ids), desc="storing spectrograms") as bar,
+    ):
         for spec_id, reason in zip(spec_ids, pool.map(store_spec, spec_ids), strict=True):
             if reason is not None:  # its EEGs' windows fail at batch time, naming it
                 log.warning("spectrogram %s cannot be stored: %s", spec_id, reason)
                 failed_specs[spec_id] = reason
             bar.update()
-    write_json(root / "meta.json", {
-        "version": STORE_VERSION, "dtype": dtype, "split": data.split, "eegs": len(kept),
-        "samples": int(sizes.sum()), "spectrograms": len(spec_ids),
-        "failed": {str(k): v for k, v in failed.items()},
-        "failed_spectrograms": {str(k): v for k, v in failed_specs.items()},
-    })  # fmt: skip
+    write_json(
+        root / "meta.json",
+        {
+            "version": STORE_VERSION,
+            "dtype": dtype,
+            "split": data.split,
+            "eegs": len(kept),
+            "samples": int(sizes.sum()),
+            "spectrograms": len(spec_ids),
+            "failed": {str(k): v for k, v in failed.items()},
+            "failed_spectrograms": {str(k): v for k, v in failed_specs.items()},
+        },
+    )
 
 
 def store_bytes(root: Path) -> int:

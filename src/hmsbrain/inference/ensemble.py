@@ -152,9 +152,11 @@ def fit_weights(preds: list[np.ndarray], target: np.ndarray, method: str) -> np.
         return np.ones(1)
     result = scipy.optimize.minimize(
         lambda w: kl_score(target, blend(preds, np.clip(w, 0, None), method)),
-        np.full(n, 1.0 / n), method="SLSQP", bounds=[(0.0, 1.0)] * n,
+        np.full(n, 1.0 / n),
+        method="SLSQP",
+        bounds=[(0.0, 1.0)] * n,
         constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1.0}],
-    )  # fmt: skip
+    )
     if not result.success:
         raise EnsembleError(
             f"fitting {method} blend weights on {len(target)} units failed: {result.message}"
@@ -239,8 +241,9 @@ class _Truth:
         votes = self.votes.loc[ids].to_numpy()
         s, h = votes >= self.select, votes >= HIGH_VOTES
         out = {
-            "cv": kl_score(t, pred), "cv_selected": kl_score(t[s], pred[s]) if s.any() else np.nan,
-        }  # fmt: skip
+            "cv": kl_score(t, pred),
+            "cv_selected": kl_score(t[s], pred[s]) if s.any() else np.nan,
+        }
         if not self.hard:
             out["cv_10plus"] = kl_score(t[h], pred[h]) if h.any() else np.nan
         else:
@@ -262,11 +265,13 @@ def ensemble(runs: list[RunPredictions], data: Dataset) -> EnsembleResult:
         common &= set(r.oof[id_column])
     if any(set(r.oof[id_column]) != common for r in runs):
         sizes = ", ".join(f"{r.name}: {len(r.oof)}" for r in runs)
-        notes.append(f"runs cover different OOF units ({sizes}); blending on the {len(common)} "
-                     "they share")  # fmt: skip
+        notes.append(
+            f"runs cover different OOF units ({sizes}); blending on the {len(common)} they share"
+        )
     ids = np.array(sorted(common))
-    truth = _Truth(data.unit_targets(data.rows), data.unit_votes(data.rows), select, classes,
-                   data.hard)  # fmt: skip
+    truth = _Truth(
+        data.unit_targets(data.rows), data.unit_votes(data.rows), select, classes, data.hard
+    )
     targets = truth.targets.loc[ids].to_numpy()
     selected = (truth.votes.loc[ids] >= select).to_numpy()
     folds = _common_folds(runs, ids)
@@ -275,29 +280,45 @@ def ensemble(runs: list[RunPredictions], data: Dataset) -> EnsembleResult:
     rows = []
     for r in runs:  # each run over all its own OOF units
         own = r.oof.set_index(id_column)
-        rows.append({"run": r.name, "units": len(own),
-                     **truth.scores(own.index.to_numpy(), own[classes].to_numpy())})  # fmt: skip
+        rows.append(
+            {
+                "run": r.name,
+                "units": len(own),
+                **truth.scores(own.index.to_numpy(), own[classes].to_numpy()),
+            }
+        )
     baseline = next((r for r in runs if r.baseline is not None), None)
     if baseline is not None:
         own = baseline.baseline.set_index(id_column)  # type: ignore[union-attr]
-        rows.append({"run": f"band-power baseline ({baseline.name}'s folds)", "units": len(own),
-                     **truth.scores(own.index.to_numpy(), own[classes].to_numpy())})  # fmt: skip
+        rows.append(
+            {
+                "run": f"band-power baseline ({baseline.name}'s folds)",
+                "units": len(own),
+                **truth.scores(own.index.to_numpy(), own[classes].to_numpy()),
+            }
+        )
     method, weights = fit_blend([p[selected] for p in preds], targets[selected])
     in_sample = truth.scores(ids, blend(preds, weights, method))
     if len(runs) == 1:
         nested = dict(in_sample)  # nothing is fitted to a single run
     elif len(np.unique(folds)) < 2:
         nested = dict.fromkeys(in_sample, np.nan)
-        notes.append("the OOF covers one fold: the blend cannot be scored out of sample (nested "
-                     "CV needs at least 2 folds); its CV is unknown")  # fmt: skip
+        notes.append(
+            "the OOF covers one fold: the blend cannot be scored out of sample (nested "
+            "CV needs at least 2 folds); its CV is unknown"
+        )
     else:
         nested = truth.scores(ids, nested_blend(preds, targets, folds, selected))
     single = min(truth.scores(ids, p)["cv"] for p in preds)
     table = pd.DataFrame(rows)
     table["weight"] = [*weights, *([np.nan] if baseline is not None else [])]
     for label, figures in (("nested CV", nested), ("in-sample", in_sample)):
-        table.loc[len(table)] = {"run": f"blend ({method}), {label}", "units": len(ids),
-                                 **figures, "weight": weights.sum()}  # fmt: skip
+        table.loc[len(table)] = {
+            "run": f"blend ({method}), {label}",
+            "units": len(ids),
+            **figures,
+            "weight": weights.sum(),
+        }
     prior = truth.targets.mean(axis=0).to_numpy()
     submission, fallback = None, {}
     if all(r.test is not None for r in runs):
@@ -310,16 +331,28 @@ def ensemble(runs: list[RunPredictions], data: Dataset) -> EnsembleResult:
             # one run's guess with another's prior.
             keys = submission[id_column].astype(str).isin(list(fallback))
             submission.loc[keys, classes] = prior
-            notes.append(f"{len(fallback)} test units could not be read and get the class prior: "
-                         f"{sorted(fallback)[:10]}")  # fmt: skip
+            notes.append(
+                f"{len(fallback)} test units could not be read and get the class prior: "
+                f"{sorted(fallback)[:10]}"
+            )
     else:
         notes.append("some runs have no test.parquet (run predict.py): no submission written")
     return EnsembleResult(
-        table, method, dict(zip([r.name for r in runs], weights.tolist(), strict=True)),
-        nested["cv"], nested["cv_selected"], in_sample["cv"], single, select, tta, prior,
-        submission, notes, fallback,
+        table,
+        method,
+        dict(zip([r.name for r in runs], weights.tolist(), strict=True)),
+        nested["cv"],
+        nested["cv_selected"],
+        in_sample["cv"],
+        single,
+        select,
+        tta,
+        prior,
+        submission,
+        notes,
+        fallback,
         {k: nested[k] for k in TABLE_METRICS if k in nested},
-    )  # fmt: skip
+    )
 
 
 def dataset_of(run: str | Path) -> Dataset:
@@ -332,17 +365,22 @@ def write_report(
 ) -> None:
     """The JSON report beside a submission; ``blend_cv`` is the nested (out-of-sample) CV."""
     report = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"), "runs": runs,
-        "method": result.method, "weights": result.weights,
-        "blend_cv": _finite(result.cv), "blend_cv_selected": _finite(result.cv_selected),
-        "blend_cv_in_sample": result.cv_in_sample, "best_single_cv": result.best_single,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "runs": runs,
+        "method": result.method,
+        "weights": result.weights,
+        "blend_cv": _finite(result.cv),
+        "blend_cv_selected": _finite(result.cv_selected),
+        "blend_cv_in_sample": result.cv_in_sample,
+        "best_single_cv": result.best_single,
         "blend_metrics": {k: _finite(v) for k, v in result.metrics.items()},
-        "select_min_votes": result.select_min_votes, "tta": result.tta,
+        "select_min_votes": result.select_min_votes,
+        "tta": result.tta,
         "class_prior": result.class_prior.tolist(),
         "fallback": {str(k): v for k, v in result.fallback.items()},
         "table": result.table.replace({np.nan: None}).to_dict(orient="records"),
         "notes": result.notes,
-    }  # fmt: skip
+    }
     if submission is not None:
         report["submission"] = submission.name
         report["submission_sha256"] = hashlib.sha256(submission.read_bytes()).hexdigest()

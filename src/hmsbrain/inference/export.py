@@ -109,9 +109,12 @@ def check_parity(
 
 
 def export_model(
-    model: keras.Model, path: Path, inputs: dict[str, np.ndarray],
-    opset: int = OPSET, rtol: float = PARITY_RTOL,
-) -> dict[str, object]:  # fmt: skip
+    model: keras.Model,
+    path: Path,
+    inputs: dict[str, np.ndarray],
+    opset: int = OPSET,
+    rtol: float = PARITY_RTOL,
+) -> dict[str, object]:
     """Export ``model`` to ``path``, checked on ``inputs``; the file exists only if it passes."""
     model = float32_model(model)
     with atomic_path(path) as tmp:  # renamed into place only if the check below passes
@@ -135,9 +138,11 @@ def parity_inputs(
 
 
 def export_fold(
-    fold_dir: str | Path, data_dir: str | None = None, opset: int = OPSET,
+    fold_dir: str | Path,
+    data_dir: str | None = None,
+    opset: int = OPSET,
     rtol: float = PARITY_RTOL,
-) -> dict[str, object]:  # fmt: skip
+) -> dict[str, object]:
     """Export ``<fold_dir>/model.keras`` to ``model.onnx`` and write ``export.json``, plus the
     parity windows (``parity.npz``), which travel with the model so that a TensorRT engine built
     from it elsewhere can be checked against ONNX Runtime before it is used."""

@@ -57,9 +57,13 @@ def swap_batch(batch: dict[str, np.ndarray], montage: Montage) -> dict[str, np.n
 
 
 def predict_rows(
-    runtime: Runtime, cache: Inputs, rows: np.ndarray, batch_size: int,
-    montage: Montage | None = None, progress: bool = False,
-) -> np.ndarray:  # fmt: skip
+    runtime: Runtime,
+    cache: Inputs,
+    rows: np.ndarray,
+    batch_size: int,
+    montage: Montage | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """Probabilities ``(len(rows), classes)`` of cached rows; with a ``montage`` (TTA), averaged
     with the hemisphere-swapped input (a mirrored head shows the same pattern, so the label is
     kept)."""
@@ -111,10 +115,16 @@ class RunPrediction:
 
 
 def predict_run(
-    run: str | Path, data_dir: str | None = None, split: str = "test", tta: bool | None = None,
-    batch_size: int = 64, runtime: str = "auto", cache_dir: str | None = None,
-    write: bool = True, fallback: bool = False,
-) -> RunPrediction:  # fmt: skip
+    run: str | Path,
+    data_dir: str | None = None,
+    split: str = "test",
+    tta: bool | None = None,
+    batch_size: int = 64,
+    runtime: str = "auto",
+    cache_dir: str | None = None,
+    write: bool = True,
+    fallback: bool = False,
+) -> RunPrediction:
     """Average of every fold model of ``run`` on ``split`` of ``data_dir``.
 
     ``tta`` defaults to the run's ``train.tta`` (what its OOF used); ``runtime`` is one of
@@ -168,14 +178,19 @@ def predict_run(
         prior = class_prior(run)
         result.loc[result[data.id_column].isin(list(failed)), classes] = prior
         for unit, reason in failed.items():
-            log.warning("FALLBACK %s %s gets %s's class prior: %s", data.id_column, unit,
-                        run.name, reason)  # fmt: skip
+            log.warning(
+                "FALLBACK %s %s gets %s's class prior: %s", data.id_column, unit, run.name, reason
+            )
     meta = {
-        "kind": split, "data_dir": str(Path(data.root).resolve()), "split": split, "tta": tta,
-        "runtime": sorted(set(used)), "folds": [f.name for f in folds],
+        "kind": split,
+        "data_dir": str(Path(data.root).resolve()),
+        "split": split,
+        "tta": tta,
+        "runtime": sorted(set(used)),
+        "folds": [f.name for f in folds],
         "fallback": {str(k): v for k, v in failed.items()},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }  # fmt: skip
+    }
     if write:
         write_predictions(result, run / f"{split}.parquet", meta, source=data.source)
         if "start" in data.rows and not data.labelled:

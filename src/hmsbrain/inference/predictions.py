@@ -62,9 +62,11 @@ def check_finite(frame: pd.DataFrame, source: Callable[[Any], str] | None = None
 
 
 def write_predictions(
-    frame: pd.DataFrame, path: str | Path, meta: dict[str, Any],
+    frame: pd.DataFrame,
+    path: str | Path,
+    meta: dict[str, Any],
     source: Callable[[Any], str] | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write ``frame`` with ``meta`` atomically, after checking every probability is finite.
 
     ``source(id)`` names the input file of a row, for the error message."""

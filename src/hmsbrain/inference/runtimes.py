@@ -114,9 +114,11 @@ def onnx_session(
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(
-        str(path), options, providers=list(providers or onnx_providers()),
+        str(path),
+        options,
+        providers=list(providers or onnx_providers()),
         disabled_optimizers=["Pad_Fusion"],
-    )  # fmt: skip
+    )
 
 
 class OnnxRuntime:
@@ -217,9 +219,12 @@ def check_tensorrt(engine: Runtime, fold_dir: Path, atol: float = TENSORRT_PROBS
 
 
 def open_fold_runtime(
-    kind: str, fold_dir: Path, cache_dir: Path, auto: bool = False,
+    kind: str,
+    fold_dir: Path,
+    cache_dir: Path,
+    auto: bool = False,
     log_line: Callable[[str], None] = log.warning,
-) -> Runtime:  # fmt: skip
+) -> Runtime:
     """:func:`open_runtime`, with every TensorRT engine checked against ONNX Runtime first.
 
     An engine that fails its check is never used: with ``auto`` the fold runs on ONNX Runtime

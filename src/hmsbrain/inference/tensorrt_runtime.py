@@ -38,7 +38,7 @@ PROBS = "probs"
 TIMING_CACHE = "timing.cache"
 
 
-class TensorRTUnavailable(RuntimeError):  # noqa: N818 (the name other modules import)
+class TensorRTUnavailableError(RuntimeError):
     """TensorRT (or a CUDA GPU) is not usable here; the message says why in one line."""
 
 
@@ -161,7 +161,7 @@ class TensorRTRuntime:
     ) -> None:
         reason = unavailable_reason()
         if reason is not None:
-            raise TensorRTUnavailable(reason)
+            raise TensorRTUnavailableError(reason)
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         import tensorrt as trt

@@ -106,20 +106,27 @@ class BandpowerFit:
 
 
 def fit_bandpower(
-    raw: np.ndarray, targets: np.ndarray, sample_rate: float, edges: Sequence[float],
-    cs: Sequence[float] = (1.0,), weights: np.ndarray | None = None,
+    raw: np.ndarray,
+    targets: np.ndarray,
+    sample_rate: float,
+    edges: Sequence[float],
+    cs: Sequence[float] = (1.0,),
+    weights: np.ndarray | None = None,
     groups: np.ndarray | None = None,
-) -> BandpowerFit:  # fmt: skip
+) -> BandpowerFit:
     """Fit on ``raw`` epochs ``(n, samples, channels)`` with target distributions ``(n, K)``."""
     period = Periodogram.of(raw.shape[1], sample_rate, edges)
     return fit_features(period.features(raw), targets, period, cs, weights, groups)
 
 
 def fit_features(
-    features: np.ndarray, targets: np.ndarray, period: Periodogram,
-    cs: Sequence[float] = (1.0,), weights: np.ndarray | None = None,
+    features: np.ndarray,
+    targets: np.ndarray,
+    period: Periodogram,
+    cs: Sequence[float] = (1.0,),
+    weights: np.ndarray | None = None,
     groups: np.ndarray | None = None,
-) -> BandpowerFit:  # fmt: skip
+) -> BandpowerFit:
     """Fit on precomputed ``period.features`` (callers with many epochs read them in chunks).
 
     Soft targets are fitted as weighted hard ones: each epoch once per class it has some
@@ -146,8 +153,10 @@ def fit_features(
         c = float(clf.C_ if isinstance(clf, LogisticRegressionCV) else clf.C)
         if len(present) == 2:  # scikit-learn's binary model is a sigmoid of one logit
             coef[present[1]], intercept[present[0]], intercept[present[1]] = (
-                clf.coef_[0], 0.0, clf.intercept_[0],
-            )  # fmt: skip
+                clf.coef_[0],
+                0.0,
+                clf.intercept_[0],
+            )
         else:
             coef[present], intercept[present] = clf.coef_, clf.intercept_
     var = np.where(scaler.var_ > 0, scaler.var_, 1.0)
@@ -155,9 +164,13 @@ def fit_features(
 
 
 def _logistic(
-    x: np.ndarray, y: np.ndarray, sample_weight: np.ndarray, cs: Sequence[float],
-    groups: np.ndarray | None, epochs: np.ndarray,
-) -> LogisticRegression | LogisticRegressionCV:  # fmt: skip
+    x: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray,
+    cs: Sequence[float],
+    groups: np.ndarray | None,
+    epochs: np.ndarray,
+) -> LogisticRegression | LogisticRegressionCV:
     """One fixed strength, or LogisticRegressionCV over ``cs`` scored by weighted log loss.
     Inner folds keep each group (else each epoch: its soft-label copies) on one side."""
     keys = epochs if groups is None else groups
@@ -169,9 +182,13 @@ def _logistic(
     with sklearn.config_context(enable_metadata_routing=True):
         scorer = make_scorer(log_loss, response_method="predict_proba", greater_is_better=False)
         return LogisticRegressionCV(
-            Cs=list(cs), l1_ratios=(0.0,), cv=splits, max_iter=5000,
-            scoring=scorer.set_score_request(sample_weight=True), use_legacy_attributes=False,
-        ).fit(x, y, sample_weight=sample_weight)  # fmt: skip
+            Cs=list(cs),
+            l1_ratios=(0.0,),
+            cv=splits,
+            max_iter=5000,
+            scoring=scorer.set_score_request(sample_weight=True),
+            use_legacy_attributes=False,
+        ).fit(x, y, sample_weight=sample_weight)
 
 
 def bandpower_model(fit: BandpowerFit, raw_shape: tuple[int, ...], name: str) -> keras.Model:
@@ -190,16 +207,23 @@ def bandpower_model(fit: BandpowerFit, raw_shape: tuple[int, ...], name: str) ->
     cos, sin = period.dft()
     kernel = np.concatenate([cos, sin], axis=1)[None, :, None, :].astype(np.float32)
     stride = period.hop if period.n_frames > 1 else 1
-    dft = layers.Conv2D(2 * n_bins, (1, period.frame), strides=(1, stride), use_bias=False,
-                        trainable=False, name="bp_dft")  # fmt: skip
+    dft = layers.Conv2D(
+        2 * n_bins,
+        (1, period.frame),
+        strides=(1, stride),
+        use_bias=False,
+        trainable=False,
+        name="bp_dft",
+    )
     spectrum = dft(x)  # (channels, frames, 2 * bins)
     dft.set_weights([kernel])
     squared = ops.square(spectrum)
     power = ops.mean(squared[..., :n_bins] + squared[..., n_bins:], axis=2)  # channels, bins
     # Band averaging as a 1x1 convolution over the channel axis: the same product as a Dense
     # layer, but tf2onnx mis-shapes a Dense over a 3-D tensor's last axis (its Tensordot).
-    bands = layers.Conv1D(period.bands.shape[1], 1, use_bias=False, trainable=False,
-                          name="bp_bands")  # fmt: skip
+    bands = layers.Conv1D(
+        period.bands.shape[1], 1, use_bias=False, trainable=False, name="bp_bands"
+    )
     band = bands(power)
     bands.set_weights([period.bands[None].astype(np.float32)])
     logs = layers.Flatten(name="bp_features")(ops.log(band + LOG_FLOOR))

@@ -63,6 +63,10 @@ class Batch:
     kaggle: np.ndarray | None = None  # (rows, H, W) float32, grey
 
     def as_dict(self) -> dict[str, np.ndarray]:
-        pairs = ((IMAGE_INPUT, self.image), (RAW_INPUT, self.raw), (MONTAGE_INPUT, self.montage),
-                 (KAGGLE_INPUT, self.kaggle))  # fmt: skip
+        pairs = (
+            (IMAGE_INPUT, self.image),
+            (RAW_INPUT, self.raw),
+            (MONTAGE_INPUT, self.montage),
+            (KAGGLE_INPUT, self.kaggle),
+        )
         return {k: v for k, v in pairs if v is not None}

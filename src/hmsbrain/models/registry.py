@@ -52,10 +52,14 @@ RAW_MODELS = {WAVENET: wavenet_features, "eegnet": eegnet_features, "shallow": s
 
 
 def build_model(
-    cfg: ModelConfig, image_shape: tuple[int, ...] | None, raw_shape: tuple[int, ...] | None,
-    n_classes: int, sample_rate: float = 0.0,
-    raw_stats: tuple[np.ndarray, np.ndarray] | None = None, graph: GraphImage | None = None,
-) -> keras.Model:  # fmt: skip
+    cfg: ModelConfig,
+    image_shape: tuple[int, ...] | None,
+    raw_shape: tuple[int, ...] | None,
+    n_classes: int,
+    sample_rate: float = 0.0,
+    raw_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    graph: GraphImage | None = None,
+) -> keras.Model:
     """The classifier of ``cfg.backbone`` ending in a float32 ``n_classes``-way softmax.
 
     The shape of an input the model does not read may be None. ``sample_rate`` is the raw
@@ -100,8 +104,9 @@ def build_model(
     x = layers.Dropout(cfg.dropout, name="head_dropout")(x)
     # EEGNet's published head limits its weight norm (0.25), as part of its regularisation.
     constraint = keras.constraints.MaxNorm(0.25) if cfg.backbone == "eegnet" else None
-    logits = layers.Dense(n_classes, name="logits", dtype="float32",
-                          kernel_constraint=constraint)(x)  # fmt: skip
+    logits = layers.Dense(n_classes, name="logits", dtype="float32", kernel_constraint=constraint)(
+        x
+    )
     # Softmax in float32 under mixed precision: float16 probabilities lose the small votes.
     probs = layers.Activation("softmax", name="probs", dtype="float32")(logits)
     model = keras.Model([inputs[n] for n in names], probs, name=f"hms_{cfg.backbone}")

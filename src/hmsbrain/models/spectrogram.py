@@ -37,9 +37,11 @@ MEL_LAYER = "spectrogram_mel"
 
 
 def mel_image(
-    montage: keras.KerasTensor, cfg: PreprocessConfig, groups: tuple[tuple[int, ...], ...],
+    montage: keras.KerasTensor,
+    cfg: PreprocessConfig,
+    groups: tuple[tuple[int, ...], ...],
     sample_rate: float,
-) -> keras.KerasTensor:  # fmt: skip
+) -> keras.KerasTensor:
     """Clean montage ``(batch, channels, samples)`` -> image ``(batch, groups * n_mels,
     n_frames, 3)``, equal to ``build_image(group_tiles(montage, groups, cfg))``.
 

@@ -20,10 +20,12 @@ def wavenet_features(x: keras.KerasTensor, cfg: ModelConfig) -> keras.KerasTenso
     for b in range(cfg.wavenet_blocks):
         for d in cfg.wavenet_dilations:
             name = f"wave_b{b}_d{d}"
-            tanh = layers.Conv1D(f, 3, padding="same", dilation_rate=d, activation="tanh",
-                                 name=f"{name}_tanh")(x)  # fmt: skip
-            gate = layers.Conv1D(f, 3, padding="same", dilation_rate=d, activation="sigmoid",
-                                 name=f"{name}_gate")(x)  # fmt: skip
+            tanh = layers.Conv1D(
+                f, 3, padding="same", dilation_rate=d, activation="tanh", name=f"{name}_tanh"
+            )(x)
+            gate = layers.Conv1D(
+                f, 3, padding="same", dilation_rate=d, activation="sigmoid", name=f"{name}_gate"
+            )(x)
             gated = layers.Multiply(name=f"{name}_mul")([tanh, gate])
             x = layers.Add(name=f"{name}_res")([x, layers.Conv1D(f, 1, name=f"{name}_proj")(gated)])
         x = layers.BatchNormalization(name=f"wave_b{b}_bn")(x)

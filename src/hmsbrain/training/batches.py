@@ -47,9 +47,12 @@ class StageData:
 
 
 def augment(
-    inputs: dict[str, np.ndarray], targets: np.ndarray, rng: np.random.Generator,
-    cfg: TrainConfig, montage: Montage,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:  # fmt: skip
+    inputs: dict[str, np.ndarray],
+    targets: np.ndarray,
+    rng: np.random.Generator,
+    cfg: TrainConfig,
+    montage: Montage,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Hemisphere swap, time/frequency masks and mixup on a batch (numpy, in place where safe).
 
     The swap needs the montage's mirror (a run without one was refused a swap probability)."""
@@ -98,10 +101,16 @@ class EpochBatches(keras.utils.PyDataset):
     carry them as Keras sample weights."""
 
     def __init__(
-        self, stage: StageData, cache: Inputs, names: tuple[str, ...],
-        cfg: TrainConfig, seed: list[int], montage: Montage, workers: int = 1,
+        self,
+        stage: StageData,
+        cache: Inputs,
+        names: tuple[str, ...],
+        cfg: TrainConfig,
+        seed: list[int],
+        montage: Montage,
+        workers: int = 1,
         shard: tuple[int, int] = (0, 1),
-    ) -> None:  # fmt: skip
+    ) -> None:
         """``shard`` = (this process, processes): with several hosts, each process feeds its
         share of every global batch (the same draws everywhere, so the shares partition it)."""
         super().__init__(workers=workers, use_multiprocessing=False)

@@ -95,8 +95,10 @@ def strategy_scope(cfg: Config) -> contextlib.AbstractContextManager:
         import tensorflow as tf
 
         strategy = tf.distribute.MirroredStrategy(cfg.train.devices or None)
-        print(f"train.strategy=mirrored: {strategy.num_replicas_in_sync} replicas "
-              f"({', '.join(strategy.extended.worker_devices)})")  # fmt: skip
+        print(
+            f"train.strategy=mirrored: {strategy.num_replicas_in_sync} replicas "
+            f"({', '.join(strategy.extended.worker_devices)})"
+        )
         return strategy.scope()
     if cfg.train.strategy == "data_parallel":
         if keras.config.backend() != "jax":
@@ -113,8 +115,10 @@ def strategy_scope(cfg: Config) -> contextlib.AbstractContextManager:
                 f"{len(devices)} devices of train.strategy=data_parallel (each gets an equal share)"
             )
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-        print(f"train.strategy=data_parallel: {len(devices)} devices ({', '.join(devices)}), "
-              f"{os.environ.get('KERAS_DISTRIBUTION_NUM_PROCESSES', '1')} process(es)")  # fmt: skip
+        print(
+            f"train.strategy=data_parallel: {len(devices)} devices ({', '.join(devices)}), "
+            f"{os.environ.get('KERAS_DISTRIBUTION_NUM_PROCESSES', '1')} process(es)"
+        )
         return contextlib.nullcontext()
     raise ConfigError(
         f"train.strategy={cfg.train.strategy!r} is not one of none, mirrored, data_parallel"
@@ -243,8 +247,11 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
     policy = _configure_precision(cfg.train.mixed_precision)
     state = {"epoch": 0, "best": math.inf, "best_epoch": -1, "history": []}
     if cfg.model.backbone == BANDPOWER:
-        fit = baseline if baseline is not None else _baseline(cfg, data, cache, train_rows,
-                                                              sample_rate)  # fmt: skip
+        fit = (
+            baseline
+            if baseline is not None
+            else _baseline(cfg, data, cache, train_rows, sample_rate)
+        )
         return _fit_bandpower_run(cfg, fold, paths, state, cache, val, fit, baseline)
     if resume and paths.state.is_file():
         state = json.loads(paths.state.read_text())
@@ -256,17 +263,24 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
         shapes = {name: value.shape[1:] for name, value in sample.items()}
         stats = (
             raw_statistics(cache, train_index)
-            if cfg.preprocess.standardize and RAW_INPUT in names else None
-        )  # fmt: skip
+            if cfg.preprocess.standardize and RAW_INPUT in names
+            else None
+        )
         graph = None
         if MONTAGE_INPUT in shapes:  # preprocess.spectrogram=graph: the model builds its image
-            graph = GraphImage(cfg.preprocess, data.montage.groups, shapes[MONTAGE_INPUT],
-                               shapes.get(KAGGLE_INPUT))  # fmt: skip
+            graph = GraphImage(
+                cfg.preprocess, data.montage.groups, shapes[MONTAGE_INPUT], shapes.get(KAGGLE_INPUT)
+            )
         with strategy_scope(cfg):
             model = build_model(
-                cfg.model, shapes.get("image"), shapes.get("raw"), len(data.classes),
-                sample_rate, stats, graph,
-            )  # fmt: skip
+                cfg.model,
+                shapes.get("image"),
+                shapes.get("raw"),
+                len(data.classes),
+                sample_rate,
+                stats,
+                graph,
+            )
             _synchronise_batch_norm(model, cfg)
             model.compile(
                 optimizer=keras.optimizers.AdamW(
@@ -289,28 +303,43 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
         started = time.time()
         stage_data = stage1 if plan.stage(epoch) == 1 else stage2
         batches = EpochBatches(
-            stage_data, cache, names, cfg.train, [cfg.train.seed, fold, epoch], data.montage,
-            cfg.train.workers or cpu_count(), _process_shard(cfg),
-        )  # fmt: skip
+            stage_data,
+            cache,
+            names,
+            cfg.train,
+            [cfg.train.seed, fold, epoch],
+            data.montage,
+            cfg.train.workers or cpu_count(),
+            _process_shard(cfg),
+        )
         fit = model.fit(
-            batches, epochs=epoch + 1, initial_epoch=epoch, verbose=verbose,
+            batches,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            verbose=verbose,
             callbacks=[StepLR(plan)],
-        )  # fmt: skip
+        )
         # Validated exactly as the OOF and the test are predicted (same TTA), so the epoch kept
         # is the best one for what is submitted.
         probs = predict_rows(
-            KerasRuntime(model, cfg.train.strategy != "none"), cache, val_index,
-            cfg.train.val_batch_size, mirror,
-        )  # fmt: skip
+            KerasRuntime(model, cfg.train.strategy != "none"),
+            cache,
+            val_index,
+            cfg.train.val_batch_size,
+            mirror,
+        )
         scores = val.scores(val.oof(probs))
         chosen = val.selection_loss(scores)
         lr = float(model.optimizer.learning_rate.numpy())
         record = {
-            "epoch": epoch + 1, "stage": plan.stage(epoch),
-            "train_loss": float(fit.history["loss"][-1]), "val_kl": scores["kl"],
-            "val_kl_selected": scores["kl_selected"], "lr": lr,
+            "epoch": epoch + 1,
+            "stage": plan.stage(epoch),
+            "train_loss": float(fit.history["loss"][-1]),
+            "val_kl": scores["kl"],
+            "val_kl_selected": scores["kl_selected"],
+            "lr": lr,
             "seconds": round(time.time() - started, 1),
-        }  # fmt: skip
+        }
         if data.hard:
             record["val_balanced_accuracy"] = scores["balanced_accuracy"]
         state["history"].append(record)
@@ -395,10 +424,12 @@ def _baseline(
         index = np.sort(np.random.default_rng(cfg.train.seed).choice(index, BASELINE_MAX_ROWS))
     raw_len = cache.input_shape(RAW_INPUT)[0]
     period = Periodogram.of(raw_len, sample_rate, cfg.model.bandpower_bands)
-    features = np.concatenate([
-        period.features(cache.batch(index[s : s + STATS_CHUNK])[RAW_INPUT])
-        for s in range(0, len(index), STATS_CHUNK)
-    ])  # fmt: skip
+    features = np.concatenate(
+        [
+            period.features(cache.batch(index[s : s + STATS_CHUNK])[RAW_INPUT])
+            for s in range(0, len(index), STATS_CHUNK)
+        ]
+    )
     targets = data.row_targets(train_rows.loc[index])
     weights = None
     if cfg.train.class_weights == "balanced":
@@ -409,16 +440,24 @@ def _baseline(
 
 
 def _predict_baseline(fit: BandpowerFit, cache: Inputs, rows: np.ndarray) -> np.ndarray:
-    return np.concatenate([
-        fit.predict(cache.batch(rows[s : s + STATS_CHUNK])[RAW_INPUT])
-        for s in range(0, len(rows), STATS_CHUNK)
-    ])  # fmt: skip
+    return np.concatenate(
+        [
+            fit.predict(cache.batch(rows[s : s + STATS_CHUNK])[RAW_INPUT])
+            for s in range(0, len(rows), STATS_CHUNK)
+        ]
+    )
 
 
 def _fit_bandpower_run(
-    cfg: Config, fold: int, paths: RunPaths, state: dict, cache: Inputs, val: Validation,
-    fit: BandpowerFit, baseline: BandpowerFit | None,
-) -> dict:  # fmt: skip
+    cfg: Config,
+    fold: int,
+    paths: RunPaths,
+    state: dict,
+    cache: Inputs,
+    val: Validation,
+    fit: BandpowerFit,
+    baseline: BandpowerFit | None,
+) -> dict:
     """``--backbone bandpower``: the fitted baseline as the run's model (nothing to train)."""
     raw_shape = cache.input_shape(RAW_INPUT)
     model = bandpower_model(fit, raw_shape, name="hms_bandpower")
@@ -428,11 +467,17 @@ def _fit_bandpower_run(
         KerasRuntime(model), cache, val.rows.index.to_numpy(), cfg.train.val_batch_size, mirror
     )
     scores = val.scores(val.oof(probs))
-    state["history"] = [{
-        "epoch": 1, "stage": 1, "train_loss": float("nan"), "val_kl": scores["kl"],
-        "val_kl_selected": scores["kl_selected"], "lr": 0.0,
-        "seconds": round(time.time() - started, 1),
-    }]  # fmt: skip
+    state["history"] = [
+        {
+            "epoch": 1,
+            "stage": 1,
+            "train_loss": float("nan"),
+            "val_kl": scores["kl"],
+            "val_kl_selected": scores["kl_selected"],
+            "lr": 0.0,
+            "seconds": round(time.time() - started, 1),
+        }
+    ]
     state["epoch"], state["best_epoch"] = 1, 1
     _save_model(model, paths.best)
     return _finish(cfg, fold, paths, state, cache, val, baseline)
@@ -445,15 +490,21 @@ def _scores_of(val: Validation, oof: pd.DataFrame) -> dict[str, object]:
     scores: dict[str, object] = dict(val.scores(oof))
     if data.hard:
         target = val.targets.loc[oof[data.id_column]].to_numpy()
-        scores.update(classification_metrics(target, oof[list(data.classes)].to_numpy(),
-                                             data.classes))  # fmt: skip
+        scores.update(
+            classification_metrics(target, oof[list(data.classes)].to_numpy(), data.classes)
+        )
     return scores
 
 
 def _finish(
-    cfg: Config, fold: int, paths: RunPaths, state: dict, cache: Inputs, val: Validation,
+    cfg: Config,
+    fold: int,
+    paths: RunPaths,
+    state: dict,
+    cache: Inputs,
+    val: Validation,
     baseline: BandpowerFit | None,
-) -> dict:  # fmt: skip
+) -> dict:
     """Best model -> model.keras (without optimizer), OOF, baseline OOF, history, curves and
     summary."""
     data = val.data
@@ -463,31 +514,46 @@ def _finish(
     _save_model(plain, paths.model)
     mirror = data.montage if cfg.train.tta else None
     val_index = val.rows.index.to_numpy()
-    oof = val.oof(predict_rows(KerasRuntime(best), cache, val_index, cfg.train.val_batch_size,
-                               mirror))  # fmt: skip
+    oof = val.oof(
+        predict_rows(KerasRuntime(best), cache, val_index, cfg.train.val_batch_size, mirror)
+    )
     oof.insert(1, "fold", fold)
     meta = {
-        "kind": "oof", "tta": cfg.train.tta, "select_min_votes": cfg.train.select_min_votes,
-        "fold": fold, "best_epoch": state["best_epoch"],
-    }  # fmt: skip
+        "kind": "oof",
+        "tta": cfg.train.tta,
+        "select_min_votes": cfg.train.select_min_votes,
+        "fold": fold,
+        "best_epoch": state["best_epoch"],
+    }
     write_predictions(oof, paths.oof, meta, source=data.source)
     scores = _scores_of(val, oof)
     prior = val.scores(val.prior_oof())
     summary: dict[str, object] = {
-        "fold": fold, "cv_kl": scores["kl"], "class_prior_kl": prior["kl"],
-        "ratio": scores["kl"] / prior["kl"], "select_min_votes": cfg.train.select_min_votes,
-        "select_metric": val.metric, "cv_kl_selected": scores["kl_selected"],
-        "class_prior_kl_selected": prior["kl_selected"], "n_selected": int(val.selected.sum()),
-        "class_prior": val.prior.tolist(), "classes": list(data.classes), "hard": data.hard,
-        "tta": cfg.train.tta, "window_seconds": data.epoch_seconds,
-        "best_epoch": state["best_epoch"], "n_val_eegs": len(oof), "run_dir": str(paths.root),
+        "fold": fold,
+        "cv_kl": scores["kl"],
+        "class_prior_kl": prior["kl"],
+        "ratio": scores["kl"] / prior["kl"],
+        "select_min_votes": cfg.train.select_min_votes,
+        "select_metric": val.metric,
+        "cv_kl_selected": scores["kl_selected"],
+        "class_prior_kl_selected": prior["kl_selected"],
+        "n_selected": int(val.selected.sum()),
+        "class_prior": val.prior.tolist(),
+        "classes": list(data.classes),
+        "hard": data.hard,
+        "tta": cfg.train.tta,
+        "window_seconds": data.epoch_seconds,
+        "best_epoch": state["best_epoch"],
+        "n_val_eegs": len(oof),
+        "run_dir": str(paths.root),
         "metrics": {k: v for k, v in scores.items() if k not in ("kl", "kl_selected")},
-    }  # fmt: skip
+    }
     if baseline is not None:
         base = val.oof(_predict_baseline(baseline, cache, val_index))
         base.insert(1, "fold", fold)
-        write_predictions(base, paths.baseline_oof, {**meta, "kind": "baseline_oof"},
-                          source=data.source)  # fmt: skip
+        write_predictions(
+            base, paths.baseline_oof, {**meta, "kind": "baseline_oof"}, source=data.source
+        )
         summary["baseline"] = {**_scores_of(val, base), "c": baseline.c}
     history = pd.DataFrame(state["history"])
     with atomic_path(paths.history) as tmp:

@@ -37,16 +37,30 @@ def write_run_report(run: str | Path, data: Dataset) -> dict[str, object]:
     for i, name in enumerate(data.classes):
         prior_frame[name] = prior[i]
     report: dict[str, object] = {
-        "run": str(run), "classes": list(data.classes), "hard": data.hard,
-        "model": _figures(data, predictions.oof), "class_prior": _figures(data, prior_frame),
+        "run": str(run),
+        "classes": list(data.classes),
+        "hard": data.hard,
+        "model": _figures(data, predictions.oof),
+        "class_prior": _figures(data, prior_frame),
         "folds": [
-            {"fold": s["fold"], "cv_kl": s["cv_kl"], "class_prior_kl": s["class_prior_kl"],
-             **({"balanced_accuracy": s["metrics"].get("balanced_accuracy")} if data.hard else {}),
-             **({"baseline": {k: s["baseline"].get(k) for k in ("kl", "balanced_accuracy")}}
-                if "baseline" in s else {})}
+            {
+                "fold": s["fold"],
+                "cv_kl": s["cv_kl"],
+                "class_prior_kl": s["class_prior_kl"],
+                **(
+                    {"balanced_accuracy": s["metrics"].get("balanced_accuracy")}
+                    if data.hard
+                    else {}
+                ),
+                **(
+                    {"baseline": {k: s["baseline"].get(k) for k in ("kl", "balanced_accuracy")}}
+                    if "baseline" in s
+                    else {}
+                ),
+            }
             for s in summaries
         ],
-    }  # fmt: skip
+    }
     if predictions.baseline is not None:
         report["baseline"] = _figures(data, predictions.baseline)
     write_json(run / "report.json", report)
@@ -61,15 +75,25 @@ def _markdown(report: dict) -> str:
     cols = ["kl", "balanced_accuracy", "accuracy", "macro_f1", "roc_auc"] if hard else ["kl"]
     lines = [f"# CV report: {report['run']}", "", f"classes: {', '.join(report['classes'])}", ""]
     lines += ["| | units | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
-    for label, key in (("model", "model"), ("band-power baseline", "baseline"),
-                       ("class prior", "class_prior")):  # fmt: skip
+    for label, key in (
+        ("model", "model"),
+        ("band-power baseline", "baseline"),
+        ("class prior", "class_prior"),
+    ):
         if key in report:
             figures = report[key]
             cells = [_cell(figures.get(c)) for c in cols]
             lines.append(f"| {label} | {figures['units']} | " + " | ".join(cells) + " |")
-    lines += ["", "Chance balanced accuracy: "
-              f"{report['model'].get('chance_balanced_accuracy', float('nan')):.3f}"
-              if hard else "", "", "## Folds", ""]  # fmt: skip
+    lines += [
+        "",
+        "Chance balanced accuracy: "
+        f"{report['model'].get('chance_balanced_accuracy', float('nan')):.3f}"
+        if hard
+        else "",
+        "",
+        "## Folds",
+        "",
+    ]
     for fold in report["folds"]:
         text = (
             f"- fold {fold['fold']}: KL {fold['cv_kl']:.4f} "
@@ -84,13 +108,21 @@ def _markdown(report: dict) -> str:
                 text += f", balanced accuracy {base['balanced_accuracy']:.3f}"
         lines.append(text)
     if hard:
-        lines += ["", "## Per class", "", "| class | precision | recall | support |",
-                  "|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "",
+            "## Per class",
+            "",
+            "| class | precision | recall | support |",
+            "|---|---|---|---|",
+        ]
         for name, row in report["model"]["per_class"].items():
-            lines.append(f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | "
-                         f"{row['support']} |")  # fmt: skip
-        lines += ["", "Confusion matrix (rows: true, columns: predicted): confusion.csv, "
-                  "confusion.png"]  # fmt: skip
+            lines.append(
+                f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['support']} |"
+            )
+        lines += [
+            "",
+            "Confusion matrix (rows: true, columns: predicted): confusion.csv, confusion.png",
+        ]
     return "\n".join(lines) + "\n"
 
 

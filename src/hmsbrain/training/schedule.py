@@ -33,9 +33,12 @@ class Plan:
         self._total1 = total1
         # Keras' cosine decay: a linear warm-up to the peak, then down to alpha * peak = min_lr.
         self._stage1 = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=c.lr / warm, decay_steps=max(1, total1 - warm),
-            alpha=c.min_lr / c.lr, warmup_target=c.lr, warmup_steps=warm,
-        )  # fmt: skip
+            initial_learning_rate=c.lr / warm,
+            decay_steps=max(1, total1 - warm),
+            alpha=c.min_lr / c.lr,
+            warmup_target=c.lr,
+            warmup_steps=warm,
+        )
         peak2 = c.lr * c.stage2_lr_scale
         self._stage2 = keras.optimizers.schedules.CosineDecay(
             initial_learning_rate=peak2,

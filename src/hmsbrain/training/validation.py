@@ -38,9 +38,14 @@ class Validation:
 
     @classmethod
     def of(
-        cls, val_rows: pd.DataFrame, data: Dataset, prior: np.ndarray, min_votes: int,
-        fold: int, metric: str = "kl",
-    ) -> Validation:  # fmt: skip
+        cls,
+        val_rows: pd.DataFrame,
+        data: Dataset,
+        prior: np.ndarray,
+        min_votes: int,
+        fold: int,
+        metric: str = "kl",
+    ) -> Validation:
         targets = data.unit_targets(val_rows)
         selected = (data.unit_votes(val_rows).loc[targets.index] >= min_votes).to_numpy()
         if not selected.any():

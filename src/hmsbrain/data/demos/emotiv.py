@@ -199,8 +199,12 @@ def _distractor(rng: np.random.Generator, out: np.ndarray, marker: int, subject:
         # Swallowing or tensing: muscle activity and a slow potential of its own timing and sign.
         seconds = rng.uniform(0.3, 1.0)
         start = marker + int(rng.uniform(-0.5, 0.3) * fs)
-        _add(out, _lateral(rng), _emg_burst(rng, subject.emg_uv * rng.uniform(0.5, 1.5), seconds),
-             start)  # fmt: skip
+        _add(
+            out,
+            _lateral(rng),
+            _emg_burst(rng, subject.emg_uv * rng.uniform(0.5, 1.5), seconds),
+            start,
+        )
         slow = _slow_potential(rng.uniform(0.1, 0.5), rng.uniform(0.05, 0.12), int(0.8 * fs))
         _add(out, _JAW, rng.choice([-1.0, 1.0]) * rng.uniform(10, 35) * slow, start)
 

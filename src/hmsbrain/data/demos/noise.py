@@ -7,9 +7,13 @@ import scipy.fft
 
 
 def pink_noise(
-    rng: np.random.Generator, shape: tuple[int, ...], beta: float, sample_rate: float,
-    knee_hz: float = 1.0, dtype: type[np.floating] = np.float64,
-) -> np.ndarray:  # fmt: skip
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    beta: float,
+    sample_rate: float,
+    knee_hz: float = 1.0,
+    dtype: type[np.floating] = np.float64,
+) -> np.ndarray:
     """Unit-variance noise along the last axis, 1/f^beta above ``knee_hz`` and flat below (the
     EEG spectrum is roughly 1/f and flattens at the slowest frequencies); ``dtype`` is that of
     the white noise drawn, so float32 halves the memory of long recordings."""
