@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from hmsbrain.config import load_config
+from hmsbrain.core.inputs import Batch
 from hmsbrain.data import cache as cache_module
 from hmsbrain.data.base import DataError
 from hmsbrain.data.cache import cache_key, open_cache
@@ -77,3 +81,43 @@ def test_fallback_keeps_going_and_names_the_unreadable_eeg(tiny_kaggle, cfg, cap
     with pytest.raises(DataError, match="not a parquet file"):
         open_cache(data, cfg, BOTH)
     assert not [p for p in cache.root.parent.iterdir() if ".partial" in p.name]
+
+
+class OneBadRow:
+    """A three-window source whose second window cannot be read; every input of a good row
+    holds its row number + 1, so a zeroed input shows."""
+
+    split, id_column = "test", "eeg_id"
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.rows = root, pd.DataFrame({"eeg_id": [10, 11, 12]})
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def inputs(self, rows, names, shifts=None) -> Batch:
+        if 1 in list(rows):
+            raise DataError(f"{self.root / '11.parquet'}: not a parquet file")
+        return Batch(
+            {n: np.stack([np.full((2, 3), r + 1.0, np.float32) for r in rows]) for n in names}
+        )
+
+    def blank_inputs(self, names) -> Batch:
+        return Batch({n: np.zeros((1, 2, 3), np.float32) for n in names})
+
+    def input_files(self, names) -> list[Path]:
+        return []
+
+    def source(self, unit) -> str:
+        return str(self.root / f"{unit}.parquet")
+
+
+def test_a_fallback_batch_keeps_every_input_of_the_good_rows(cfg, tmp_path):
+    """preprocess.spectrogram=graph models read montage and kaggle inputs: one unreadable EEG
+    in a batch must zero only its own inputs, never the good EEGs' (it once zeroed both)."""
+    names = ("montage", "kaggle", "raw")
+    cache = open_cache(OneBadRow(tmp_path), cfg, names, fallback=True)
+    assert list(cache.failed) == [1] and "11.parquet" in cache.failed[1]
+    batch = cache.batch(np.arange(3))
+    for name in names:
+        np.testing.assert_array_equal(batch[name][:, 0, 0], [1.0, 0.0, 3.0], err_msg=name)

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import scipy.optimize
 
+from hmsbrain.core.metrics import kl_score
+from hmsbrain.core.predictions import write_predictions
 from hmsbrain.hms.constants import VOTE_COLUMNS
 from hmsbrain.hms.dataset import eeg_targets, eeg_vote_counts
 from hmsbrain.inference import ensemble as ensemble_module
@@ -21,8 +23,6 @@ from hmsbrain.inference.ensemble import (
     fit_weights,
     load_run,
 )
-from hmsbrain.inference.predictions import write_predictions
-from hmsbrain.training.metrics import kl_score
 
 
 def _frame(ids, probs, fold=0) -> pd.DataFrame:

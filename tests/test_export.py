@@ -11,6 +11,7 @@ import onnx
 import pytest
 
 from hmsbrain.config import ModelConfig
+from hmsbrain.core.inputs import WAVENET
 from hmsbrain.inference.export import (
     EXPORT_REPORT,
     ONNX_FILE,
@@ -23,7 +24,6 @@ from hmsbrain.inference.export import (
 )
 from hmsbrain.inference.runtimes import onnx_session
 from hmsbrain.models.imagenet import BACKBONES
-from hmsbrain.models.inputs import WAVENET
 from hmsbrain.models.registry import build_model
 from tests.conftest import tiny_config
 

@@ -19,13 +19,13 @@ from sklearn.preprocessing import StandardScaler
 
 from hmsbrain.cli import predict_main, train_main
 from hmsbrain.config import ConfigError, PreprocessConfig, load_config
+from hmsbrain.core.inputs import ALL_INPUTS
 from hmsbrain.dsp.filters import resample
 from hmsbrain.dsp.montage import choose_montage
 from hmsbrain.dsp.pipeline import epoch_inputs
 from hmsbrain.hms.constants import EEG_COLUMNS
 from hmsbrain.hms.preprocess import bipolar_montage
 from hmsbrain.models.bandpower import BandpowerFit, Periodogram, bandpower_model, fit_bandpower
-from hmsbrain.models.inputs import ALL_INPUTS
 
 EMOTIV = ("AF3", "F7", "F3", "FC5", "T7", "P7", "O1", "O2", "P8", "T8", "FC6", "F4", "F8", "AF4")
 
@@ -81,9 +81,9 @@ def test_inputs_for_any_channel_count(channels) -> None:
     signals = 20 * np.random.default_rng(2).standard_normal((3, channels, 256))
     batch = epoch_inputs(signals.astype(np.float32), 256.0, montage, cfg, ALL_INPUTS)
     groups = len(montage.groups)
-    assert batch.raw.shape == (3, 128, channels)  # 1 s at 128 Hz, channels last
-    assert batch.image.shape == (3, groups * 16, 16, 3)
-    assert np.isfinite(batch.image).all() and np.isfinite(batch.raw).all()
+    assert batch["raw"].shape == (3, 128, channels)  # 1 s at 128 Hz, channels last
+    assert batch["image"].shape == (3, groups * 16, 16, 3)
+    assert np.isfinite(batch["image"]).all() and np.isfinite(batch["raw"]).all()
 
 
 # --- The band-power baseline --------------------------------------------------------------------

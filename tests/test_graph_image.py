@@ -10,8 +10,8 @@ import pytest
 
 from hmsbrain.cli import CONFIGS
 from hmsbrain.config import load_config
+from hmsbrain.core.inputs import ALL_INPUTS, model_inputs
 from hmsbrain.data.sources import open_dataset
-from hmsbrain.models.inputs import ALL_INPUTS, model_inputs
 from hmsbrain.models.registry import GraphImage, build_model
 
 
@@ -36,7 +36,7 @@ def test_the_graph_image_is_the_cpu_image_at_the_full_recipe(hms_sample_dir, tmp
     assert names == ("montage", "kaggle", "raw")
     data = open_dataset(graph_cfg, "train")
     rows = np.arange(len(data))
-    inputs = data.inputs(rows, names).as_dict()
+    inputs = data.inputs(rows, names)
     graph = GraphImage(
         graph_cfg.preprocess,
         data.montage.groups,
@@ -46,7 +46,7 @@ def test_the_graph_image_is_the_cpu_image_at_the_full_recipe(hms_sample_dir, tmp
     model = build_model(graph_cfg.model, None, inputs["raw"].shape[1:], 6, 40.0, None, graph)
     image_of = keras.Model(model.inputs, model.get_layer("image").output)
     built = np.asarray(image_of.predict([inputs[n] for n in names], verbose=0))
-    cpu = open_dataset(cfg(), "train").inputs(rows, ALL_INPUTS).image
+    cpu = open_dataset(cfg(), "train").inputs(rows, ALL_INPUTS)["image"]
     assert built.shape == cpu.shape == (9, 512, 512, 3)
     np.testing.assert_allclose(built, cpu, atol=1e-4)
 

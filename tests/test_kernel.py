@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from hmsbrain.cli import ensemble_main, package_main, predict_main
+from hmsbrain.core.predictions import read_predictions
 from hmsbrain.hms.constants import EEG_COLUMNS, VOTE_COLUMNS
 from hmsbrain.hms.kaggle import (
     COMPETITION,
@@ -26,7 +27,6 @@ from hmsbrain.hms.kaggle import (
 )
 from hmsbrain.hms.submission import validate_submission
 from hmsbrain.inference.predict import predict_run
-from hmsbrain.inference.predictions import read_predictions
 from tests.conftest import spec_columns, tiny_config, write_parquet, write_spectrogram
 
 KERNEL_SOURCE = KERNELS_DIR / "hms_inference.py"

@@ -13,9 +13,9 @@ import pandas as pd
 import pandas.api.types
 import pytest
 
+from hmsbrain.core.metrics import METRIC_EPSILON, class_prior_score, kl_divergence, kl_score
 from hmsbrain.hms.constants import VOTE_COLUMNS
 from hmsbrain.hms.submission import score
-from hmsbrain.training.metrics import METRIC_EPSILON, class_prior_score, kl_divergence, kl_score
 
 ONE_HOT = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
 UNIFORM = [1 / 6] * 6

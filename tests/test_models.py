@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from hmsbrain.config import ModelConfig
+from hmsbrain.core.inputs import WAVENET
 from hmsbrain.models.imagenet import BACKBONES, WeightsError, backbone_names, build_backbone
-from hmsbrain.models.inputs import WAVENET
 from hmsbrain.models.registry import build_model
 
 IMAGE = (64, 64, 3)

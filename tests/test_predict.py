@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from hmsbrain.cli import ensemble_main
+from hmsbrain.core.mirror import swap_batch
+from hmsbrain.core.predictions import FOLD_AVERAGE, read_predictions
 from hmsbrain.hms.constants import VOTE_COLUMNS
 from hmsbrain.hms.preprocess import HMS_MONTAGE
-from hmsbrain.inference.predict import predict_run, swap_batch
-from hmsbrain.inference.predictions import FOLD_AVERAGE, read_predictions
+from hmsbrain.inference.predict import predict_run
 
 OOF_COLUMNS = ["eeg_id", "fold", *VOTE_COLUMNS]
 

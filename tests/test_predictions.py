@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hmsbrain.core.predictions import PredictionError, read_predictions, write_predictions
 from hmsbrain.hms.constants import VOTE_COLUMNS
-from hmsbrain.inference.predictions import PredictionError, read_predictions, write_predictions
 
 
 def _frame(values: np.ndarray) -> pd.DataFrame:

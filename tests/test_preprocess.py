@@ -16,6 +16,7 @@ import pytest
 import scipy.signal
 
 from hmsbrain.config import PreprocessConfig, load_config
+from hmsbrain.core.mirror import swap_batch
 from hmsbrain.dsp.filters import bandpass, fill_nan
 from hmsbrain.dsp.image import build_image
 from hmsbrain.dsp.mel import mel_power
@@ -34,7 +35,6 @@ from hmsbrain.hms.preprocess import (
     swap_hemispheres_spectrogram,
     swap_hemispheres_tiles,
 )
-from hmsbrain.inference.predict import swap_batch
 
 DEFAULT = PreprocessConfig()
 # Every spectrogram parameter changed, and the band-pass edge kept below fmax.
@@ -166,10 +166,10 @@ def test_swapped_model_inputs_equal_the_pipeline_on_the_mirrored_eeg():
     eeg = _lateral_windows(2, seed=3)
     spec = np.stack(_spec_windows(2, seed=4))
     spec[:, :, :100] *= 3.0  # a lateralised Kaggle spectrogram too
-    batch = window_inputs(eeg, list(spec), SMALL).as_dict()
+    batch = window_inputs(eeg, list(spec), SMALL)
     mirrored = window_inputs(
         swap_hemispheres_raw(eeg), list(swap_hemispheres_spectrogram(spec)), SMALL
-    ).as_dict()
+    )
     swapped = swap_batch(batch, HMS_MONTAGE)
     for key in ("image", "raw"):
         assert np.abs(swapped[key] - batch[key]).max() > 0.1, f"{key}: the swap is a no-op here"
@@ -271,22 +271,22 @@ def _spec_windows(n: int, seed: int) -> list[np.ndarray]:
 def test_window_inputs_with_nan_are_finite_and_shaped(cfg):
     eeg = _with_nan(_lateral_windows(2, seed=5))
     batch = window_inputs(eeg, _spec_windows(2, seed=6), cfg)
-    assert batch.image.shape == (2, 4 * cfg.n_mels, 2 * cfg.n_frames, 3)
-    assert batch.raw.shape == (2, 10_000 // cfg.raw_downsample, 16)
-    assert batch.image.dtype == np.float32 and batch.raw.dtype == np.float32
-    assert np.isfinite(batch.image).all() and np.isfinite(batch.raw).all()
+    assert batch["image"].shape == (2, 4 * cfg.n_mels, 2 * cfg.n_frames, 3)
+    assert batch["raw"].shape == (2, 10_000 // cfg.raw_downsample, 16)
+    assert batch["image"].dtype == np.float32 and batch["raw"].dtype == np.float32
+    assert np.isfinite(batch["image"]).all() and np.isfinite(batch["raw"]).all()
     # EEG tiles are scaled to [-1, 1]: peak +1, top_db floor -1.
-    eeg_part = batch.image[:, :, : cfg.n_frames]
+    eeg_part = batch["image"][:, :, : cfg.n_frames]
     assert eeg_part.min() >= -1 - 1e-6 and eeg_part.max() <= 1 + 1e-6
     # The grey image is repeated over the three colour channels.
-    np.testing.assert_array_equal(batch.image[..., 0], batch.image[..., 2])
+    np.testing.assert_array_equal(batch["image"][..., 0], batch["image"][..., 2])
 
 
 def test_window_inputs_without_kaggle_spectrogram():
     cfg = dataclasses.replace(SMALL, use_kaggle_spectrogram=False)
     batch = window_inputs(_with_nan(_lateral_windows(2, seed=7)), None, cfg)
-    assert batch.image.shape == (2, 4 * cfg.n_mels, cfg.n_frames, 3)
-    assert np.isfinite(batch.image).all() and np.isfinite(batch.raw).all()
+    assert batch["image"].shape == (2, 4 * cfg.n_mels, cfg.n_frames, 3)
+    assert np.isfinite(batch["image"]).all() and np.isfinite(batch["raw"]).all()
     with pytest.raises(ValueError, match="use_kaggle_spectrogram"):
         window_inputs(_lateral_windows(1, seed=7), None, SMALL)
 
@@ -297,8 +297,8 @@ def test_a_window_that_is_entirely_nan_still_gives_finite_inputs():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # numpy: mean of an all-NaN slice
         batch = window_inputs(eeg, spec, SMALL)
-    assert np.isfinite(batch.image).all() and np.isfinite(batch.raw).all()
-    np.testing.assert_array_equal(batch.raw, 0.0)
+    assert np.isfinite(batch["image"]).all() and np.isfinite(batch["raw"]).all()
+    np.testing.assert_array_equal(batch["raw"], 0.0)
 
 
 def test_image_layout_follows_chain_order_with_high_frequency_on_top():
@@ -319,7 +319,7 @@ def test_raw_branch_is_the_scaled_decimated_clean_montage():
     batch = window_inputs(eeg, None, dataclasses.replace(SMALL, use_kaggle_spectrogram=False))
     montage = clean_montage(eeg, SMALL)
     expected = scipy.signal.resample_poly(montage[0], 1, SMALL.raw_downsample, axis=-1)
-    np.testing.assert_allclose(batch.raw[0], expected.T / SMALL.scale_uv, atol=1e-5)
+    np.testing.assert_allclose(batch["raw"][0], expected.T / SMALL.scale_uv, atol=1e-5)
 
 
 def test_raw_branch_decimation_does_not_alias():
@@ -344,17 +344,17 @@ def test_real_sample_yields_finite_model_inputs(hms_sample_dir):
     cfg = load_config().preprocess
     train = HMSData(hms_sample_dir, "train")
     batch = row_inputs(train, range(len(train)), cfg)
-    assert batch.image.shape == (9, 512, 512, 3)
-    assert batch.raw.shape == (9, 2000, 16)
-    assert np.isfinite(batch.image).all() and np.isfinite(batch.raw).all()
+    assert batch["image"].shape == (9, 512, 512, 3)
+    assert batch["raw"].shape == (9, 2000, 16)
+    assert np.isfinite(batch["image"]).all() and np.isfinite(batch["raw"]).all()
     # Overlapping sub-windows of one EEG differ (offsets really moved the window).
-    assert np.abs(batch.image[0] - batch.image[1]).max() > 0.1
+    assert np.abs(batch["image"][0] - batch["image"][1]).max() > 0.1
 
     test = HMSData(hms_sample_dir, "test")
     test_batch = row_inputs(test, [0], cfg)
-    assert test_batch.image.shape == (1, 512, 512, 3)
-    assert test_batch.raw.shape == (1, 2000, 16)
-    assert np.isfinite(test_batch.image).all() and np.isfinite(test_batch.raw).all()
+    assert test_batch["image"].shape == (1, 512, 512, 3)
+    assert test_batch["raw"].shape == (1, 2000, 16)
+    assert np.isfinite(test_batch["image"]).all() and np.isfinite(test_batch["raw"]).all()
 
 
 def test_map_batch_equals_the_serial_call():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from hmsbrain.config import load_config
+from hmsbrain.core.inputs import ALL_INPUTS
 from hmsbrain.data.base import DataError
 from hmsbrain.data.cache import StreamInputs
 from hmsbrain.data.sources import open_dataset
@@ -20,7 +21,6 @@ from hmsbrain.hms.store import (
     open_store,
     store_bytes,
 )
-from hmsbrain.models.inputs import ALL_INPUTS
 
 
 def _cfg(data_dir, tmp_path, *extra: str):
@@ -55,7 +55,7 @@ def test_store_inputs_equal_the_per_window_path_at_the_full_recipe(hms_sample_di
         "train",
     )
     rows = np.arange(len(per_window))
-    ref = per_window.inputs(rows, ALL_INPUTS).as_dict()
+    ref = per_window.inputs(rows, ALL_INPUTS)
     got = StreamInputs(stored, ALL_INPUTS).batch(rows)
     assert ref["image"].shape == got["image"].shape == (9, 512, 512, 3)
     for name in ALL_INPUTS:
@@ -71,8 +71,8 @@ def test_float16_store_moves_only_the_weak_bins(hms_sample_dir, tmp_path):
     per_window = open_dataset(_cfg(hms_sample_dir, tmp_path, "data.storage=windows"), "train")
     stored = open_dataset(_cfg(hms_sample_dir, tmp_path, "data.storage=recordings"), "train")
     rows = np.arange(len(per_window))
-    ref = per_window.inputs(rows, ALL_INPUTS).as_dict()
-    got = stored.inputs(rows, ALL_INPUTS).as_dict()
+    ref = per_window.inputs(rows, ALL_INPUTS)
+    got = stored.inputs(rows, ALL_INPUTS)
     gap = np.abs(got["image"] - ref["image"])[..., 0]
     eeg, kaggle = np.s_[:, :, :256], np.s_[:, :, 256:]
     assert gap[eeg][ref["image"][..., 0][eeg] > 0.5].max() < 1e-3
@@ -104,14 +104,14 @@ def test_moved_windows_are_true_time_shifts(hms_sample_dir, tmp_path) -> None:
     )
     dataset = open_dataset(cfg, "train")
     row = int(np.flatnonzero(dataset.rows["eeg_label_offset_seconds"] == 6.0)[0])
-    moved = dataset.inputs([row], ("raw",), shifts=np.array([4.0])).raw
+    moved = dataset.inputs([row], ("raw",), shifts=np.array([4.0]))["raw"]
     at_ten = int(np.flatnonzero(dataset.rows["eeg_label_offset_seconds"] == 18.0)[0])
     table = dataset.data.rows  # the table windows are cut by
     table.loc[at_ten, "eeg_label_offset_seconds"] = 10.0  # a window at 6 + 4 s
-    np.testing.assert_allclose(moved, dataset.inputs([at_ten], ("raw",)).raw, atol=1e-5)
-    beyond = dataset.inputs([row], ("raw",), shifts=np.array([1000.0])).raw
+    np.testing.assert_allclose(moved, dataset.inputs([at_ten], ("raw",))["raw"], atol=1e-5)
+    beyond = dataset.inputs([row], ("raw",), shifts=np.array([1000.0]))["raw"]
     table.loc[at_ten, "eeg_label_offset_seconds"] = 40.0  # where the clipped shift ends
-    np.testing.assert_allclose(beyond, dataset.inputs([at_ten], ("raw",)).raw, atol=1e-5)
+    np.testing.assert_allclose(beyond, dataset.inputs([at_ten], ("raw",))["raw"], atol=1e-5)
 
 
 def test_a_bad_eeg_fails_the_store_or_is_named_in_fallback(tiny_kaggle, tmp_path) -> None:

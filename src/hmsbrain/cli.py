@@ -187,8 +187,8 @@ def predict_main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from hmsbrain.core.predictions import PredictionError
     from hmsbrain.inference.predict import predict_run
-    from hmsbrain.inference.predictions import PredictionError
     from hmsbrain.inference.runtimes import RuntimeUnavailableError
 
     try:
@@ -297,6 +297,7 @@ def ensemble_main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     from hmsbrain.atomic import atomic_path
+    from hmsbrain.core.predictions import PredictionError
     from hmsbrain.data.sources import is_hms_layout
     from hmsbrain.hms.constants import SAMPLE_SUBMISSION_CSV, TEST_CSV
     from hmsbrain.hms.submission import SubmissionError, write_submission
@@ -307,7 +308,6 @@ def ensemble_main(argv: list[str] | None = None) -> None:
         load_run,
         write_report,
     )
-    from hmsbrain.inference.predictions import PredictionError
 
     try:
         runs = [load_run(r) for r in args.runs]

@@ -61,11 +61,13 @@ def bench_inference(
     import keras
     import tensorflow as tf
 
+    from hmsbrain.core.inputs import cached_inputs
+    from hmsbrain.core.predict import cpu_count
     from hmsbrain.data.cache import open_cache
     from hmsbrain.inference.export import export_model
-    from hmsbrain.inference.runtimes import KerasRuntime, OnnxRuntime, cpu_count, unavailable_reason
-    from hmsbrain.models.inputs import cached_inputs
+    from hmsbrain.inference.runtimes import OnnxRuntime, unavailable_reason
     from hmsbrain.models.registry import build_model
+    from hmsbrain.models.runtime import KerasRuntime
     from hmsbrain.runs import ONNX_FILE, fold_dirs
 
     threads = threads or cpu_count()

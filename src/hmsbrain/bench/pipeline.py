@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from hmsbrain.config import Config
+from hmsbrain.core.inputs import model_inputs
 from hmsbrain.data.cache import StreamInputs
 from hmsbrain.data.sources import open_dataset
 from hmsbrain.hms.fullscale import DEFAULT_LABELS, ensure_fullscale
-from hmsbrain.models.inputs import model_inputs
 
 
 def _spread(values: list[float]) -> str:
@@ -40,8 +40,8 @@ def bench_input(
     """Windows/s of the input pipeline and of the model's training step, per repeat."""
     import keras
 
-    from hmsbrain.inference.runtimes import cpu_count
-    from hmsbrain.models.inputs import KAGGLE_INPUT, MONTAGE_INPUT
+    from hmsbrain.core.inputs import KAGGLE_INPUT, MONTAGE_INPUT
+    from hmsbrain.core.predict import cpu_count
     from hmsbrain.models.registry import GraphImage, build_model
     from hmsbrain.training.batches import EpochBatches, StageData
     from hmsbrain.training.losses import kl_divergence_loss

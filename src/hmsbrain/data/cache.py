@@ -32,10 +32,10 @@ from tqdm import tqdm
 
 from hmsbrain.atomic import atomic_dir, write_json
 from hmsbrain.config import Config, ConfigError
+from hmsbrain.core.inputs import Batch
 from hmsbrain.data.base import DataError
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.dsp.pipeline import PREPROCESS_VERSION
-from hmsbrain.models.inputs import Batch
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,12 @@ class InputCache:
     def names(self) -> tuple[str, ...]:
         return tuple(self.arrays)
 
-    def batch(self, rows: np.ndarray, shifts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def batch(self, rows: np.ndarray, shifts: np.ndarray | None = None) -> Batch:
         """float32 inputs of ``rows``; the grey image is repeated to the 3 channels models take.
         Cached windows cannot move (``shifts`` needs ``data.storage=recordings``)."""
         if shifts is not None:
             raise ConfigError("train.shift_seconds needs data.storage=recordings")
-        out = {k: np.asarray(v[rows], dtype=np.float32) for k, v in self.arrays.items()}
+        out = Batch({k: np.asarray(v[rows], dtype=np.float32) for k, v in self.arrays.items()})
         if "image" in out:
             out["image"] = np.repeat(out["image"][..., None], 3, axis=-1)
         return out
@@ -83,11 +83,11 @@ class StreamInputs:
     def __len__(self) -> int:
         return len(self.data)
 
-    def batch(self, rows: np.ndarray, shifts: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        return self.data.inputs(np.asarray(rows), self.names, shifts).as_dict()
+    def batch(self, rows: np.ndarray, shifts: np.ndarray | None = None) -> Batch:
+        return self.data.inputs(np.asarray(rows), self.names, shifts)
 
     def input_shape(self, name: str) -> tuple[int, ...]:
-        blank = self.data.blank_inputs(self.names).as_dict()[name]
+        blank = self.data.blank_inputs(self.names)[name]
         return tuple(blank.shape[1:])
 
 
@@ -172,23 +172,15 @@ def _rows_or_failures(
             log.warning("row %d of %s cannot be used: %s", row, data.split, message)
     if not parts:
         return None, failed
-    template = next(iter(parts.values())).as_dict()
-    stacked = {
-        k: np.stack(
-            [
-                parts[int(r)].as_dict()[k][0] if int(r) in parts else np.zeros_like(v[0])
-                for r in rows
-            ]
-        )
-        for k, v in template.items()
-    }
-    return Batch(image=stacked.get("image"), raw=stacked.get("raw")), failed
+    # Every input a good row has, for every row: a failed row's inputs are zeros in each of them.
+    batch = Batch.stack(parts, [int(r) for r in rows], next(iter(parts.values())))
+    return batch, failed
 
 
 def _build(data: Dataset, names: Sequence[str], tmp: Path, batch_size: int, fallback: bool) -> None:
     # Shapes come from a blank window, before any file is read: a split whose every row fails
     # (a one-EEG Kaggle test set) still gets a cache, and the fallback takes over.
-    blank = data.blank_inputs(names).as_dict()
+    blank = data.blank_inputs(names)
     # The image's three channels are identical: one is stored. New files are zero-filled: the
     # inputs of failed rows.
     shapes = {k: v.shape[1:3] if k == "image" else v.shape[1:] for k, v in blank.items()}
@@ -206,7 +198,7 @@ def _build(data: Dataset, names: Sequence[str], tmp: Path, batch_size: int, fall
             failed.update(bad)
             bar.update(len(rows))
             if batch is not None:
-                for name, value in batch.as_dict().items():
+                for name, value in batch.items():
                     arrays[name][rows] = value[..., 0] if name == "image" else value
     for array in arrays.values():
         array.flush()

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.config import ConfigError, PreprocessConfig
+from hmsbrain.core.inputs import Batch
 from hmsbrain.data.base import DataError, Epochs
 from hmsbrain.dsp.montage import Montage, choose_montage
 from hmsbrain.dsp.pipeline import epoch_inputs
-from hmsbrain.models.inputs import Batch
 
 EPOCH_ID = "epoch"
 

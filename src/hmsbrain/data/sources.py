@@ -84,11 +84,11 @@ def open_dataset(
     """
     root = resolve_data_dir(cfg)
     if is_hms_layout(root, cfg.data.layout):
+        from hmsbrain.core.inputs import cached_inputs
         from hmsbrain.hms.dataset import HMSDataset
         from hmsbrain.hms.inputs import uses_spectrogram
         from hmsbrain.hms.layout import HMSData
         from hmsbrain.hms.store import open_store
-        from hmsbrain.models.inputs import cached_inputs
 
         if cfg.data.storage not in STORAGES:
             raise DataError(f"data.storage={cfg.data.storage!r} is not one of {list(STORAGES)}")

@@ -22,6 +22,13 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.config import Config, ConfigError
+from hmsbrain.core.inputs import (
+    KAGGLE_INPUT,
+    MONTAGE_INPUT,
+    RAW_INPUT,
+    cached_inputs,
+    model_inputs,
+)
 from hmsbrain.data.cache import Inputs, open_inputs
 from hmsbrain.data.dataset import Dataset, EpochDataset
 from hmsbrain.data.sources import open_dataset
@@ -29,13 +36,6 @@ from hmsbrain.diagnose.hashing import SharedContent, shared_content
 from hmsbrain.hms.constants import EEG_COLUMNS, SAMPLE_RATE
 from hmsbrain.hms.dataset import HMSDataset
 from hmsbrain.models.imagenet import backbone_names
-from hmsbrain.models.inputs import (
-    KAGGLE_INPUT,
-    MONTAGE_INPUT,
-    RAW_INPUT,
-    cached_inputs,
-    model_inputs,
-)
 from hmsbrain.models.registry import BANDPOWER, GraphImage, build_model
 from hmsbrain.runs import run_root
 from hmsbrain.training import loop

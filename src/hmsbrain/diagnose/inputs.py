@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from hmsbrain.core.inputs import IMAGE_INPUT, RAW_INPUT
 from hmsbrain.diagnose.context import Context
 from hmsbrain.diagnose.report import FAIL, PASS, WARN, Check
-from hmsbrain.models.inputs import IMAGE_INPUT, RAW_INPUT
 
 HUGE_STD = 5.0  # median channel std of a model input beyond which the input is unscaled
 TINY_STD = 0.05

@@ -7,9 +7,9 @@ import warnings
 
 import numpy as np
 
+from hmsbrain.core.metrics import classification_metrics
 from hmsbrain.diagnose.context import Context
 from hmsbrain.diagnose.report import FAIL, PASS, WARN, Check
-from hmsbrain.training.metrics import classification_metrics
 from hmsbrain.training.validation import Validation
 
 IMBALANCE_RATIO = 10.0  # largest over smallest class beyond which the rare classes starve

@@ -11,12 +11,12 @@ import pandas as pd
 import tensorflow as tf
 from keras import ops
 
+from hmsbrain.core.metrics import classification_metrics, kl_divergence
+from hmsbrain.core.predict import average_by_unit, predict_rows
 from hmsbrain.diagnose.context import SMALL_BATCH, Context
 from hmsbrain.diagnose.report import FAIL, PASS, WARN, Check, new_figure, save_figure
-from hmsbrain.inference.predict import average_by_unit, predict_rows
-from hmsbrain.inference.runtimes import KerasRuntime
+from hmsbrain.models.runtime import KerasRuntime
 from hmsbrain.training.batches import StageData
-from hmsbrain.training.metrics import classification_metrics, kl_divergence
 
 INITIAL_ROWS = 64  # examples the initial loss is averaged over
 INITIAL_WARN, INITIAL_FAIL = 1.5, 3.0  # initial loss over the uniform prediction's

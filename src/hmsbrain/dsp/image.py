@@ -1,4 +1,4 @@
-"""Spectrogram tiles -> the image ImageNet backbones read, and its left-right mirror."""
+"""Spectrogram tiles -> the image backbones read (mirrored by :mod:`hmsbrain.core.mirror`)."""
 
 from __future__ import annotations
 
@@ -24,16 +24,3 @@ def stack_tiles(tiles: np.ndarray) -> np.ndarray:
     frequency on top."""
     flipped = tiles[..., ::-1, :]  # row 0 of an image is its top
     return flipped.reshape(*tiles.shape[:-3], -1, tiles.shape[-1])
-
-
-def mirror_image(image: np.ndarray, group_mirror: np.ndarray, axis: int = -3) -> np.ndarray:
-    """Mirror an image built by :func:`build_image`: its group bands are permuted as the
-    hemispheres exchange (LL <-> RL and LP <-> RP for the double banana).
-
-    ``axis`` is the image's row axis (-3 for ``(..., H, W, C)``, -2 for ``(..., H, W)``). Every
-    tile of a band belongs to the same group, so one permutation of the row bands mirrors the
-    whole image, exactly as if the recording had been mirrored first.
-    """
-    axis = axis % image.ndim
-    bands = np.split(image, len(group_mirror), axis=axis)
-    return np.concatenate([bands[j] for j in group_mirror], axis=axis)

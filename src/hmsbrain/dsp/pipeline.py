@@ -12,12 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from hmsbrain.config import PreprocessConfig
+from hmsbrain.core.inputs import IMAGE_INPUT, KAGGLE_INPUT, MONTAGE_INPUT, RAW_INPUT, Batch
 from hmsbrain.dsp.filters import bandpass, decimate, resample
 from hmsbrain.dsp.image import build_image, stack_tiles
 from hmsbrain.dsp.mel import group_tiles
 from hmsbrain.dsp.montage import Montage
 from hmsbrain.dsp.parallel import map_batch
-from hmsbrain.models.inputs import IMAGE_INPUT, KAGGLE_INPUT, MONTAGE_INPUT, RAW_INPUT, Batch
 
 # Bump whenever a change to preprocessing changes what it computes from the same data: the
 # input cache is keyed on it, so inputs made by older code are never reused.
@@ -52,16 +52,16 @@ def montage_inputs(
     """Clean montage signals ``(n, montage channels, samples)`` -> the model inputs ``names``:
     the image (or, when the model computes it, the montage itself and the side tiles stacked
     like the image's right half) and the raw branch."""
-    batch = Batch(image=None, raw=None)
+    batch = Batch()
     if IMAGE_INPUT in names:
         tiles = map_batch(lambda m: group_tiles(m, montage.groups, cfg), clean_signals)
-        batch.image = build_image(tiles, side_tiles)
+        batch[IMAGE_INPUT] = build_image(tiles, side_tiles)
     if MONTAGE_INPUT in names:
-        batch.montage = np.asarray(clean_signals, np.float32)
+        batch[MONTAGE_INPUT] = np.asarray(clean_signals, np.float32)
     if KAGGLE_INPUT in names and side_tiles is not None:
-        batch.kaggle = stack_tiles(side_tiles)
+        batch[KAGGLE_INPUT] = stack_tiles(side_tiles)
     if RAW_INPUT in names:
-        batch.raw = raw_branch(clean_signals, cfg)
+        batch[RAW_INPUT] = raw_branch(clean_signals, cfg)
     return batch
 
 

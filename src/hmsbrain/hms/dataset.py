@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.config import ConfigError, PreprocessConfig
+from hmsbrain.core.inputs import Batch
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.dsp.parallel import map_batch
 from hmsbrain.dsp.pipeline import band_limit, montage_inputs
@@ -28,7 +29,6 @@ from hmsbrain.hms.inputs import row_inputs, uses_spectrogram, window_inputs
 from hmsbrain.hms.layout import HMSData
 from hmsbrain.hms.preprocess import HMS_MONTAGE, kaggle_tiles_from_log
 from hmsbrain.hms.store import RecordingStore
-from hmsbrain.models.inputs import Batch
 
 
 def eeg_targets(rows: pd.DataFrame) -> pd.DataFrame:

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from hmsbrain.config import PreprocessConfig
+from hmsbrain.core.inputs import ALL_INPUTS, IMAGE_INPUT, KAGGLE_INPUT, Batch
 from hmsbrain.dsp.parallel import map_batch
 from hmsbrain.dsp.pipeline import montage_inputs
 from hmsbrain.hms.layout import HMSData
 from hmsbrain.hms.preprocess import HMS_MONTAGE, clean_montage, kaggle_tiles
-from hmsbrain.models.inputs import ALL_INPUTS, IMAGE_INPUT, KAGGLE_INPUT, Batch
 
 
 def uses_spectrogram(cfg: PreprocessConfig, names: Sequence[str]) -> bool:

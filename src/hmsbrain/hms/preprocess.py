@@ -15,8 +15,8 @@ import numpy as np
 import scipy.ndimage
 
 from hmsbrain.config import PreprocessConfig
+from hmsbrain.core.mirror import mirror_image
 from hmsbrain.dsp.filters import fill_nan
-from hmsbrain.dsp.image import mirror_image
 from hmsbrain.dsp.mel import group_tiles
 from hmsbrain.dsp.montage import double_banana
 from hmsbrain.dsp.pipeline import clean

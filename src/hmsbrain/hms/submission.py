@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.atomic import atomic_path
+from hmsbrain.core.metrics import kl_score
 from hmsbrain.hms.constants import VOTE_COLUMNS
 from hmsbrain.hms.layout import read_sample_submission, read_test_csv
-from hmsbrain.training.metrics import kl_score
 
 SUM_TOLERANCE = 1e-6
 

@@ -29,11 +29,11 @@ import pandas as pd
 import scipy.optimize
 
 from hmsbrain.atomic import write_json
+from hmsbrain.core.metrics import METRIC_EPSILON, classification_metrics, kl_score
+from hmsbrain.core.predictions import probability_columns, read_predictions
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.data.sources import open_dataset
-from hmsbrain.inference.predictions import probability_columns, read_predictions
 from hmsbrain.runs import BASELINE_OOF_FILE, OOF_FILE, fold_dirs, run_config
-from hmsbrain.training.metrics import METRIC_EPSILON, classification_metrics, kl_score
 
 HIGH_VOTES = 10  # the "high-quality" units top HMS teams report CV on
 METHODS = ("linear", "log")

@@ -18,9 +18,9 @@ import numpy as np
 
 from hmsbrain.atomic import atomic_path, write_json
 from hmsbrain.config import Config, load_config
+from hmsbrain.core.inputs import model_inputs
 from hmsbrain.data.sources import open_dataset
 from hmsbrain.inference.runtimes import save_parity_inputs
-from hmsbrain.models.inputs import model_inputs
 from hmsbrain.runs import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS
 
 OPSET = 17
@@ -134,7 +134,7 @@ def parity_inputs(
         cfg.data.data_dir = str(data_dir)
     data = open_dataset(cfg, "train")
     rows = np.linspace(0, len(data) - 1, min(n_rows, len(data))).round().astype(int)
-    return data.inputs(np.unique(rows), model_inputs(cfg.model, cfg.preprocess)).as_dict()
+    return data.inputs(np.unique(rows), model_inputs(cfg.model, cfg.preprocess))
 
 
 def export_fold(

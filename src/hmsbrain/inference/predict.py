@@ -1,7 +1,7 @@
 """Prediction with trained runs: batches, hemisphere-swap TTA, averaging per unit and fold.
 
 A run's predictions are written as ``<run>/<split>.parquet`` in the prediction file schema of
-:mod:`hmsbrain.inference.predictions` (the unit id, ``fold`` = -1 for the average over folds,
+:mod:`hmsbrain.core.predictions` (the unit id, ``fold`` = -1 for the average over folds,
 one probability column per class), which also records which data, folds, runtime and TTA
 produced them. TTA is the run's own setting (``train.tta``), the one its OOF was predicted
 with, so blend weights fitted on the OOF describe the test predictions they are applied to.
@@ -20,74 +20,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from hmsbrain.atomic import atomic_path
-from hmsbrain.config import Config, ConfigError, load_config
-from hmsbrain.data.cache import Inputs, open_cache
+from hmsbrain.config import Config, load_config
+from hmsbrain.core.inputs import cached_inputs
+from hmsbrain.core.predict import average_by_unit, predict_rows
+from hmsbrain.core.predictions import FOLD_AVERAGE, PredictionError, write_predictions
+from hmsbrain.data.cache import open_cache
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.data.sources import open_dataset
-from hmsbrain.dsp.image import mirror_image
-from hmsbrain.dsp.montage import Montage
-from hmsbrain.inference.predictions import FOLD_AVERAGE, PredictionError, write_predictions
-from hmsbrain.inference.runtimes import Runtime, choose_runtime, open_fold_runtime
-from hmsbrain.models.inputs import cached_inputs
+from hmsbrain.inference.runtimes import choose_runtime, open_fold_runtime
 from hmsbrain.runs import fold_dirs, fold_summary, run_config
 
 log = logging.getLogger(__name__)
-
-
-def swap_batch(batch: dict[str, np.ndarray], montage: Montage) -> dict[str, np.ndarray]:
-    """The hemisphere-mirrored copy of a model-input batch (image bands and raw channels)."""
-    if montage.mirror is None or montage.group_mirror is None:
-        raise ConfigError(
-            f"the {montage.kind} montage of channels {list(montage.names)[:8]} has no left-right "
-            "mirror; set train.tta=false and train.swap_prob=0"
-        )
-    out = dict(batch)
-    if "image" in batch:
-        out["image"] = mirror_image(batch["image"], montage.group_mirror, axis=-3)
-    if "kaggle" in batch:  # grey, rows = the same group bands as the image
-        out["kaggle"] = mirror_image(batch["kaggle"], montage.group_mirror, axis=-2)
-    if "montage" in batch:
-        out["montage"] = batch["montage"][..., montage.mirror, :]
-    if "raw" in batch:
-        out["raw"] = batch["raw"][..., montage.mirror]
-    return out
-
-
-def predict_rows(
-    runtime: Runtime,
-    cache: Inputs,
-    rows: np.ndarray,
-    batch_size: int,
-    montage: Montage | None = None,
-    progress: bool = False,
-) -> np.ndarray:
-    """Probabilities ``(len(rows), classes)`` of cached rows; with a ``montage`` (TTA), averaged
-    with the hemisphere-swapped input (a mirrored head shows the same pattern, so the label is
-    kept)."""
-    out = []
-    starts = range(0, len(rows), batch_size)
-    for start in tqdm(starts, desc="predicting", unit="batch", disable=not progress):
-        batch = cache.batch(rows[start : start + batch_size])
-        probs = np.asarray(runtime.predict(batch))
-        if montage is not None:
-            probs = 0.5 * (probs + np.asarray(runtime.predict(swap_batch(batch, montage))))
-        out.append(probs)
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def average_by_unit(
-    ids: np.ndarray, probs: np.ndarray, classes: tuple[str, ...], id_column: str
-) -> pd.DataFrame:
-    """Mean prediction of each unit's rows (an HMS EEG's sub-windows): the id and one column
-    per class, sorted by id."""
-    frame = pd.DataFrame(np.asarray(probs, np.float64), columns=list(classes))
-    frame.insert(0, id_column, ids)
-    mean = frame.groupby(id_column, sort=True).mean()
-    mean = mean.div(mean.sum(axis=1), axis=0)  # renormalise float32 round-off
-    return mean.reset_index()
 
 
 def class_prior(run: str | Path) -> np.ndarray:

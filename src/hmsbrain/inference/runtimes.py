@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hmsbrain.core.predict import Runtime, cpu_count
 from hmsbrain.runs import KERAS_FILE, ONNX_FILE, PARITY_INPUTS
 
 if TYPE_CHECKING:
-    import keras
     import onnxruntime as ort
 
 RUNTIMES = ("auto", "tensorrt", "onnx", "keras")
@@ -36,64 +35,12 @@ class RuntimeUnavailableError(RuntimeError):
     """The requested runtime cannot run here; the message says why in one line."""
 
 
-class Runtime(Protocol):
-    name: str
-
-    @property
-    def input_names(self) -> tuple[str, ...]: ...
-
-    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray: ...
-
-
-class KerasRuntime:
-    """A Keras model in this process (training validates through this too)."""
-
-    name = "keras"
-
-    def __init__(self, model: keras.Model, distributed: bool = False) -> None:
-        """``distributed``: the model lives in a multi-replica strategy, where
-        ``predict_on_batch`` returns only the first replica's share of the batch."""
-        self.model, self.distributed = model, distributed
-        self._names = tuple(t.name.split(":")[0] for t in self.model.inputs)
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return self._names
-
-    def predict(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        arrays = [inputs[k] for k in self._names]
-        n = len(arrays[0])
-        # Under Keras' DataParallel (JAX) every batch is sharded over the devices, which must
-        # divide it: pad with copies of the last row, and drop their predictions.
-        pad = -n % _data_parallel_devices()
-        if pad:
-            arrays = [np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]) for a in arrays]
-        # A one-input model wants its array, not a 1-tuple (Keras warns of the mismatch).
-        x = arrays[0] if len(arrays) == 1 else tuple(arrays)
-        if self.distributed:
-            return np.asarray(self.model.predict(x, batch_size=n + pad, verbose=0))[:n]
-        return np.asarray(self.model.predict_on_batch(x))[:n]
-
-
-def _data_parallel_devices() -> int:
-    """Devices a Keras DataParallel distribution shards each batch over (1 without one)."""
-    import keras  # only here: the ONNX path of the Kaggle notebook never imports Keras
-
-    distribution = keras.distribution.distribution()
-    return 1 if distribution is None else int(distribution.device_mesh.devices.size)
-
-
 def onnx_providers() -> list[str]:
     """CUDA first where this onnxruntime build has it, CPU always."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (a container's share, not the host's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def onnx_session(
@@ -249,6 +196,8 @@ def open_runtime(kind: str, fold_dir: Path, cache_dir: Path) -> Runtime:
     if kind == "keras":
         # Imported here: the ONNX and TensorRT paths (e.g. a Kaggle kernel) need no TensorFlow.
         import keras
+
+        from hmsbrain.models.runtime import KerasRuntime
 
         return KerasRuntime(keras.saving.load_model(fold_dir / KERAS_FILE))
     if kind == "onnx":

@@ -24,7 +24,7 @@ from sklearn.metrics import log_loss, make_scorer
 from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
-from hmsbrain.models.inputs import RAW_INPUT
+from hmsbrain.core.inputs import RAW_INPUT
 
 LOG_FLOOR = 1e-12  # band power is log-compressed; silence must stay finite
 MISSING_CLASS_BIAS = -30.0  # a class absent from the training fold: probability ~1e-13

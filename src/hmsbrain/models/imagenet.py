@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 
 from hmsbrain.config import ModelConfig
-from hmsbrain.models.inputs import RAW_BACKBONES
+from hmsbrain.core.inputs import RAW_BACKBONES
 
 BackboneFn = Callable[[ModelConfig, tuple[int, int, int], "str | None"], keras.Model]
 BACKBONES: dict[str, BackboneFn] = {}

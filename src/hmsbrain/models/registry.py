@@ -20,9 +20,7 @@ import numpy as np
 from keras import layers
 
 from hmsbrain.config import ModelConfig, PreprocessConfig
-from hmsbrain.models.eegnet import eegnet_features
-from hmsbrain.models.imagenet import build_backbone
-from hmsbrain.models.inputs import (
+from hmsbrain.core.inputs import (
     IMAGE_INPUT,
     KAGGLE_INPUT,
     MONTAGE_INPUT,
@@ -30,6 +28,8 @@ from hmsbrain.models.inputs import (
     WAVENET,
     model_inputs,
 )
+from hmsbrain.models.eegnet import eegnet_features
+from hmsbrain.models.imagenet import build_backbone
 from hmsbrain.models.shallow import shallow_features
 from hmsbrain.models.spectrogram import mel_image
 from hmsbrain.models.wavenet import wavenet_features

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.config import TrainConfig
+from hmsbrain.core.mirror import swap_batch
 from hmsbrain.data.cache import Inputs
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.dsp.montage import Montage
-from hmsbrain.inference.predict import swap_batch
 
 
 @dataclass

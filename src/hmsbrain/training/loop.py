@@ -25,26 +25,26 @@ import pandas as pd
 
 from hmsbrain.atomic import atomic_path, write_json
 from hmsbrain.config import Config, ConfigError, config_differences, load_config, save_config
-from hmsbrain.data.cache import Inputs, open_inputs
-from hmsbrain.data.dataset import Dataset
-from hmsbrain.data.sources import demo_name, open_dataset
-from hmsbrain.inference.predict import predict_rows
-from hmsbrain.inference.predictions import write_predictions
-from hmsbrain.inference.runtimes import KerasRuntime, cpu_count
-from hmsbrain.models.bandpower import BandpowerFit, Periodogram, bandpower_model, fit_features
-from hmsbrain.models.inputs import (
+from hmsbrain.core.inputs import (
     KAGGLE_INPUT,
     MONTAGE_INPUT,
     RAW_INPUT,
     cached_inputs,
     model_inputs,
 )
+from hmsbrain.core.metrics import classification_metrics
+from hmsbrain.core.predict import cpu_count, predict_rows
+from hmsbrain.core.predictions import write_predictions
+from hmsbrain.data.cache import Inputs, open_inputs
+from hmsbrain.data.dataset import Dataset
+from hmsbrain.data.sources import demo_name, open_dataset
+from hmsbrain.models.bandpower import BandpowerFit, Periodogram, bandpower_model, fit_features
 from hmsbrain.models.registry import BANDPOWER, GraphImage, all_layers, build_model
+from hmsbrain.models.runtime import KerasRuntime
 from hmsbrain.runs import RunPaths, run_dir
 from hmsbrain.training.batches import EpochBatches, StageData, drop_remainder
 from hmsbrain.training.folds import attach_folds, load_or_make_folds
 from hmsbrain.training.losses import kl_divergence_loss
-from hmsbrain.training.metrics import classification_metrics
 from hmsbrain.training.schedule import Plan, StepLR
 from hmsbrain.training.validation import Validation, select_metric
 

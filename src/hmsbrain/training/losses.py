@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 # Smallest predicted probability inside the loss. Larger than the metric's 1e-15 so gradients
-# stay finite in float16; the reported CV always uses hmsbrain.training.metrics on the real outputs.
+# stay finite in float16; the reported CV always uses hmsbrain.core.metrics on the real outputs.
 LOSS_EPSILON = 1e-7
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.atomic import atomic_path, write_json, write_text
+from hmsbrain.core.metrics import classification_metrics, kl_score
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.inference.ensemble import load_run
 from hmsbrain.runs import fold_dirs, fold_summary
-from hmsbrain.training.metrics import classification_metrics, kl_score
 
 
 def _figures(data: Dataset, frame: pd.DataFrame) -> dict[str, object]:

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.config import ConfigError
+from hmsbrain.core.metrics import classification_metrics, kl_score
+from hmsbrain.core.predict import average_by_unit
 from hmsbrain.data.dataset import Dataset
-from hmsbrain.inference.predict import average_by_unit
-from hmsbrain.training.metrics import classification_metrics, kl_score
 
 SELECT_METRICS = ("kl", "balanced_accuracy")
 

@@ -1,0 +1,104 @@
+"""The model inputs: their names, what each holds, and the ``Batch`` that carries them.
+
+Every model reads some of these inputs, by name:
+
+- ``image``: a spectrogram image for ImageNet backbones, ``(rows, H, W, 3)``;
+- ``raw``: the clean montage for the 1D models, ``(rows, time, channels)``;
+- ``montage``: the clean montage the model turns into its image itself
+  (``preprocess.spectrogram=graph``), ``(rows, channels, samples)``;
+- ``kaggle``: grey side tiles placed beside that image, ``(rows, H, W)``; an application may
+  supply them (HMS: the Kaggle spectrogram of the same channel groups).
+
+Which ones a model reads follows from the model config alone, so the data side computes,
+caches and reads only those, and an inference notebook knows them without importing
+TensorFlow. A :class:`Batch` maps each input's name to its array, so adding an input kind never
+means adding a field to every place that copies a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hmsbrain.config import Config, ConfigError, ModelConfig, PreprocessConfig
+
+IMAGE_INPUT = "image"
+RAW_INPUT = "raw"
+MONTAGE_INPUT = "montage"
+KAGGLE_INPUT = "kaggle"
+# What each input holds, per row (for messages and the architecture notes).
+INPUT_LAYOUTS = {
+    IMAGE_INPUT: "(H, W, 3) spectrogram image",
+    RAW_INPUT: "(time, channels) clean montage",
+    MONTAGE_INPUT: "(channels, samples) clean montage, turned into the image in the graph",
+    KAGGLE_INPUT: "(H, W) grey side tiles beside the graph image",
+}
+ALL_INPUTS = (IMAGE_INPUT, RAW_INPUT)
+SPECTROGRAM_PLACES = ("cpu", "graph")
+WAVENET = "wavenet"  # the backbone name of the 1D WaveNet branch alone
+# Backbones that read the raw montage only.
+RAW_BACKBONES = (WAVENET, "eegnet", "shallow", "bandpower")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: its name, the shape of one row, and its type."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+
+class Batch(dict[str, np.ndarray]):
+    """Model inputs of some rows, keyed by input name (an input no model reads is absent)."""
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.values()))) if self else 0
+
+    def specs(self) -> dict[str, InputSpec]:
+        """Each input's name, row shape and type."""
+        return {k: InputSpec(k, tuple(v.shape[1:]), str(v.dtype)) for k, v in self.items()}
+
+    @classmethod
+    def stack(cls, parts: Mapping[int, Batch], rows: Sequence[int], template: Batch) -> Batch:
+        """One batch of ``rows`` from one-row batches ``parts`` (keyed by row); a row without a
+        part gets zeros shaped like ``template``'s rows, in every input ``template`` holds."""
+        return cls(
+            {
+                name: np.stack(
+                    [parts[r][name][0] if r in parts else np.zeros_like(value[0]) for r in rows]
+                )
+                for name, value in template.items()
+            }
+        )
+
+
+def model_inputs(cfg: ModelConfig, preprocess: PreprocessConfig | None = None) -> tuple[str, ...]:
+    """Names of the inputs a model built from ``cfg`` reads, in order. Only these are computed
+    and cached, and only the files they need are read: a WaveNet run never opens a side
+    spectrogram. With ``preprocess.spectrogram=graph`` an image model reads the clean montage
+    (and, where the application has them, the side tiles) and builds its image itself."""
+    if cfg.backbone in RAW_BACKBONES:
+        return (RAW_INPUT,)
+    image: tuple[str, ...] = (IMAGE_INPUT,)
+    if preprocess is not None:
+        if preprocess.spectrogram not in SPECTROGRAM_PLACES:
+            raise ConfigError(
+                f"preprocess.spectrogram={preprocess.spectrogram!r} is not one of "
+                f"{list(SPECTROGRAM_PLACES)}"
+            )
+        if preprocess.spectrogram == "graph":
+            kaggle = (KAGGLE_INPUT,) if preprocess.use_kaggle_spectrogram else ()
+            image = (MONTAGE_INPUT, *kaggle)
+    return (*image, RAW_INPUT) if cfg.use_wavenet else image
+
+
+def cached_inputs(cfg: Config) -> tuple[str, ...]:
+    """The inputs a run preprocesses and caches: its model's, plus the raw montage when the
+    band-power baseline is fitted beside it. Training, export and prediction all ask for these,
+    so they share one cache per split."""
+    names = model_inputs(cfg.model, cfg.preprocess)
+    return tuple(dict.fromkeys((*names, RAW_INPUT))) if cfg.train.baseline else names
