@@ -4,7 +4,6 @@ needs, and with fallback keeps going past an unreadable EEG while naming it."""
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 
 import numpy as np

@@ -18,9 +18,10 @@ from hmsbrain.cli import GENERIC_CONFIG, diagnose_main
 from hmsbrain.config import load_config
 from hmsbrain.data.cache import InputCache
 from hmsbrain.diagnose import data, inputs, labels, learning, split
-from hmsbrain.diagnose.context import Context, RawWindows, build_context, folds_file
+from hmsbrain.diagnose.context import Context, RawWindows, build_context
 from hmsbrain.diagnose.hashing import shared_content
 from hmsbrain.diagnose.report import FAIL, PASS, WARN
+from hmsbrain.training.setup import folds_file
 
 CHANNELS = ["Fz", "C3", "Pz", "Oz"]
 RATE = 128

@@ -17,7 +17,8 @@ from hmsbrain.hms.dataset import eeg_targets, eeg_vote_counts
 from hmsbrain.hms.preprocess import HMS_MONTAGE, MONTAGE_MIRROR, swap_hemispheres_image
 from hmsbrain.training import loop as training
 from hmsbrain.training.batches import EpochBatches, StageData, augment
-from hmsbrain.training.loop import RunConfigError, RunExistsError, train_fold
+from hmsbrain.training.loop import train_fold
+from hmsbrain.training.outputs import RunConfigError, RunExistsError
 from hmsbrain.training.schedule import Plan
 from hmsbrain.training.validation import Validation
 from tests.conftest import tiny_config

@@ -89,7 +89,8 @@ def train_main(argv: list[str] | None = None) -> None:
     from hmsbrain.data.sources import open_dataset
     from hmsbrain.models.imagenet import WeightsError, backbone_names
     from hmsbrain.runs import fold_dirs, run_root
-    from hmsbrain.training.loop import RunConfigError, RunExistsError, train_fold
+    from hmsbrain.training.loop import train_folds
+    from hmsbrain.training.outputs import RunConfigError, RunExistsError
     from hmsbrain.training.report import write_run_report
 
     report = None
@@ -103,9 +104,7 @@ def train_main(argv: list[str] | None = None) -> None:
             folds = [int(args.fold)]
         else:
             raise ConfigError(f"--fold must be an integer or 'all', got {args.fold!r}")
-        summaries = [
-            train_fold(cfg, k, resume=args.resume, overwrite=args.overwrite) for k in folds
-        ]
+        summaries = train_folds(cfg, folds, resume=args.resume, overwrite=args.overwrite)
         run = run_root(cfg)
         if len(fold_dirs(run)) == cfg.folds.n_folds:  # every fold done: the run's CV report
             report = write_run_report(run, open_dataset(cfg, "train"))

@@ -23,8 +23,6 @@ import pandas as pd
 
 from hmsbrain.config import Config, ConfigError
 from hmsbrain.core.inputs import (
-    KAGGLE_INPUT,
-    MONTAGE_INPUT,
     RAW_INPUT,
     cached_inputs,
     model_inputs,
@@ -36,12 +34,11 @@ from hmsbrain.diagnose.hashing import SharedContent, shared_content
 from hmsbrain.hms.constants import EEG_COLUMNS, SAMPLE_RATE
 from hmsbrain.hms.dataset import HMSDataset
 from hmsbrain.models.imagenet import backbone_names
-from hmsbrain.models.registry import BANDPOWER, GraphImage, build_model
+from hmsbrain.models.registry import BANDPOWER
 from hmsbrain.runs import run_root
-from hmsbrain.training import loop
+from hmsbrain.training import setup as training_setup
 from hmsbrain.training.batches import EpochBatches, StageData
 from hmsbrain.training.folds import attach_folds, load_or_make_folds
-from hmsbrain.training.validation import select_metric
 
 VALIDATION_FOLD = 0
 SAMPLE_WINDOWS = 256  # raw windows the data checks read: enough for every statistic they give
@@ -53,28 +50,12 @@ HASH_STEP = 1e-3  # rounding step of hashed values, relative to the median chann
 SMALL_BATCH = 16  # examples of the overfit and gradient probes
 
 
-def training_loss(cfg: Config, data: Dataset) -> object:
-    """The loss ``train_fold`` compiles (KL for soft labels, cross-entropy for hard ones)."""
-    return loop._loss(cfg, data)
-
-
 def check_recipe(cfg: Config, data: Dataset) -> None:
     """The recipe errors ``train.py`` stops on (ConfigError): diagnose stops on them too, with
     the same one-line message, rather than report them as failed checks."""
     if cfg.model.backbone not in backbone_names():
         raise ConfigError(f"unknown backbone {cfg.model.backbone!r}; valid: {backbone_names()}")
-    if cfg.train.class_weights not in ("none", "balanced"):
-        raise ConfigError(f"train.class_weights={cfg.train.class_weights!r}: none or balanced")
-    loop._check_mirror(cfg, data)
-    training_loss(cfg, data)
-    select_metric(cfg.train.select_metric, data.hard)
-    model_inputs(cfg.model, cfg.preprocess)
-
-
-def folds_file(cfg: Config, data: Dataset) -> Path:
-    """The fold table ``train_fold`` reads (made and saved on first use)."""
-    k, seed = cfg.folds.n_folds, cfg.folds.seed
-    return Path(cfg.data.cache_dir) / f"folds-{loop._dataset_tag(data.root)}-k{k}-s{seed}.csv"
+    training_setup.check_recipe(cfg, data)
 
 
 @dataclass
@@ -184,7 +165,7 @@ class Context:
         index = self.train_rows.index.to_numpy()
         if len(index) > STATS_ROWS:
             index = np.sort(np.random.default_rng(self.seed).choice(index, STATS_ROWS, False))
-        return loop.raw_statistics(self.cache, index)
+        return training_setup.raw_statistics(self.cache, index)
 
     @functools.cached_property
     def stage(self) -> StageData:
@@ -194,41 +175,18 @@ class Context:
 
     @functools.cached_property
     def loss(self) -> object:
-        return training_loss(self.cfg, self.data)
+        return training_setup.training_loss(self.cfg, self.data)
 
     @property
     def raw_sample_rate(self) -> float:
-        return self.cfg.preprocess.sample_rate / self.cfg.preprocess.raw_downsample
+        return training_setup.raw_sample_rate(self.cfg)
 
     @functools.cached_property
     def model(self) -> keras.Model:
         """The model as ``train_fold`` builds and compiles it (AdamW, the run's loss)."""
         keras.utils.set_random_seed(self.seed)
-        shapes = {k: v.shape[1:] for k, v in self.cache.batch(np.array([0])).items()}
-        graph = None
-        if MONTAGE_INPUT in shapes:  # preprocess.spectrogram=graph: the model builds its image
-            graph = GraphImage(
-                self.cfg.preprocess,
-                self.data.montage.groups,
-                shapes[MONTAGE_INPUT],
-                shapes.get(KAGGLE_INPUT),
-            )
         # On one device: train.strategy spreads this same model over several.
-        model = build_model(
-            self.cfg.model,
-            shapes.get("image"),
-            shapes.get("raw"),
-            len(self.data.classes),
-            self.raw_sample_rate,
-            self.raw_stats,
-            graph,
-        )
-        model.compile(
-            optimizer=keras.optimizers.AdamW(
-                learning_rate=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay
-            ),
-            loss=self.loss,
-        )
+        model = training_setup.build_network(self.cfg, self.data, self.cache, self.raw_stats)
         self.initial_weights = model.get_weights()
         return model
 
@@ -295,7 +253,7 @@ def build_context(cfg: Config) -> Context:
     if not data.labelled:
         raise ConfigError(f"{data.root}: the train split has no labels to diagnose")
     check_recipe(cfg, data)
-    path = folds_file(cfg, data)
+    path = training_setup.folds_file(cfg, data)
     folds = load_or_make_folds(
         data.fold_units(), path, cfg.folds.n_folds, cfg.folds.seed, data.group_kind
     )

@@ -1,0 +1,220 @@
+"""What a run sets up before it trains: the experiment (opened once per run) and each fold's
+stages, validation and learning-rate plan; and the network, built the same way for training
+and for ``diagnose.py``.
+
+:func:`open_experiment` opens the data, its folds and the model inputs once, however many folds
+are then trained (``--fold all`` reads every file once). :func:`setup_fold` cuts one fold out of
+it. :func:`build_network` builds and compiles the model a fold trains.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from hmsbrain.config import Config, ConfigError
+from hmsbrain.core.inputs import KAGGLE_INPUT, MONTAGE_INPUT, RAW_INPUT, cached_inputs, model_inputs
+from hmsbrain.core.predict import BatchSource
+from hmsbrain.data.cache import Inputs, open_inputs
+from hmsbrain.data.dataset import Dataset
+from hmsbrain.data.sources import demo_name, open_dataset
+from hmsbrain.models.registry import GraphImage, build_model
+from hmsbrain.training.batches import StageData, drop_remainder
+from hmsbrain.training.folds import attach_folds, load_or_make_folds
+from hmsbrain.training.losses import kl_divergence_loss
+from hmsbrain.training.schedule import Plan
+from hmsbrain.training.validation import Validation, select_metric
+
+STATS_CHUNK = 512  # rows read at a time for the raw standardisation statistics
+
+
+def training_loss(cfg: Config, data: Dataset) -> keras.losses.Loss | object:
+    """KL on the target distribution for soft labels, cross-entropy for hard ones (the same
+    quantity for one-hot targets, but with label smoothing)."""
+    kind = cfg.train.loss
+    if kind == "auto":
+        kind = "ce" if data.hard else "kl"
+    if kind == "kl":
+        if cfg.train.label_smoothing:
+            raise ConfigError("train.label_smoothing needs train.loss=ce (hard labels)")
+        return kl_divergence_loss
+    if kind == "ce":
+        return keras.losses.CategoricalCrossentropy(label_smoothing=cfg.train.label_smoothing)
+    raise ConfigError(f"train.loss={cfg.train.loss!r} is not one of ['auto', 'kl', 'ce']")
+
+
+def check_recipe(cfg: Config, data: Dataset) -> None:
+    """The recipe errors that depend on the data (ConfigError), raised before anything is
+    trained or written: the swap needs a mirror, the loss and the selection metric must fit
+    the labels."""
+    if (cfg.train.tta or cfg.train.swap_prob > 0) and data.montage.mirror is None:
+        raise ConfigError(
+            f"train.tta / train.swap_prob need a left-right mirror of the channels, and the "
+            f"{data.montage.kind} montage of {list(data.montage.names)[:6]}... has none (10-20 "
+            "names with left/right pairs); set train.tta=false train.swap_prob=0"
+        )
+    if cfg.train.class_weights not in ("none", "balanced"):
+        raise ConfigError(f"train.class_weights={cfg.train.class_weights!r}: none or balanced")
+    training_loss(cfg, data)
+    select_metric(cfg.train.select_metric, data.hard)
+    model_inputs(cfg.model, cfg.preprocess)
+
+
+def folds_file(cfg: Config, data: Dataset) -> Path:
+    """The fold table of ``data`` for ``folds.n_folds`` and ``folds.seed``: one file per
+    dataset, K and seed, so a different split is a different file, never an overwrite."""
+    k, seed = cfg.folds.n_folds, cfg.folds.seed
+    tag = hashlib.sha1(str(data.root.resolve()).encode()).hexdigest()[:10]
+    return Path(cfg.data.cache_dir) / f"folds-{tag}-k{k}-s{seed}.csv"
+
+
+def raw_statistics(inputs: BatchSource, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and variance of the raw input over ``rows`` (the training folds)."""
+    total, squares, count = 0.0, 0.0, 0
+    for start in range(0, len(rows), STATS_CHUNK):
+        raw = inputs.batch(rows[start : start + STATS_CHUNK])[RAW_INPUT].astype(np.float64)
+        total = total + raw.sum(axis=(0, 1))
+        squares = squares + (raw**2).sum(axis=(0, 1))
+        count += raw.shape[0] * raw.shape[1]
+    mean = total / count
+    var = np.maximum(squares / count - mean**2, 1e-12)
+    return mean.astype(np.float32), var.astype(np.float32)
+
+
+def build_network(
+    cfg: Config,
+    data: Dataset,
+    inputs: BatchSource,
+    raw_stats: tuple[np.ndarray, np.ndarray] | None,
+) -> keras.Model:
+    """The model of ``cfg`` for ``data``'s inputs, compiled with AdamW and the run's loss.
+    Input shapes come from one row of ``inputs``; ``raw_stats`` standardise the raw input
+    inside the model (None: no standardisation)."""
+    shapes = {name: value.shape[1:] for name, value in inputs.batch(np.array([0])).items()}
+    graph = None
+    if MONTAGE_INPUT in shapes:  # preprocess.spectrogram=graph: the model builds its image
+        graph = GraphImage(
+            cfg.preprocess, data.montage.groups, shapes[MONTAGE_INPUT], shapes.get(KAGGLE_INPUT)
+        )
+    model = build_model(
+        cfg.model,
+        shapes.get("image"),
+        shapes.get("raw"),
+        len(data.classes),
+        raw_sample_rate(cfg),
+        raw_stats,
+        graph,
+    )
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
+    model.compile(optimizer=optimizer, loss=training_loss(cfg, data))
+    return model
+
+
+def raw_sample_rate(cfg: Config) -> float:
+    """The rate of the raw input: the recipe's rate after the raw branch's decimation."""
+    return cfg.preprocess.sample_rate / cfg.preprocess.raw_downsample
+
+
+@dataclass
+class Experiment:
+    """Everything the folds of a run share, opened once: the recipe, the data, its folds (the
+    rows with their fold), and the model inputs (opened on first use, so a run that stops on
+    its run folder's policy never preprocesses anything)."""
+
+    cfg: Config
+    data: Dataset
+    rows: pd.DataFrame
+    folds_path: Path
+
+    @functools.cached_property
+    def inputs(self) -> Inputs:
+        return open_inputs(self.data, self.cfg, cached_inputs(self.cfg))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The inputs the model reads, in its order."""
+        return model_inputs(self.cfg.model, self.cfg.preprocess)
+
+    def check_fold(self, fold: int) -> None:
+        if not 0 <= fold < self.cfg.folds.n_folds:
+            raise ConfigError(f"--fold {fold} is outside 0..{self.cfg.folds.n_folds - 1}")
+
+
+def open_experiment(cfg: Config) -> Experiment:
+    """The data of ``cfg`` and its folds (made and saved on first use), checked against the
+    recipe; user errors raise (ConfigError, DataError, FoldError)."""
+    data = open_dataset(cfg, "train")
+    if demo_name(cfg.data.data_dir) is not None:
+        print(f"Training on the embedded demo dataset {data.root}; pass --data-dir for your data.")
+    check_recipe(cfg, data)
+    path = folds_file(cfg, data)
+    folds = load_or_make_folds(
+        data.fold_units(), path, cfg.folds.n_folds, cfg.folds.seed, data.group_kind
+    )
+    return Experiment(cfg, data, attach_folds(data.rows, folds, data.id_column), path)
+
+
+@dataclass
+class FoldSetup:
+    """One fold of an experiment: its stages, validation, plan and raw statistics."""
+
+    fold: int
+    train_rows: pd.DataFrame
+    stage1: StageData
+    stage2: StageData | None
+    plan: Plan
+    val: Validation
+
+    def stage_data(self, epoch: int) -> StageData:
+        stage = self.stage1 if self.plan.stage(epoch) == 1 else self.stage2
+        assert stage is not None  # the plan has no stage-2 epochs without stage-2 data
+        return stage
+
+
+def setup_fold(exp: Experiment, fold: int) -> FoldSetup:
+    """Fold ``fold``: stage 1 trains on every training unit, stage 2 on those with at least
+    ``train.stage2_min_votes`` raters; the validation fold picks the epoch."""
+    data, train = exp.data, exp.cfg.train
+    train_rows, val_rows = exp.rows[exp.rows["fold"] != fold], exp.rows[exp.rows["fold"] == fold]
+    balance = train.class_weights == "balanced"
+    stage1 = StageData.from_rows(train_rows, data, balance)
+    stage2_rows = train_rows[data.row_votes(train_rows) >= train.stage2_min_votes]
+    stage2 = StageData.from_rows(stage2_rows, data, balance) if len(stage2_rows) else None
+    drop = drop_remainder(train)
+    steps1 = stage1.steps(train.batch_size, train.samples_per_eeg, drop)
+    steps2 = stage2.steps(train.batch_size, train.samples_per_eeg, drop) if stage2 else 0
+    if steps1 == 0:
+        raise ConfigError(
+            f"fold {fold}: {len(stage1.unit_ids)} training units make no full batch of "
+            f"train.batch_size={train.batch_size} (train.strategy=data_parallel drops "
+            "partial batches); lower the batch size"
+        )
+    if stage2 is not None and steps2 == 0:
+        print(
+            f"Stage 2 skipped: its {len(stage2.unit_ids)} units make no full batch of "
+            f"{train.batch_size} (train.strategy=data_parallel drops partial batches)."
+        )
+        stage2 = None
+    elif stage2 is None and train.stage2_epochs:
+        print(f"Stage 2 skipped: no training row has at least {train.stage2_min_votes} votes.")
+    plan = Plan(train.stage1_epochs, train.stage2_epochs if stage2 else 0, steps1, steps2, train)
+    metric = select_metric(train.select_metric, data.hard)
+    prior = stage1.targets.mean(axis=0)
+    val = Validation.of(val_rows, data, prior, train.select_min_votes, fold, metric)
+    return FoldSetup(fold, train_rows, stage1, stage2, plan, val)
+
+
+def fold_raw_stats(exp: Experiment, setup: FoldSetup) -> tuple[np.ndarray, np.ndarray] | None:
+    """The raw-input standardisation statistics of the fold's training rows, where the recipe
+    standardises a raw input; None otherwise."""
+    if not (exp.cfg.preprocess.standardize and RAW_INPUT in exp.names):
+        return None
+    return raw_statistics(exp.inputs, setup.train_rows.index.to_numpy())
