@@ -21,6 +21,8 @@ from hmsbrain.data.dataset import Dataset, EpochDataset
 from hmsbrain.data.registry import (
     Source,
     all_sources,
+    demo_folder,
+    demo_name,
     detect_source,
     get_source,
     register_source,
@@ -77,6 +79,13 @@ def test_sources_are_the_config_names_in_detection_order() -> None:
     assert {s.recipe for s in SOURCES} == {"hms", "generic"}
     with pytest.raises(ConfigError, match=r"data.layout='grid' is not one of \['auto', 'hms'"):
         get_source("grid")
+
+
+def test_an_empty_data_dir_is_the_default_demo_generated_into_demo_dir_itself() -> None:
+    assert demo_name("") == registry.default_demo() == "hms"
+    assert demo_name("demo:emotiv") == "emotiv" and demo_name("data/eeg") is None
+    assert demo_folder("hms", "data/demo") == Path("data/demo")
+    assert demo_folder("emotiv", "data/demo") == Path("data/demo-emotiv")
 
 
 def test_names_and_demos_are_unique(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,6 +171,7 @@ def test_data_layout_picks_the_generic_layout_over_detection(tmp_path: Path) -> 
 def test_dataset_yaml_layout_must_agree_with_data_layout(tmp_path: Path) -> None:
     root = arrays_and_folders(tmp_path / "data")
     (root / "dataset.yaml").write_text(yaml.safe_dump({"sample_rate": 64, "layout": "folders"}))
+    assert detect_source(root).name == "folders"  # dataset.yaml outranks the arrays' signs
     assert open_dataset(config(root, tmp_path)).classes == ("left", "right")
     with pytest.raises(
         DataError, match=r"dataset.yaml: layout: folders contradicts data.layout=ar"
