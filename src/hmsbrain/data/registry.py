@@ -130,11 +130,6 @@ def detect_source(root: Path) -> Source:
     )
 
 
-def choose_source(root: Path, layout: str = AUTO) -> Source:
-    """The source ``data.layout=layout`` names, or the one detected in ``root`` for ``auto``."""
-    return detect_source(root) if layout == AUTO else get_source(layout)
-
-
 def default_demo() -> str | None:
     """The demo an empty ``data.data_dir`` means, if a source declares one."""
     return next((s.default_demo for s in all_sources() if s.default_demo), None)

@@ -56,7 +56,7 @@ class HMSSource(Source):
         return HMSDataset(root, split, cfg.preprocess, store)
 
 
-HMS = register_source(
+register_source(
     HMSSource(
         name="hms",
         priority=10,  # first: its signs are the most specific of all
