@@ -8,8 +8,9 @@ generic layouts register themselves in :mod:`hmsbrain.data.layouts`; an applicat
 its own the same way from its own package (the HMS competition: :mod:`hmsbrain.hms.source`).
 
 Adding a source is one module with one :func:`register_source` call, named in
-:data:`SOURCE_MODULES`. Everything else (``data.layout``, detection, ``demo:<name>``, the
-command line's recipe choice, the parametrized source tests) goes through this registry.
+:data:`SOURCE_MODULES`. Everything else goes through this registry: ``data.layout``,
+detection, ``demo:<name>``, the recipe for a data folder (:func:`source_for`), and the source
+tests, which are parametrized over it.
 
 Detection asks every source in ``priority`` order (lowest first) and takes the first that
 claims the folder, so a folder with the signs of several sources is read by the most specific.
