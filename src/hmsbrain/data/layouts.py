@@ -1,28 +1,36 @@
-"""Every data layout other than HMS Kaggle's, recognised and read into :class:`Epochs`.
+"""The library's generic layouts, each a data source, recognised and read into :class:`Epochs`.
 
-Four labelled layouts (each in its own module) and one unlabelled reader:
+Four labelled layouts (each read by its own module), registered as peers of any other source
+(:mod:`hmsbrain.data.registry`), in detection order:
 
-* ``folders``: ``<class>/<one epoch per file>`` (:mod:`hmsbrain.data.folders`)
-* ``recordings``: EDF/BDF files with ``events.csv`` or annotations
-  (:mod:`hmsbrain.data.recordings`)
-* ``arrays``: ``X.npy`` + ``y.npy`` (:mod:`hmsbrain.data.arrays`)
+* ``arrays``: ``X.npy`` + ``y.npy`` (:mod:`hmsbrain.data.arrays`), demo ``trials64``
 * ``table``: ``epochs.csv`` listing files and labels (:mod:`hmsbrain.data.table`)
-* :func:`read_windows`: sliding windows over unlabelled recordings, for prediction
+* ``recordings``: EDF/BDF files with ``events.csv`` or annotations
+  (:mod:`hmsbrain.data.recordings`), demo ``emotiv``; a test folder of recordings without
+  events is predicted in sliding windows (:func:`read_windows`)
+* ``folders``: ``<class>/<one epoch per file>`` (:mod:`hmsbrain.data.folders`), demo
+  ``mindwave``
 
-``layout`` in ``dataset.yaml`` (:mod:`hmsbrain.data.spec`) picks one; without it the folder's
-contents decide, the most specific sign first: arrays, table, recordings, folders.
+The layout is ``data.layout`` when it names one, else ``layout`` in ``dataset.yaml``
+(:mod:`hmsbrain.data.spec`), else the folder's contents, the most specific sign first. Both
+names must agree, and the folder must fit the layout named: otherwise a :class:`DataError`
+names the folder and what it lacks, before any reader runs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hmsbrain.config import Config
 from hmsbrain.data.arrays import X_FILE, Y_FILE, read_arrays
 from hmsbrain.data.base import DataError, Epochs, data_path
+from hmsbrain.data.dataset import Dataset, EpochDataset
+from hmsbrain.data.demos import ensure_demo
 from hmsbrain.data.files import (
     MNE_SUFFIXES,
     is_signal_file,
@@ -33,17 +41,141 @@ from hmsbrain.data.files import (
 )
 from hmsbrain.data.folders import class_folders, read_folders
 from hmsbrain.data.recordings import read_recordings
+from hmsbrain.data.registry import AUTO, DemoMaker, Source, register_source
 from hmsbrain.data.spec import SPEC_FILE, DatasetSpec, read_spec
 from hmsbrain.data.table import TABLE_FILE, read_table
 
-READERS: dict[str, Callable[[Path, DatasetSpec], Epochs]] = {
-    "folders": read_folders,
-    "recordings": read_recordings,
-    "arrays": read_arrays,
-    "table": read_table,
-}
-
 log = logging.getLogger(__name__)
+
+
+def _arrays_missing(root: Path, spec: DatasetSpec) -> str | None:
+    absent = [name for name in (X_FILE, Y_FILE) if not (root / name).is_file()]
+    return f"no {' and no '.join(absent)}" if absent else None
+
+
+def _table_missing(root: Path, spec: DatasetSpec) -> str | None:
+    return None if (root / TABLE_FILE).is_file() else f"no {TABLE_FILE}"
+
+
+def _recordings_missing(root: Path, spec: DatasetSpec) -> str | None:
+    if (root / spec.events).is_file():
+        return None
+    if any(is_signal_file(p) and suffix(p) in MNE_SUFFIXES for p in root.iterdir()):
+        return None
+    return f"no {spec.events} and no .edf/.bdf files at the top"
+
+
+def _folders_missing(root: Path, spec: DatasetSpec) -> str | None:
+    if any(any(is_signal_file(p) for p in folder.iterdir()) for folder in class_folders(root)):
+        return None
+    return "no class sub-folders holding signal files"
+
+
+def unlabelled_recordings(root: Path) -> bool:
+    """A folder of recordings with no events file: new data to predict in sliding windows."""
+    has_recordings = any(suffix(p) in MNE_SUFFIXES for p in root.iterdir())
+    return has_recordings and not (root / "events.csv").is_file()
+
+
+def _epoch_dataset(epochs: Epochs, root: Path, split: str, cfg: Config) -> EpochDataset:
+    # Every file at the top (dataset.yaml, events.csv, X.npy...) keys the input cache.
+    extra = [p for p in root.iterdir() if p.is_file()]
+    return EpochDataset(epochs, root, split, cfg.preprocess, extra)
+
+
+def _demo(name: str) -> DemoMaker:
+    return lambda root, seed: ensure_demo(name, root, seed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayoutSource(Source):
+    """A generic layout: read once into :class:`Epochs` by ``reader``, preprocessed by the
+    generic pipeline (:class:`EpochDataset`). ``missing`` says what a folder lacks for the
+    layout (None when it fits); detection is that check, unless ``dataset.yaml`` names a
+    layout."""
+
+    reader: Callable[[Path, DatasetSpec], Epochs]
+    missing: Callable[[Path, DatasetSpec], str | None]
+
+    def detect(self, root: Path) -> bool:
+        if not root.is_dir():
+            return False
+        spec = read_spec(root)
+        if spec.layout is not None:
+            return spec.layout == self.name
+        return self.missing(root, spec) is None
+
+    def open(
+        self, cfg: Config, root: Path, split: str, window_seconds: float, fallback: bool
+    ) -> Dataset:
+        """The labelled epochs of ``root``. The generic layouts have no test split of their
+        own: ``test`` is the labelled epochs of a held-out folder in the same layout."""
+        # data.layout itself, not this source's name: with ``auto``, the detection that chose
+        # this source runs again here, so an error names dataset.yaml or the contents, not a
+        # setting the user never made.
+        return _epoch_dataset(read_epochs(root, cfg.data.layout), root, split, cfg)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingsSource(LayoutSource):
+    """Recordings with events; also new, unlabelled recordings to predict."""
+
+    def open(
+        self, cfg: Config, root: Path, split: str, window_seconds: float, fallback: bool
+    ) -> Dataset:
+        """As :meth:`LayoutSource.open`, except that ``test`` on a folder of recordings without
+        events is sliding windows of ``preprocess.window_seconds`` (default ``window_seconds``:
+        the length of the epochs the model was trained on) every ``preprocess.stride_seconds``
+        (default half that)."""
+        if split != "test" or not unlabelled_recordings(root):
+            return super().open(cfg, root, split, window_seconds, fallback)
+        window = cfg.preprocess.window_seconds or window_seconds
+        if window <= 0:
+            raise DataError(
+                f"{root}: no window length for sliding-window prediction; set "
+                "preprocess.window_seconds"
+            )
+        stride = cfg.preprocess.stride_seconds or window / 2
+        return _epoch_dataset(read_windows(root, window, stride), root, split, cfg)
+
+
+# Gaps in the priorities leave room for another source before or between these.
+ARRAYS = register_source(
+    LayoutSource(
+        name="arrays",
+        priority=20,
+        signs=f"{X_FILE} + {Y_FILE}",
+        demos={"trials64": _demo("trials64")},
+        reader=read_arrays,
+        missing=_arrays_missing,
+    )
+)
+TABLE = register_source(
+    LayoutSource(
+        name="table", priority=30, signs=TABLE_FILE, reader=read_table, missing=_table_missing
+    )
+)
+RECORDINGS = register_source(
+    RecordingsSource(
+        name="recordings",
+        priority=40,
+        signs="events.csv or .edf/.bdf files",
+        demos={"emotiv": _demo("emotiv")},
+        reader=read_recordings,
+        missing=_recordings_missing,
+    )
+)
+FOLDERS = register_source(
+    LayoutSource(
+        name="folders",
+        priority=50,
+        signs="class sub-folders holding signal files",
+        demos={"mindwave": _demo("mindwave")},
+        reader=read_folders,
+        missing=_folders_missing,
+    )
+)
+LAYOUT_SOURCES: dict[str, LayoutSource] = {s.name: s for s in (ARRAYS, TABLE, RECORDINGS, FOLDERS)}
 
 
 def detect_layout(root: str | Path, spec: DatasetSpec) -> str:
@@ -51,33 +183,49 @@ def detect_layout(root: str | Path, spec: DatasetSpec) -> str:
     if spec.layout is not None:
         return spec.layout
     root = Path(root)
-    if (root / X_FILE).is_file() and (root / Y_FILE).is_file():
-        return "arrays"
-    if (root / TABLE_FILE).is_file():
-        return "table"
-    top = [p for p in root.iterdir() if is_signal_file(p)]
-    if (root / spec.events).is_file() or any(suffix(p) in MNE_SUFFIXES for p in top):
-        return "recordings"
-    if any(any(is_signal_file(p) for p in folder.iterdir()) for folder in class_folders(root)):
-        if top:
-            log.warning("%s: ignoring top-level files %s in the folders layout", root, top)
-        return "folders"
+    for source in LAYOUT_SOURCES.values():
+        if source.missing(root, spec) is None:
+            if source is FOLDERS:
+                top = [p for p in root.iterdir() if is_signal_file(p)]
+                if top:
+                    log.warning("%s: ignoring top-level files %s in the folders layout", root, top)
+            return source.name
+    looked = ", ".join(f"{s.signs} ({s.name})" for s in LAYOUT_SOURCES.values())
     raise DataError(
-        f"{root}: cannot tell the data layout: looked for {X_FILE} + {Y_FILE} (arrays), "
-        f"{TABLE_FILE} (table), {spec.events} or .edf/.bdf files (recordings) and class "
-        f"sub-folders holding signal files (folders), and found none; set layout in {SPEC_FILE}"
+        f"{root}: cannot tell the data layout: looked for {looked}, and found none; set layout "
+        f"in {SPEC_FILE}"
     )
 
 
-def read_epochs(root: str | Path) -> Epochs:
-    """Every epoch of the dataset in ``root``, whatever its layout.
+def choose_layout(root: Path, spec: DatasetSpec, layout: str = AUTO) -> str:
+    """The generic layout ``root`` is read in: ``layout`` (``data.layout``) unless ``auto``,
+    else ``spec.layout``, else the one detected; a layout named must fit the folder."""
+    if layout == AUTO and spec.layout is None:
+        return detect_layout(root, spec)
+    if layout != AUTO and spec.layout not in (None, layout):
+        raise DataError(
+            f"{spec.source}: layout: {spec.layout} contradicts data.layout={layout}; make them "
+            "agree or remove one"
+        )
+    named, by = (layout, f"data.layout={layout}") if layout != AUTO else (spec.layout, spec.source)
+    if named not in LAYOUT_SOURCES:
+        raise DataError(f"{root}: {by} is not a generic layout ({', '.join(LAYOUT_SOURCES)})")
+    missing = LAYOUT_SOURCES[named].missing(root, spec)
+    if missing is not None:
+        raise DataError(f"{root}: not in the {named} layout that {by} names: {missing}")
+    return named
+
+
+def read_epochs(root: str | Path, layout: str = AUTO) -> Epochs:
+    """Every epoch of the dataset in ``root``, in ``layout`` (``auto``: as :func:`choose_layout`
+    finds it).
 
     Epochs are labelled, except those of a table that has neither labels nor class columns.
     """
     root = data_path(root)
     spec = read_spec(root)
-    layout = detect_layout(root, spec)
-    epochs = READERS[layout](root, spec)
+    layout = choose_layout(root, spec, layout)
+    epochs = LAYOUT_SOURCES[layout].reader(root, spec)
     log.info(
         "%s: %s layout, %d epochs of %d channels x %d samples at %g Hz, classes %s",
         root,

@@ -1,9 +1,10 @@
-"""Which data a run reads: a folder in any supported layout, or an embedded demo.
+"""Which data a run reads: a folder of any registered source, or an embedded demo.
 
-``data.data_dir`` is a folder path or ``demo:<name>``; empty means ``demo:hms``. A folder in the
-Kaggle HMS layout (``train.csv`` with ``train_eegs/``, or ``test.csv`` with ``test_eegs/``) is
-read by :mod:`hmsbrain.hms`; every other folder by the generic layout readers
-(:mod:`hmsbrain.data.layouts`).
+``data.data_dir`` is a folder path or ``demo:<name>``; empty means the default demo (the one a
+source declares, :func:`hmsbrain.data.registry.default_demo`). ``data.layout`` names the source
+that reads it (``auto``: the first source, in priority order, that recognises the folder; for a
+demo, the source that owns it). Every source, the generic layouts and the HMS competition's
+alike, is an entry of :mod:`hmsbrain.data.registry`; nothing here knows any of them.
 """
 
 from __future__ import annotations
@@ -12,22 +13,17 @@ import logging
 from pathlib import Path
 
 from hmsbrain.config import Config
-from hmsbrain.data.base import DataError, data_path
-from hmsbrain.data.dataset import Dataset, EpochDataset
+from hmsbrain.data.base import data_path
+from hmsbrain.data.dataset import Dataset
+from hmsbrain.data.registry import AUTO, demo_folder, demo_name, demo_source, get_source, source_for
+
+__all__ = ["demo_name", "is_hms_data", "is_hms_layout", "open_dataset", "resolve_data_dir"]
 
 log = logging.getLogger(__name__)
 
-DEMO_PREFIX = "demo:"
-HMS_DEMO = "hms"
-RECORDING_SUFFIXES = (".edf", ".bdf")
-STORAGES = ("windows", "recordings")
-
-
-def demo_name(data_dir: str) -> str | None:
-    """The demo a ``data.data_dir`` value names (``""`` is the HMS demo), or None."""
-    if not data_dir:
-        return HMS_DEMO
-    return data_dir[len(DEMO_PREFIX) :] if data_dir.startswith(DEMO_PREFIX) else None
+# The HMS source's name, for the two questions the command line still asks by it (which
+# recipe, whether a submission must match the Kaggle files); its code lives in hmsbrain.hms.
+HMS = "hms"
 
 
 def resolve_data_dir(cfg: Config) -> Path:
@@ -35,86 +31,34 @@ def resolve_data_dir(cfg: Config) -> Path:
     name = demo_name(cfg.data.data_dir)
     if name is None:
         return data_path(cfg.data.data_dir)
-    if name == HMS_DEMO:
-        from hmsbrain.hms import demo
-
-        root = demo.ensure_demo(cfg.data.demo_dir, cfg.data.demo_seed)
-    else:
-        from hmsbrain.data.demos import ensure_demo
-
-        root = ensure_demo(name, Path(f"{cfg.data.demo_dir}-{name}"), cfg.data.demo_seed)
+    maker = demo_source(name).demos[name]
+    root = maker(demo_folder(name, cfg.data.demo_dir), cfg.data.demo_seed)
     log.info("using the embedded demo dataset %r at %s", name, root)
     return root
 
 
-def is_hms_layout(root: Path, layout: str = "auto") -> bool:
-    """A Kaggle HMS folder: ``train.csv`` + ``train_eegs/`` or ``test.csv`` + ``test_eegs/``."""
-    if layout != "auto":
-        return layout == "hms"
-    return any(
-        (root / f"{split}.csv").is_file() and (root / f"{split}_eegs").is_dir()
-        for split in ("train", "test")
-    )
+def is_hms_layout(root: Path, layout: str = AUTO) -> bool:
+    """Whether ``root`` is read by the HMS source under ``data.layout=layout``."""
+    return layout == HMS if layout != AUTO else get_source(HMS).detect(root)
 
 
-def is_hms_data(data_dir: str, layout: str = "auto") -> bool:
+def is_hms_data(data_dir: str, layout: str = AUTO) -> bool:
     """Whether ``data.data_dir`` names HMS data, without generating or reading anything (the
     command line picks its default recipe by this)."""
     name = demo_name(data_dir)
     if name is not None:
-        return name == HMS_DEMO
+        return name in get_source(HMS).demos
     return is_hms_layout(Path(data_dir), layout)
-
-
-def unlabelled_recordings(root: Path) -> bool:
-    """A folder of recordings with no events file: new data to predict in sliding windows."""
-    has_recordings = any(p.suffix.lower() in RECORDING_SUFFIXES for p in root.iterdir())
-    return has_recordings and not (root / "events.csv").is_file()
 
 
 def open_dataset(
     cfg: Config, split: str = "train", window_seconds: float = 0.0, fallback: bool = False
 ) -> Dataset:
-    """Split ``split`` of the configured data.
+    """Split ``split`` of the configured data, opened by its source.
 
-    The generic layouts have no test split of their own: ``test`` is the labelled epochs of a
-    held-out folder in the same layout, or, for a folder of recordings without events, sliding
-    windows of ``preprocess.window_seconds`` (default ``window_seconds``: the length of the
-    epochs the model was trained on) every ``preprocess.stride_seconds`` (default half that).
+    ``window_seconds`` is the length of the epochs the model was trained on, for sources that
+    cut new recordings into windows to predict; ``fallback``: a recording a source cannot prepare
+    ahead (e.g. store) is left to prediction's fallback path instead of being an error.
     """
-    root = resolve_data_dir(cfg)
-    if is_hms_layout(root, cfg.data.layout):
-        from hmsbrain.core.inputs import cached_inputs
-        from hmsbrain.hms.dataset import HMSDataset
-        from hmsbrain.hms.inputs import uses_spectrogram
-        from hmsbrain.hms.layout import HMSData
-        from hmsbrain.hms.store import open_store
-
-        if cfg.data.storage not in STORAGES:
-            raise DataError(f"data.storage={cfg.data.storage!r} is not one of {list(STORAGES)}")
-        store = None
-        if cfg.data.storage == "recordings":
-            spectrograms = uses_spectrogram(cfg.preprocess, cached_inputs(cfg))
-            store = open_store(
-                HMSData(root, split),
-                cfg.data.cache_dir,
-                cfg.data.store_dtype,
-                spectrograms,
-                fallback,
-            )
-        return HMSDataset(root, split, cfg.preprocess, store)
-    from hmsbrain.data.layouts import read_epochs, read_windows
-
-    if split == "test" and unlabelled_recordings(root):
-        window = cfg.preprocess.window_seconds or window_seconds
-        if window <= 0:
-            raise DataError(
-                f"{root}: no window length for sliding-window prediction; set "
-                "preprocess.window_seconds"
-            )
-        stride = cfg.preprocess.stride_seconds or window / 2
-        epochs = read_windows(root, window, stride)
-    else:
-        epochs = read_epochs(root)
-    extra = [p for p in root.iterdir() if p.is_file()]  # dataset.yaml, events.csv, X.npy...
-    return EpochDataset(epochs, root, split, cfg.preprocess, extra)
+    source = source_for(cfg.data.data_dir, cfg.data.layout)  # before a demo is generated
+    return source.open(cfg, resolve_data_dir(cfg), split, window_seconds, fallback)

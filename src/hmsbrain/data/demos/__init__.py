@@ -11,7 +11,9 @@ that change it a lot.
 * ``trials64``: 64-channel lab ERP experiment (standard / target), the arrays layout;
 * ``mindwave``: single-channel consumer headset, 19 stimulus classes, the class-folders layout.
 
-:func:`ensure_demo` generates a demo on first use and reuses it afterwards.
+:func:`ensure_demo` generates a demo on first use and reuses it afterwards. The source of each
+demo's layout lists it (:mod:`hmsbrain.data.layouts`), which is how ``demo:<name>`` reaches it
+(:mod:`hmsbrain.data.registry`).
 """
 
 from __future__ import annotations
