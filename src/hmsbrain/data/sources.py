@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 DEMO_PREFIX = "demo:"
 HMS_DEMO = "hms"
 RECORDING_SUFFIXES = (".edf", ".bdf")
-STORAGES = ("windows", "recordings")
 
 
 def demo_name(data_dir: str) -> str | None:
@@ -90,8 +89,6 @@ def open_dataset(
         from hmsbrain.hms.store import open_store
         from hmsbrain.models.inputs import cached_inputs
 
-        if cfg.data.storage not in STORAGES:
-            raise DataError(f"data.storage={cfg.data.storage!r} is not one of {list(STORAGES)}")
         store = None
         if cfg.data.storage == "recordings":
             spectrograms = uses_spectrogram(cfg.preprocess, cached_inputs(cfg))

@@ -423,7 +423,7 @@ def _baseline(
     if len(index) > BASELINE_MAX_ROWS:
         index = np.sort(np.random.default_rng(cfg.train.seed).choice(index, BASELINE_MAX_ROWS))
     raw_len = cache.input_shape(RAW_INPUT)[0]
-    period = Periodogram.of(raw_len, sample_rate, cfg.model.bandpower_bands)
+    period = Periodogram.of(raw_len, sample_rate, cfg.model.bandpower.bands)
     features = np.concatenate(
         [
             period.features(cache.batch(index[s : s + STATS_CHUNK])[RAW_INPUT])
@@ -436,7 +436,7 @@ def _baseline(
         counts = np.bincount(targets.argmax(axis=1), minlength=targets.shape[1])
         weights = (len(targets) / np.maximum(counts, 1))[targets.argmax(axis=1)]
     groups = train_rows.loc[index, "group"].to_numpy()
-    return fit_features(features, targets, period, cfg.model.bandpower_cs, weights, groups)
+    return fit_features(features, targets, period, cfg.model.bandpower.cs, weights, groups)
 
 
 def _predict_baseline(fit: BandpowerFit, cache: Inputs, rows: np.ndarray) -> np.ndarray:
