@@ -300,7 +300,9 @@ class TrainConfig:
         "with at least N votes (top HMS teams scored EEGs with >= 10).",
     )
     seed: int = _f(42, "Seed of every random generator of a run (Python, numpy, Keras).")
-    mixed_precision: MixedPrecision = _f("auto", "auto (mixed_float16 on a GPU), on or off.")
+    mixed_precision: MixedPrecision = _f(
+        "auto", "mixed_float16 (on), float32 (off), or mixed_float16 on a GPU only (auto)."
+    )
     strategy: Strategy = _f(
         "none",
         "Several devices: mirrored (tf.distribute.MirroredStrategy, one host, any number of "
