@@ -228,19 +228,20 @@ def tiny_kaggle(tmp_path: Path) -> TinyKaggle:
 
 
 def tiny_config(data_dir: Path, tmp_path: Path, backbone: str = "effnetv2"):
-    """A run that takes seconds: 32 x 32 images, a small WaveNet, 2 + 1 epochs, 3 folds."""
-    from hmsbrain.config import load_config
+    """A run on HMS settings that takes seconds: 32 x 32 images, a small WaveNet, 2 + 1 epochs,
+    3 folds."""
+    from hmsbrain.config import hms_config
 
-    return load_config(
-        overrides=[
+    return hms_config(
+        [
             f"data.data_dir={data_dir}",
             f"data.cache_dir={tmp_path / 'cache'}",
             f"train.output_dir={tmp_path / 'outputs'}",
             f"model.backbone={backbone}",
             "model.weights=none",
-            "model.wavenet_filters=8",
-            "model.wavenet_blocks=2",
-            "model.wavenet_dilations=[1, 2]",
+            "model.wavenet.filters=8",
+            "model.wavenet.blocks=2",
+            "model.wavenet.dilations=[1, 2]",
             "preprocess.n_mels=8",
             "preprocess.n_frames=16",
             "folds.n_folds=3",

@@ -6,8 +6,6 @@ the starter-kernel reference honest without timing anything.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -18,15 +16,14 @@ from hmsbrain.bench.preprocess import (
     starter_mel_power,
     starter_tiles,
 )
-from hmsbrain.config import Config
+from hmsbrain.config import Config, hms_config
 from hmsbrain.dsp.mel import mel_power
 from hmsbrain.hms.layout import HMSData
 from hmsbrain.hms.preprocess import clean_montage, eeg_tiles
 
 
 def _demo_config(root) -> Config:
-    cfg = Config()
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_dir=str(root)))
+    return hms_config([f"data.data_dir={root}"])
 
 
 def test_starter_tiles_agree_with_batched_tiles(small_demo):

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmsbrain.config import load_config
+from hmsbrain.config import hms_config
 from hmsbrain.core.inputs import Batch
 from hmsbrain.data import cache as cache_module
 from hmsbrain.data.base import DataError
@@ -23,8 +23,8 @@ BOTH = ("image", "raw")
 
 @pytest.fixture
 def cfg(tiny_kaggle, tmp_path):
-    return load_config(
-        overrides=[
+    return hms_config(
+        [
             f"data.data_dir={tiny_kaggle.root}",
             f"data.cache_dir={tmp_path / 'cache'}",
             "preprocess.n_mels=8",
@@ -45,7 +45,7 @@ def test_the_key_follows_code_version_files_recipe_and_inputs(tiny_kaggle, cfg, 
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # a replaced EEG file
     assert cache_key(data, cfg, BOTH) != key
-    changed = load_config(overrides=[f"data.cache_dir={cfg.data.cache_dir}", "preprocess.n_mels=9"])
+    changed = hms_config([f"data.cache_dir={cfg.data.cache_dir}", "preprocess.n_mels=9"])
     assert cache_key(data, changed, BOTH) != cache_key(data, cfg, BOTH)
 
 

@@ -12,24 +12,35 @@ import numpy as np
 import pytest
 from keras import layers
 
-from hmsbrain.config import ModelConfig
+from hmsbrain.config import EEGNetConfig, ShallowConfig
 from hmsbrain.models.eegnet import eegnet_features
 from hmsbrain.models.shallow import shallow_features
 
-FeatureFn = Callable[[keras.KerasTensor, ModelConfig, float], keras.KerasTensor]
+FeatureFn = Callable[..., keras.KerasTensor]  # fn(raw, sample_rate, **its config section)
 MODELS: dict[str, FeatureFn] = {"eegnet": eegnet_features, "shallow": shallow_features}
 # (time, channels, sample rate): the brief's shapes, plus one shorter than every pool.
 SHAPES = [(256, 64, 128.0), (64, 14, 128.0), (128, 1, 128.0), (512, 64, 256.0), (16, 3, 128.0)]
 
 
 def build(
-    name: str, n_time: int, n_chans: int, sample_rate: float, n_classes: int = 4, **cfg: object
+    name: str,
+    n_time: int,
+    n_chans: int,
+    sample_rate: float,
+    n_classes: int = 4,
+    bn_momentum: float = 0.0,
+    **kwargs: object,
 ) -> keras.Model:
     raw = keras.Input((n_time, n_chans), name="raw")
-    features = MODELS[name](raw, ModelConfig(**cfg), sample_rate)
+    features = MODELS[name](raw, sample_rate, **kwargs)
     logits = layers.Dense(n_classes, name="logits", dtype="float32")(features)
     probs = layers.Activation("softmax", name="probs", dtype="float32")(logits)
-    return keras.Model(raw, probs, name=name)
+    model = keras.Model(raw, probs, name=name)
+    if bn_momentum > 0:  # as build_model applies model.bn_momentum
+        for layer in model.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = bn_momentum
+    return model
 
 
 def n_trainable(model: keras.Model) -> int:
@@ -38,16 +49,16 @@ def n_trainable(model: keras.Model) -> int:
 
 def expected_features(name: str, n_time: int, sample_rate: float) -> int:
     """Feature width from the documented pooling rules, with the default config."""
-    cfg = ModelConfig()
     if name == "eegnet":
         # "same" pools of 4 then 8 (shrunk to the axis): ceil lengths, no step dropped.
         after_1 = math.ceil(n_time / min(4, n_time))
-        return cfg.eegnet_f2 * math.ceil(after_1 / min(8, after_1))
-    kernel = min(round(cfg.shallow_kernel_seconds * sample_rate), n_time)
+        return EEGNetConfig().f2 * math.ceil(after_1 / min(8, after_1))
+    cfg = ShallowConfig()
+    kernel = min(round(cfg.kernel_seconds * sample_rate), n_time)
     conv = n_time - kernel + 1
-    pool = min(round(cfg.shallow_pool_seconds * sample_rate), conv)
-    stride = min(round(cfg.shallow_stride_seconds * sample_rate), pool)
-    return cfg.shallow_filters * ((conv - pool) // stride + 1)
+    pool = min(round(cfg.pool_seconds * sample_rate), conv)
+    stride = min(round(cfg.stride_seconds * sample_rate), pool)
+    return cfg.filters * ((conv - pool) // stride + 1)
 
 
 def signals(n: int, n_time: int, n_chans: int, seed: int = 0) -> np.ndarray:

@@ -366,7 +366,7 @@ def test_dead_relu_units(good) -> None:
 @pytest.mark.slow
 def test_input_reach_finds_pooling_that_skips_rows(good, tmp_path) -> None:
     assert learning.check_input_reach(good).status == PASS
-    skipping = context(Path(good.data.root), tmp_path, "model.eegnet_pool1_stride=8")
+    skipping = context(Path(good.data.root), tmp_path, "model.eegnet.pool1_stride=8")
     check = learning.check_input_reach(skipping)
     assert check.status == FAIL and "50%" in check.measured
     assert "eegnet_pool_1" in check.measured and "strides" in check.advice
@@ -386,7 +386,7 @@ def test_command_reports_every_check_and_exits_0_with_fails(good, tmp_path, caps
             "folds.n_folds=3",
             "train.batch_size=16",
             "preprocess.standardize=false",
-            "model.eegnet_pool1_stride=8",
+            "model.eegnet.pool1_stride=8",
         ]
     )
     out = capsys.readouterr().out

@@ -312,11 +312,12 @@ def test_edf_recordings_train_and_predict_sliding_windows(tmp_path, capsys) -> N
 
 
 def test_generic_recipe_is_the_default_for_other_layouts(tmp_path) -> None:
-    from hmsbrain.cli import GENERIC_CONFIG, default_config
+    from hmsbrain.cli import DEFAULT_CONFIG, GENERIC_CONFIG, default_recipe
 
-    assert default_config(str(_arrays_dataset(tmp_path / "erp", n=10))) == GENERIC_CONFIG
-    assert default_config("demo:trials64") == GENERIC_CONFIG
-    assert default_config(None).name == "demo_cpu.yaml"
+    erp = _arrays_dataset(tmp_path / "erp", n=10)
+    assert default_recipe([f"data.data_dir={erp}"]) == GENERIC_CONFIG
+    assert default_recipe(["data.data_dir=demo:trials64"]) == GENERIC_CONFIG
+    assert default_recipe([]) == DEFAULT_CONFIG
     assert load_config(GENERIC_CONFIG).preprocess.standardize is True
     with pytest.raises(ConfigError, match=r"preprocess\.montage='bipolar' is not one of"):
         choose_montage("bipolar", EMOTIV)

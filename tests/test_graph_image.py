@@ -8,8 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from hmsbrain.cli import CONFIGS
-from hmsbrain.config import load_config
+from hmsbrain.config import HMS_FULL_RECIPE, load_config, recipe_path
 from hmsbrain.core.inputs import ALL_INPUTS, model_inputs
 from hmsbrain.data.sources import open_dataset
 from hmsbrain.models.registry import GraphImage, build_model
@@ -21,7 +20,7 @@ def test_the_graph_image_is_the_cpu_image_at_the_full_recipe(hms_sample_dir, tmp
 
     def cfg(*extra: str):
         return load_config(
-            CONFIGS / "effnetv2.yaml",
+            recipe_path(HMS_FULL_RECIPE),
             [
                 f"data.data_dir={hms_sample_dir}",
                 f"data.cache_dir={tmp_path}",

@@ -11,7 +11,7 @@ import librosa
 import numpy as np
 import pytest
 
-from hmsbrain.config import PreprocessConfig
+from hmsbrain.config import PreprocessConfig, hms_config
 from hmsbrain.dsp.image import build_image
 from hmsbrain.dsp.mel import group_tiles, hop_length, mel_power
 from hmsbrain.inference.export import PARITY_RTOL, export_model, to_onnx
@@ -31,12 +31,13 @@ class Case:
     n_samples: int
 
 
+HMS = hms_config().preprocess
 CASES = {
-    "demo": Case(PreprocessConfig(n_mels=32, n_frames=64), DOUBLE_BANANA, 16, 10_000),
-    "hms": Case(PreprocessConfig(n_mels=128, n_frames=256), DOUBLE_BANANA, 16, 10_000),
+    "demo": Case(replace(HMS, n_mels=32, n_frames=64), DOUBLE_BANANA, 16, 10_000),
+    "hms": Case(replace(HMS, n_mels=128, n_frames=256), DOUBLE_BANANA, 16, 10_000),
     # Unequal, non-consecutive groups (the CPU path's other branch), 128 Hz, a short epoch.
     "odd": Case(
-        PreprocessConfig(sample_rate=128.0, n_fft=256, win_length=64, n_mels=32, n_frames=32),
+        replace(HMS, sample_rate=128.0, n_fft=256, win_length=64, n_mels=32, n_frames=32),
         ((0, 5, 9), (1, 2), (3, 4, 6, 7), (8,), (10, 11, 12, 13)),
         14,
         256,

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from hmsbrain.config import ModelConfig
+from hmsbrain.config import MobileNetV3Config, ModelConfig, WaveNetConfig
 from hmsbrain.core.inputs import WAVENET
 from hmsbrain.models.imagenet import BACKBONES, WeightsError, backbone_names, build_backbone
 from hmsbrain.models.registry import build_model
@@ -27,9 +27,7 @@ def _tiny(backbone: str, **kw) -> ModelConfig:
     return ModelConfig(
         backbone=backbone,
         weights="none",
-        wavenet_filters=8,
-        wavenet_dilations=[1, 2],
-        wavenet_blocks=2,
+        wavenet=WaveNetConfig(filters=8, dilations=[1, 2], blocks=2),
         **kw,
     )
 
@@ -69,7 +67,10 @@ print("identical")
 
 def test_image_only_and_wavenet_only_inputs() -> None:
     image_only = build_model(
-        _tiny("mobilenetv3", use_wavenet=False, mobilenetv3_size="small"), IMAGE, RAW, 6
+        _tiny("mobilenetv3", use_wavenet=False, mobilenetv3=MobileNetV3Config(size="small")),
+        IMAGE,
+        RAW,
+        6,
     )
     assert [t.name for t in image_only.inputs] == ["image"]
     wave = build_model(_tiny(WAVENET), IMAGE, RAW, 6)
@@ -101,7 +102,9 @@ def test_offline_imagenet_request_says_how_to_supply_weights(monkeypatch) -> Non
 
 def test_local_weights_file_loads(tmp_path) -> None:
     """A local .weights.h5 (how offline Kaggle notebooks get ImageNet weights) is loaded."""
-    cfg = ModelConfig(backbone="mobilenetv3", mobilenetv3_size="small", weights="none")
+    cfg = ModelConfig(
+        backbone="mobilenetv3", mobilenetv3=MobileNetV3Config(size="small"), weights="none"
+    )
     source = build_backbone(cfg, IMAGE)
     path = tmp_path / "mobilenet.weights.h5"
     source.save_weights(path)

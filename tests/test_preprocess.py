@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from hmsbrain.config import PreprocessConfig, load_config
+from hmsbrain.config import PreprocessConfig, hms_config
 from hmsbrain.core.mirror import swap_batch
 from hmsbrain.dsp.filters import bandpass, fill_nan
 from hmsbrain.dsp.image import build_image
@@ -36,10 +36,12 @@ from hmsbrain.hms.preprocess import (
     swap_hemispheres_tiles,
 )
 
-DEFAULT = PreprocessConfig()
+DEFAULT = hms_config().preprocess  # the HMS settings
 # Every spectrogram parameter changed, and the band-pass edge kept below fmax.
-OTHER = PreprocessConfig(n_mels=64, n_frames=128, win_length=256, fmax=25.0, bandpass_high=18.0)
-SMALL = PreprocessConfig(n_mels=32, n_frames=64)  # quick tiles for the structural tests
+OTHER = dataclasses.replace(
+    DEFAULT, n_mels=64, n_frames=128, win_length=256, fmax=25.0, bandpass_high=18.0
+)
+SMALL = dataclasses.replace(DEFAULT, n_mels=32, n_frames=64)  # quick tiles for structural tests
 
 
 def _librosa_mel(x: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
@@ -341,7 +343,7 @@ def test_raw_branch_decimation_does_not_alias():
 
 
 def test_real_sample_yields_finite_model_inputs(hms_sample_dir):
-    cfg = load_config().preprocess
+    cfg = hms_config().preprocess
     train = HMSData(hms_sample_dir, "train")
     batch = row_inputs(train, range(len(train)), cfg)
     assert batch["image"].shape == (9, 512, 512, 3)

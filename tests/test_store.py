@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hmsbrain.config import load_config
+from hmsbrain.config import HMS_FULL_RECIPE, load_config, recipe_path
 from hmsbrain.core.inputs import ALL_INPUTS
 from hmsbrain.data.base import DataError
 from hmsbrain.data.cache import StreamInputs
@@ -24,10 +24,8 @@ from hmsbrain.hms.store import (
 
 
 def _cfg(data_dir, tmp_path, *extra: str):
-    from hmsbrain.cli import CONFIGS
-
     return load_config(
-        CONFIGS / "effnetv2.yaml",
+        recipe_path(HMS_FULL_RECIPE),
         [
             f"data.data_dir={data_dir}",
             f"data.cache_dir={tmp_path / 'cache'}",

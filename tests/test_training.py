@@ -67,8 +67,8 @@ def test_a_short_run_learns_far_beyond_the_class_prior(learnable_demo, tmp_path)
         "samples_per_eeg": 3,
     }.items():
         setattr(cfg.train, key, value)
-    cfg.model.wavenet_filters, cfg.model.wavenet_blocks = 16, 3
-    cfg.model.wavenet_dilations, cfg.model.bn_momentum = [1, 2, 4, 8], 0.9
+    cfg.model.wavenet.filters, cfg.model.wavenet.blocks = 16, 3
+    cfg.model.wavenet.dilations, cfg.model.bn_momentum = [1, 2, 4, 8], 0.9
     summary = train_fold(cfg, fold=0)
     assert summary["n_val_eegs"] >= 20
     assert summary["cv_kl"] < 0.8 * summary["class_prior_kl"], summary

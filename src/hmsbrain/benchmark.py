@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hmsbrain.config import load_config
+from hmsbrain.config import HMS_DEMO_RECIPE, HMS_FULL_RECIPE, HMS_RECIPE, load_config, recipe_path
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEMO_CONFIG = CONFIGS / "demo_cpu.yaml"
-FULL_CONFIG = CONFIGS / "effnetv2.yaml"
+DEMO_CONFIG = recipe_path(HMS_DEMO_RECIPE)
+FULL_CONFIG = recipe_path(HMS_FULL_RECIPE)
 # The recipe each benchmark times unless --config names another: inference the CPU demo hybrid
-# (what the demo runs use), the rest the full recipe (the schema defaults for preprocessing).
+# (what the demo runs use), spectrogram and input the full recipe, the rest the HMS settings.
 DEFAULTS = {"inference": DEMO_CONFIG, "spectrogram": FULL_CONFIG, "input": FULL_CONFIG}
 WHICH = ("preprocess", "inference", "spectrogram", "input", "scale")
 
@@ -81,7 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     repeats = args.repeats or (3 if args.which == "preprocess" else 5)
     if args.which != "preprocess" and repeats < 5:
         parser.error(f"{args.which} needs --repeats of at least 5 to say how noisy it is")
-    cfg = load_config(args.config or DEFAULTS.get(args.which), args.overrides)
+    cfg = load_config(
+        args.config or DEFAULTS.get(args.which, recipe_path(HMS_RECIPE)), args.overrides
+    )
     if args.which == "preprocess":
         from hmsbrain.bench.preprocess import bench_preprocess
 

@@ -8,7 +8,16 @@ import os
 import sys
 from pathlib import Path
 
-from hmsbrain.config import ConfigError, describe, load_config
+from hmsbrain.config import (
+    CONFIGS_DIR,
+    GENERIC_RECIPE,
+    HMS_DEMO_RECIPE,
+    Config,
+    ConfigError,
+    describe,
+    load_config,
+    recipe_path,
+)
 from hmsbrain.data.base import DataError
 from hmsbrain.training.folds import FoldError
 
@@ -16,9 +25,9 @@ from hmsbrain.training.folds import FoldError
 # project's own output; TF_CPP_MIN_LOG_LEVEL=0 brings them back.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEFAULT_CONFIG = CONFIGS / "demo_cpu.yaml"  # HMS data (the demo included)
-GENERIC_CONFIG = CONFIGS / "eeg_cpu.yaml"  # every other layout
+CONFIGS = CONFIGS_DIR
+DEFAULT_CONFIG = recipe_path(HMS_DEMO_RECIPE)  # HMS data (the demo included)
+GENERIC_CONFIG = recipe_path(GENERIC_RECIPE)  # every other layout
 # Errors that are the user's input, not a bug: one line, no stack trace, exit code 2.
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, FoldError, FileNotFoundError)
 
@@ -53,8 +62,8 @@ def train_main(argv: list[str] | None = None) -> None:
         "--config",
         type=Path,
         default=None,
-        help="YAML recipe (default: configs/demo_cpu.yaml for HMS data, configs/eeg_cpu.yaml "
-        "for any other layout)",
+        help=f"YAML recipe (default: configs/{HMS_DEMO_RECIPE} for HMS data, "
+        f"configs/{GENERIC_RECIPE} for any other layout, as --data-dir or data.data_dir says)",
     )
     parser.add_argument(
         "--data-dir",
@@ -87,7 +96,7 @@ def train_main(argv: list[str] | None = None) -> None:
     )
     # Imported before the try: its except clause names these classes.
     from hmsbrain.data.sources import open_dataset
-    from hmsbrain.models.imagenet import WeightsError, backbone_names
+    from hmsbrain.models.imagenet import WeightsError
     from hmsbrain.runs import fold_dirs, run_root
     from hmsbrain.training.loop import train_folds
     from hmsbrain.training.outputs import RunConfigError, RunExistsError
@@ -95,9 +104,7 @@ def train_main(argv: list[str] | None = None) -> None:
 
     report = None
     try:
-        cfg = load_config(args.config or default_config(args.data_dir), overrides)
-        if cfg.model.backbone not in backbone_names():
-            raise ConfigError(f"unknown backbone {cfg.model.backbone!r}; valid: {backbone_names()}")
+        cfg = command_config(args.config, overrides)
         if args.fold == "all":
             folds = range(cfg.folds.n_folds)
         elif args.fold.isdigit():
@@ -117,11 +124,21 @@ def train_main(argv: list[str] | None = None) -> None:
         print(overall_line(report))
 
 
-def default_config(data_dir: str | None) -> Path:
-    """The CPU recipe for the data: the HMS demo recipe, or the generic EEG one."""
+def default_recipe(overrides: list[str]) -> Path:
+    """The CPU recipe for the data the overrides name (the ``--data-dir`` flag is one of them):
+    the HMS demo recipe for HMS data, or the generic EEG one. ``data.data_dir`` and
+    ``data.layout`` are read from the overrides before any recipe is, so an override
+    ``data.data_dir=demo:emotiv`` chooses as ``--data-dir demo:emotiv`` does."""
     from hmsbrain.data.sources import is_hms_data
 
-    return DEFAULT_CONFIG if is_hms_data(data_dir or "") else GENERIC_CONFIG
+    data = load_config(overrides=overrides).data
+    return DEFAULT_CONFIG if is_hms_data(data.data_dir, data.layout) else GENERIC_CONFIG
+
+
+def command_config(config: Path | None, overrides: list[str]) -> Config:
+    """The config of a command: ``--config`` (else the recipe the data calls for), then the
+    overrides."""
+    return load_config(config or default_recipe(overrides), overrides)
 
 
 def cv_table(summaries: list[dict]) -> str:
@@ -376,6 +393,6 @@ def diagnose_main(argv: list[str] | None = None) -> None:
     from hmsbrain.models.imagenet import WeightsError
 
     try:
-        diagnose(load_config(args.config or default_config(args.data_dir), overrides))
+        diagnose(command_config(args.config, overrides))
     except (*USER_ERRORS, WeightsError) as exc:
         _fail(exc)

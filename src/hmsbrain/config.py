@@ -1,8 +1,14 @@
 """One typed configuration schema, loaded from YAML and overridden from the command line.
 
 Every field has a default and a one-line ``help``. A YAML file or a ``section.key=value``
-override that names an unknown key, or gives a value of the wrong type, is a :class:`ConfigError`
-naming the key, so a typo never silently falls back to a default.
+override that names an unknown key, or gives a value of the wrong type or outside a choice
+field's ``Literal`` values, is a :class:`ConfigError` naming the key, so a typo never silently
+falls back to a default.
+
+The defaults describe a neutral run on any labelled EEG (128 Hz, EEGNet, one stage, no
+hemisphere-specific augmentation). A recipe (``configs/*.yaml``) may start from another with a
+top-level ``base:`` key; every HMS setting lives in :data:`HMS_RECIPE`, the base of the HMS
+recipes under ``configs/hms/``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -25,9 +31,20 @@ class ConfigError(ValueError):
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` (no dot) as a string; ML configs write rates that way."""
+    """YAML 1.2 scalars where YAML 1.1 surprises: ``1e-3`` (no dot) is a float, not a string (ML
+    configs write rates that way), and only true/false are booleans: YAML 1.1 reads ``on``,
+    ``off``, ``yes`` and ``no`` as booleans, so ``train.mixed_precision=on`` would never reach
+    its choice check as the word it is."""
 
 
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)[eE][-+]?\d+$"),
@@ -46,6 +63,31 @@ def _f(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+# Choices of the string fields. Each is a Literal, so the config rejects any other value at load,
+# naming the key; the modules reading a field need no check of their own.
+Layout = Literal["auto", "hms", "folders", "recordings", "arrays", "table"]
+Storage = Literal["windows", "recordings"]
+StoreDtype = Literal["float16", "float32"]
+Montage = Literal["auto", "double_banana", "identity", "average"]
+SpectrogramPlace = Literal["cpu", "graph"]
+ImageBackbone = Literal["effnetv2", "resnet50v2", "mobilenetv3", "densenet201"]
+RawBackbone = Literal["wavenet", "eegnet", "shallow", "bandpower"]
+Backbone = Literal[ImageBackbone, RawBackbone]
+EffNetV2Size = Literal["B0", "B1", "B2", "B3", "S", "M", "L"]
+MobileNetV3Size = Literal["large", "small"]
+Loss = Literal["auto", "kl", "ce"]
+ClassWeights = Literal["none", "balanced"]
+SelectMetric = Literal["auto", "kl", "balanced_accuracy"]
+MixedPrecision = Literal["auto", "on", "off"]
+Strategy = Literal["none", "mirrored", "data_parallel"]
+
+# Every valid model.backbone, without importing Keras: hmsbrain.models.imagenet registers the
+# image ones and its backbone_names() must list exactly these (a test holds them together).
+IMAGE_BACKBONES: tuple[str, ...] = typing.get_args(ImageBackbone)
+RAW_BACKBONE_NAMES: tuple[str, ...] = typing.get_args(RawBackbone)
+BACKBONE_NAMES: tuple[str, ...] = (*IMAGE_BACKBONES, *RAW_BACKBONE_NAMES)
+
+
 @dataclass
 class DataConfig:
     data_dir: str = _f(
@@ -53,18 +95,16 @@ class DataConfig:
         "Data folder (the Kaggle HMS layout, or any layout of 'Your own EEG data' in the "
         "README), or demo:<name> (hms, emotiv, trials64, mindwave); empty means demo:hms.",
     )
-    layout: str = _f(
-        "auto", "auto, hms, folders, recordings, arrays or table; dataset.yaml may name it."
-    )
+    layout: Layout = _f("auto", "The data folder's layout; auto: dataset.yaml's, or detected.")
     demo_dir: str = _f("data/demo", "Where the demo dataset is generated on first use.")
     demo_seed: int = _f(2024, "Seed of the demo dataset generator.")
     cache_dir: str = _f("outputs/cache", "Folder for folds and preprocessed inputs, per dataset.")
-    storage: str = _f(
+    storage: Storage = _f(
         "windows",
         "windows: cache every window's model inputs (fast for small data); recordings (HMS): "
         "store each recording once and cut windows at batch time (scales with hours of EEG).",
     )
-    store_dtype: str = _f(
+    store_dtype: StoreDtype = _f(
         "float16", "Sample type of the recording store: float16 (half the disk) or float32."
     )
 
@@ -78,19 +118,19 @@ class FoldConfig:
 @dataclass
 class PreprocessConfig:
     sample_rate: float = _f(
-        200.0, "Rate in Hz every signal is resampled to (polyphase) before anything else."
+        128.0, "Rate in Hz every signal is resampled to (polyphase) before anything else."
     )
-    montage: str = _f(
+    montage: Montage = _f(
         "auto",
         "double_banana (a 10-20 cap), identity or average (common average reference); auto: "
         "double_banana for a clinical 10-20 recording, identity otherwise.",
     )
     standardize: bool = _f(
-        False,
+        True,
         "Standardise each raw-branch channel with the mean and std of the training folds "
         "(a layer of the model, so export and prediction apply it too).",
     )
-    spectrogram: str = _f(
+    spectrogram: SpectrogramPlace = _f(
         "cpu",
         "Where the image's mel spectrograms are computed: cpu (the input pipeline; cached "
         "with the windows) or graph (inside the model, from the clean montage: no CPU work on "
@@ -104,61 +144,64 @@ class PreprocessConfig:
     )
     stride_seconds: float = _f(0.0, "Sliding-window stride; 0: half the window.")
     bandpass_low: float = _f(0.5, "Band-pass lower edge in Hz (zero-phase Butterworth).")
-    bandpass_high: float = _f(20.0, "Band-pass upper edge in Hz.")
+    bandpass_high: float = _f(40.0, "Band-pass upper edge in Hz.")
     filter_order: int = _f(4, "Butterworth order of the band-pass (doubled by filtfilt).")
     clip_uv: float = _f(1024.0, "Clip bipolar signals to +/- this many microvolts (artefacts).")
-    scale_uv: float = _f(32.0, "Divide bipolar signals by this before the model sees them.")
-    n_fft: int = _f(1024, "FFT size of the mel spectrogram.")
-    win_length: int = _f(128, "STFT window length in samples (Hann).")
-    n_mels: int = _f(128, "Mel bands per chain tile (image rows per tile).")
-    n_frames: int = _f(256, "STFT frames per tile (image columns); hop = window // n_frames.")
+    scale_uv: float = _f(1.0, "Divide bipolar signals by this before the model sees them.")
+    n_fft: int = _f(256, "FFT size of the mel spectrogram.")
+    win_length: int = _f(64, "STFT window length in samples (Hann).")
+    n_mels: int = _f(32, "Mel bands per chain tile (image rows per tile).")
+    n_frames: int = _f(32, "STFT frames per tile (image columns); hop = window // n_frames.")
     fmin: float = _f(0.0, "Lowest mel frequency in Hz.")
-    fmax: float = _f(20.0, "Highest mel frequency in Hz.")
+    fmax: float = _f(40.0, "Highest mel frequency in Hz.")
     top_db: float = _f(80.0, "Dynamic range kept below each signal's peak, in dB.")
     use_kaggle_spectrogram: bool = _f(
-        True, "Append the Kaggle 10-minute spectrogram tiles beside the EEG tiles."
+        False, "HMS: append the Kaggle 10-minute spectrogram tiles beside the EEG tiles."
     )
-    raw_downsample: int = _f(5, "Decimation factor of the raw montage for the 1D branch.")
+    raw_downsample: int = _f(1, "Decimation factor of the raw montage for the 1D branch.")
+
+
+# One section per model: its fields are the keyword arguments of the model's builder in
+# hmsbrain.models (the same names and defaults, which a test holds together).
 
 
 @dataclass
-class ModelConfig:
-    backbone: str = _f(
-        "effnetv2", "Registered image backbone, or 'wavenet' for the 1D branch alone."
-    )
-    effnetv2_size: str = _f("B0", "EfficientNetV2 size: B0, B1, B2, B3, S, M or L.")
-    mobilenetv3_size: str = _f("large", "MobileNetV3 size: large or small.")
-    weights: str = _f(
-        "imagenet", "Backbone weights: 'imagenet', 'none', or a .h5/.weights.h5 path."
-    )
-    use_wavenet: bool = _f(True, "Join the WaveNet 1D branch to the image backbone (hybrid).")
-    wavenet_filters: int = _f(32, "Channels of the WaveNet branch.")
-    wavenet_dilations: list[int] = _f([1, 2, 4, 8], "Dilation rates of one WaveNet block.")
-    wavenet_blocks: int = _f(3, "WaveNet blocks, each followed by 4x time pooling.")
-    dropout: float = _f(0.2, "Dropout before the classification head.")
-    bn_momentum: float = _f(
-        0.0, "If > 0, BatchNorm momentum of every layer (lower suits short from-scratch runs)."
-    )
-    eegnet_f1: int = _f(8, "EEGNet: temporal filters.")
-    eegnet_d: int = _f(2, "EEGNet: spatial filters per temporal filter (depth multiplier).")
-    eegnet_f2: int = _f(16, "EEGNet: pointwise filters of the separable convolution.")
-    eegnet_kernel_seconds: float = _f(0.5, "EEGNet: temporal kernel length in seconds.")
-    eegnet_dropout: float = _f(0.25, "EEGNet: dropout after each block.")
-    eegnet_pool1_stride: int = _f(
+class EEGNetConfig:
+    f1: int = _f(8, "EEGNet: temporal filters.")
+    d: int = _f(2, "EEGNet: spatial filters per temporal filter (depth multiplier).")
+    f2: int = _f(16, "EEGNet: pointwise filters of the separable convolution.")
+    kernel_seconds: float = _f(0.5, "EEGNet: temporal kernel length in seconds.")
+    dropout: float = _f(0.25, "EEGNet: dropout after each block.")
+    pool1_stride: int = _f(
         0,
         "EEGNet: stride of the first pooling; 0 = its size, as published. A stride above the "
         "size skips samples (the classic broken model diagnose.py finds).",
     )
-    shallow_filters: int = _f(40, "ShallowConvNet: temporal and spatial filters.")
-    shallow_kernel_seconds: float = _f(0.1, "ShallowConvNet: temporal kernel in seconds.")
-    shallow_pool_seconds: float = _f(0.3, "ShallowConvNet: mean-pooling window in seconds.")
-    shallow_stride_seconds: float = _f(0.06, "ShallowConvNet: pooling stride in seconds.")
-    shallow_dropout: float = _f(0.5, "ShallowConvNet: dropout before the classifier.")
-    bandpower_bands: list[float] = _f(
+
+
+@dataclass
+class ShallowConfig:
+    filters: int = _f(40, "ShallowConvNet: temporal and spatial filters.")
+    kernel_seconds: float = _f(0.1, "ShallowConvNet: temporal kernel in seconds.")
+    pool_seconds: float = _f(0.3, "ShallowConvNet: mean-pooling window in seconds.")
+    stride_seconds: float = _f(0.06, "ShallowConvNet: pooling stride in seconds.")
+    dropout: float = _f(0.5, "ShallowConvNet: dropout before the classifier.")
+
+
+@dataclass
+class WaveNetConfig:
+    filters: int = _f(32, "WaveNet: channels of the branch.")
+    dilations: list[int] = _f([1, 2, 4, 8], "WaveNet: dilation rates of one block.")
+    blocks: int = _f(3, "WaveNet: blocks, each followed by 4x time pooling.")
+
+
+@dataclass
+class BandpowerConfig:
+    bands: list[float] = _f(
         [1.0, 4.0, 8.0, 13.0, 20.0, 30.0, 45.0],
         "Band-power baseline: band edges in Hz (bands above the Nyquist rate are dropped).",
     )
-    bandpower_cs: list[float] = _f(
+    cs: list[float] = _f(
         [1e-4, 1e-3, 1e-2, 1e-1, 1.0],
         "Band-power baseline: inverse L2 strengths of the classifier, the best chosen by "
         "log loss in 3 inner folds grouped by subject; one value: that one.",
@@ -166,10 +209,43 @@ class ModelConfig:
 
 
 @dataclass
+class EffNetV2Config:
+    size: EffNetV2Size = _f("B0", "EfficientNetV2 size.")
+
+
+@dataclass
+class MobileNetV3Config:
+    size: MobileNetV3Size = _f("large", "MobileNetV3 size.")
+
+
+@dataclass
+class ModelConfig:
+    backbone: Backbone = _f(
+        "eegnet",
+        "Image backbone (its spectrogram image, with the WaveNet branch if use_wavenet), or a "
+        "raw-signal model (wavenet, eegnet, shallow; bandpower: the fitted baseline alone).",
+    )
+    weights: str = _f(
+        "none", "Image backbone weights: 'imagenet', 'none', or a .h5/.weights.h5 path."
+    )
+    use_wavenet: bool = _f(True, "Join the WaveNet 1D branch to the image backbone (hybrid).")
+    dropout: float = _f(0.25, "Dropout before the classification head.")
+    bn_momentum: float = _f(
+        0.9, "If > 0, BatchNorm momentum of every layer (lower suits short from-scratch runs)."
+    )
+    eegnet: EEGNetConfig = field(default_factory=EEGNetConfig)
+    shallow: ShallowConfig = field(default_factory=ShallowConfig)
+    wavenet: WaveNetConfig = field(default_factory=WaveNetConfig)
+    bandpower: BandpowerConfig = field(default_factory=BandpowerConfig)
+    effnetv2: EffNetV2Config = field(default_factory=EffNetV2Config)
+    mobilenetv3: MobileNetV3Config = field(default_factory=MobileNetV3Config)
+
+
+@dataclass
 class TrainConfig:
     run_name: str = _f("", "Run folder name under output_dir; empty means the backbone name.")
     output_dir: str = _f("outputs", "Root of all run folders.")
-    batch_size: int = _f(16, "Training batch size.")
+    batch_size: int = _f(32, "Training batch size.")
     samples_per_eeg: int = _f(1, "Sub-windows drawn per EEG per epoch (random time shifts).")
     shift_seconds: float = _f(
         0.0,
@@ -179,32 +255,38 @@ class TrainConfig:
     workers: int = _f(
         0, "Input-pipeline threads preparing batches ahead of the model; 0: one per CPU."
     )
-    stage1_epochs: int = _f(10, "Epochs of stage 1 (all EEGs).")
-    stage2_epochs: int = _f(5, "Epochs of stage 2 (EEGs with at least stage2_min_votes votes).")
+    stage1_epochs: int = _f(20, "Epochs of stage 1 (all EEGs).")
+    stage2_epochs: int = _f(
+        0, "Epochs of stage 2 (HMS: EEGs with at least stage2_min_votes votes); 0: no stage 2."
+    )
     stage2_min_votes: int = _f(10, "Vote threshold of stage 2 rows.")
     stage2_lr_scale: float = _f(0.3, "Peak learning rate of stage 2 relative to stage 1.")
-    lr: float = _f(1e-3, "Peak learning rate (AdamW).")
+    lr: float = _f(2e-3, "Peak learning rate (AdamW).")
     min_lr: float = _f(1e-6, "Learning rate at the end of each cosine decay.")
     weight_decay: float = _f(1e-2, "AdamW decoupled weight decay.")
-    warmup_frac: float = _f(0.1, "Share of stage 1 steps spent warming the learning rate up.")
-    swap_prob: float = _f(0.5, "Probability of the left/right hemisphere swap per sample.")
-    time_masks: int = _f(2, "Time masks per image (SpecAugment).")
-    freq_masks: int = _f(2, "Frequency masks per image (SpecAugment).")
+    warmup_frac: float = _f(0.05, "Share of stage 1 steps spent warming the learning rate up.")
+    swap_prob: float = _f(
+        0.0,
+        "Probability of the left/right hemisphere swap per sample (0 by default: generic labels "
+        "may not survive a mirror, e.g. left vs right hand imagery).",
+    )
+    time_masks: int = _f(0, "Time masks per image (SpecAugment).")
+    freq_masks: int = _f(0, "Frequency masks per image (SpecAugment).")
     mask_frac: float = _f(0.1, "Largest mask width as a share of the image side.")
-    mixup_prob: float = _f(0.5, "Probability that a batch is mixed up.")
+    mixup_prob: float = _f(0.0, "Probability that a batch is mixed up.")
     mixup_alpha: float = _f(0.4, "Beta(alpha, alpha) parameter of mixup.")
     val_batch_size: int = _f(64, "Batch size of validation and prediction.")
     tta: bool = _f(
-        True,
+        False,
         "Hemisphere-swap TTA for validation, OOF and test predictions alike (one setting, so "
         "blend weights are fitted on the kind of prediction that is submitted).",
     )
-    loss: str = _f("auto", "auto (KL for soft labels, cross-entropy for hard ones), kl or ce.")
+    loss: Loss = _f("auto", "auto (KL for soft labels, cross-entropy for hard ones), kl or ce.")
     label_smoothing: float = _f(0.0, "Label smoothing of hard-label cross-entropy.")
-    class_weights: str = _f(
-        "none", "none or balanced: weight hard-label samples by inverse class frequency."
+    class_weights: ClassWeights = _f(
+        "balanced", "none, or balanced: weight hard-label samples by inverse class frequency."
     )
-    select_metric: str = _f(
+    select_metric: SelectMetric = _f(
         "auto",
         "What picks the best epoch: kl (log loss) or balanced_accuracy; auto: kl for soft "
         "labels, balanced_accuracy for hard ones.",
@@ -218,8 +300,10 @@ class TrainConfig:
         "with at least N votes (top HMS teams scored EEGs with >= 10).",
     )
     seed: int = _f(42, "Seed of every random generator of a run (Python, numpy, Keras).")
-    mixed_precision: str = _f("auto", "'auto' (mixed_float16 on a GPU), 'on' or 'off'.")
-    strategy: str = _f(
+    mixed_precision: MixedPrecision = _f(
+        "auto", "mixed_float16 (on), float32 (off), or mixed_float16 on a GPU only (auto)."
+    )
+    strategy: Strategy = _f(
         "none",
         "Several devices: mirrored (tf.distribute.MirroredStrategy, one host, any number of "
         "GPUs) or data_parallel (keras.distribution.DataParallel on the JAX backend, one or "
@@ -240,6 +324,38 @@ class Config:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def model_kwargs(cfg: ModelConfig, name: str) -> dict[str, Any]:
+    """The keyword arguments of model ``name``'s builder: its section of ``cfg`` (``model.eegnet``
+    for eegnet), or none for a model without one."""
+    section = getattr(cfg, name, None)
+    return dataclasses.asdict(section) if dataclasses.is_dataclass(section) else {}
+
+
+# --- Recipes ----------------------------------------------------------------------------------
+
+CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+# Recipe names, relative to CONFIGS_DIR: code names these instead of paths.
+GENERIC_RECIPE = "eeg_cpu.yaml"  # the CPU recipe for any EEG that is not HMS: the defaults
+HMS_RECIPE = "hms/base.yaml"  # every HMS setting; the base of every HMS recipe
+HMS_DEMO_RECIPE = "hms/demo_cpu.yaml"  # the CPU recipe for HMS data, the demo included
+HMS_FULL_RECIPE = "hms/effnetv2.yaml"  # the full GPU recipe of the main backbone
+BASE_KEY = "base"  # a recipe's top-level key naming the recipe it starts from
+
+
+def recipe_path(name: str) -> Path:
+    """The shipped recipe ``name`` (e.g. :data:`HMS_RECIPE`), as a path; ConfigError if absent."""
+    path = CONFIGS_DIR / name
+    if not path.is_file():
+        raise ConfigError(f"no shipped recipe {name!r} under {CONFIGS_DIR}")
+    return path
+
+
+def hms_config(overrides: list[str] | None = None) -> Config:
+    """The HMS settings (:data:`HMS_RECIPE`), then ``overrides``: what library code working on
+    HMS data starts from, since the schema defaults describe generic EEG."""
+    return load_config(recipe_path(HMS_RECIPE), overrides)
 
 
 # --- Loading and overriding ----------------------------------------------------------------------
@@ -263,6 +379,12 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
                 continue
         raise ConfigError(f"{key}: {value!r} is not of type {annotation}")
     if annotation is Any:
+        return value
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        # The type as well as the value: True == 1, and a YAML number is not a choice's text.
+        if not any(type(value) is type(c) and value == c for c in choices):
+            raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
         return value
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -307,21 +429,42 @@ def parse_override(text: str) -> dict[str, Any]:
     return value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
-    cfg = Config()
-    if path is not None:
-        path = Path(path)
+def _recipe_chain(path: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The recipe at ``path`` and the ones its ``base:`` keys name, the first base first; each
+    with its settings, ``base:`` removed."""
+    chain: list[tuple[Path, dict[str, Any]]] = []
+    while True:
         if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
+            named = f" (the base of {chain[-1][0]})" if chain else ""
+            raise ConfigError(f"config file not found: {path}{named}")
         try:
             raw = _yaml(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {raw!r}")
+        base = raw.pop(BASE_KEY, None)
+        chain.append((path, raw))
+        if base is None:
+            return chain[::-1]
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{path}: {BASE_KEY}: expected a file name, got {base!r}")
+        # Relative to the recipe's own folder, so a recipe reads the same from any directory.
+        path = (path.parent / base).resolve()
+        if any(path == seen.resolve() for seen, _ in chain):
+            files = " -> ".join(str(p) for p, _ in chain)
+            raise ConfigError(f"{BASE_KEY}: cycle of recipes: {files} -> {path}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML recipe at ``path`` (if any; its ``base:`` recipes first), then
+    ``key=value`` overrides."""
+    cfg = Config()
+    for recipe, raw in _recipe_chain(Path(path)) if path is not None else []:
         try:
             _apply(cfg, raw)
         except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            raise ConfigError(f"{recipe}: {exc}") from None
     for text in overrides or []:
         _apply(cfg, parse_override(text))
     return cfg
@@ -357,7 +500,8 @@ def config_differences(old: Config, new: Config) -> list[str]:
 
 
 def describe(cfg_type: type = Config, prefix: str = "") -> list[str]:
-    """One line per field, ``section.key (default): meaning``, for ``--help`` texts."""
+    """One line per field, ``section.key (default): meaning``, and a choice field's choices,
+    for ``--help`` texts."""
     hints = typing.get_type_hints(cfg_type)
     lines = []
     for f in dataclasses.fields(cfg_type):
@@ -365,5 +509,8 @@ def describe(cfg_type: type = Config, prefix: str = "") -> list[str]:
             lines += describe(hints[f.name], prefix=f"{prefix}{f.name}.")
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        lines.append(f"{prefix}{f.name} ({default!r}): {f.metadata['help']}")
+        meaning = f.metadata["help"]
+        if typing.get_origin(hints[f.name]) is Literal:
+            meaning += f" One of: {', '.join(typing.get_args(hints[f.name]))}."
+        lines.append(f"{prefix}{f.name} ({default!r}): {meaning}")
     return lines

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hmsbrain.config import Config, ConfigError, ModelConfig, PreprocessConfig
+from hmsbrain.config import Config, ModelConfig, PreprocessConfig
 
 IMAGE_INPUT = "image"
 RAW_INPUT = "raw"
@@ -36,7 +36,6 @@ INPUT_LAYOUTS = {
     KAGGLE_INPUT: "(H, W) grey side tiles beside the graph image",
 }
 ALL_INPUTS = (IMAGE_INPUT, RAW_INPUT)
-SPECTROGRAM_PLACES = ("cpu", "graph")
 WAVENET = "wavenet"  # the backbone name of the 1D WaveNet branch alone
 # Backbones that read the raw montage only.
 RAW_BACKBONES = (WAVENET, "eegnet", "shallow", "bandpower")
@@ -84,15 +83,9 @@ def model_inputs(cfg: ModelConfig, preprocess: PreprocessConfig | None = None) -
     if cfg.backbone in RAW_BACKBONES:
         return (RAW_INPUT,)
     image: tuple[str, ...] = (IMAGE_INPUT,)
-    if preprocess is not None:
-        if preprocess.spectrogram not in SPECTROGRAM_PLACES:
-            raise ConfigError(
-                f"preprocess.spectrogram={preprocess.spectrogram!r} is not one of "
-                f"{list(SPECTROGRAM_PLACES)}"
-            )
-        if preprocess.spectrogram == "graph":
-            kaggle = (KAGGLE_INPUT,) if preprocess.use_kaggle_spectrogram else ()
-            image = (MONTAGE_INPUT, *kaggle)
+    if preprocess is not None and preprocess.spectrogram == "graph":
+        kaggle = (KAGGLE_INPUT,) if preprocess.use_kaggle_spectrogram else ()
+        image = (MONTAGE_INPUT, *kaggle)
     return (*image, RAW_INPUT) if cfg.use_wavenet else image
 
 

@@ -493,7 +493,7 @@ def check_input_reach(ctx: Context) -> Check:
     measured = "; ".join(parts)
     advice = (
         "a layer skips input rows, e.g. pooling with strides larger than its size (check "
-        "model.eegnet_pool1_stride and the strides of "
+        "model.eegnet.pool1_stride and the strides of "
         f"{', '.join(culprits) or 'the layers after it'})"
     )
     if dead_channels or (worst is not None and skipped[worst] > SKIP_FAIL):

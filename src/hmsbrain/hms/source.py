@@ -21,8 +21,6 @@ from hmsbrain.hms.inputs import uses_spectrogram
 from hmsbrain.hms.layout import SPLITS, HMSData
 from hmsbrain.hms.store import open_store
 
-STORAGES = ("windows", "recordings")
-
 
 class HMSSource(Source):
     def detect(self, root: Path) -> bool:
@@ -41,8 +39,6 @@ class HMSSource(Source):
             raise DataError(
                 f"{root}: not in the hms layout that data.layout names: no {self.signs}"
             )
-        if cfg.data.storage not in STORAGES:
-            raise DataError(f"data.storage={cfg.data.storage!r} is not one of {list(STORAGES)}")
         store = None
         if cfg.data.storage == "recordings":
             spectrograms = uses_spectrogram(cfg.preprocess, cached_inputs(cfg))

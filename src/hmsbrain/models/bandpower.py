@@ -57,7 +57,7 @@ class Periodogram:
         if not kept:
             raise ValueError(
                 f"no band of {list(edges)} Hz has a DFT bin in a {frame}-sample frame at "
-                f"{sample_rate:g} Hz; set model.bandpower_bands"
+                f"{sample_rate:g} Hz; set model.bandpower.bands"
             )
         matrix = np.stack(columns, axis=1)
         used = np.flatnonzero(matrix.any(axis=1))

@@ -37,8 +37,6 @@ from __future__ import annotations
 import keras
 from keras import constraints, layers
 
-from hmsbrain.config import ModelConfig
-
 PAPER_RATE = 128.0  # Hz at which the paper's sample counts (kernel 64, separable 16) are given
 SEPARABLE_KERNEL = 16  # samples at PAPER_RATE
 POOL_1 = 4
@@ -56,33 +54,37 @@ def shrunk_pool(pool: int, length: int) -> int:
     return max(1, min(pool, length))
 
 
-def _batch_norm(cfg: ModelConfig, name: str) -> layers.BatchNormalization:
-    kwargs = {"momentum": cfg.bn_momentum} if cfg.bn_momentum > 0 else {}
-    return layers.BatchNormalization(name=name, **kwargs)
-
-
 def eegnet_features(
-    raw: keras.KerasTensor, cfg: ModelConfig, sample_rate: float
+    raw: keras.KerasTensor,
+    sample_rate: float,
+    *,
+    f1: int = 8,
+    d: int = 2,
+    f2: int = 16,
+    kernel_seconds: float = 0.5,
+    dropout: float = 0.25,
+    pool1_stride: int = 0,
 ) -> keras.KerasTensor:
     """EEGNet's two blocks over ``raw`` of shape ``(batch, time, channels)`` -> flat features.
 
-    The caller adds the classifier; the paper's is a dense softmax layer whose kernel has a
-    max-norm 0.25 constraint (``keras.constraints.MaxNorm(0.25)``), applied by the caller.
+    The keyword arguments are the ``model.eegnet`` section (:class:`hmsbrain.config.EEGNetConfig`
+    documents them). The caller adds the classifier; the paper's is a dense softmax layer whose
+    kernel has a max-norm 0.25 constraint (``keras.constraints.MaxNorm(0.25)``), applied by the
+    caller, as is ``model.bn_momentum`` (to every batch norm of the model).
     """
     n_time, n_chans = raw.shape[1], raw.shape[2]
     if n_time is None or n_chans is None:
         raise ValueError(f"EEGNet needs a static (time, channels) input shape, got {raw.shape}")
-    f1, d, f2 = cfg.eegnet_f1, cfg.eegnet_d, cfg.eegnet_f2
-    kernel = max(1, round(cfg.eegnet_kernel_seconds * sample_rate))
+    kernel = max(1, round(kernel_seconds * sample_rate))
     separable = scaled_length(SEPARABLE_KERNEL, sample_rate)
     pool_1 = shrunk_pool(POOL_1, n_time)
-    stride_1 = cfg.eegnet_pool1_stride or pool_1
+    stride_1 = pool1_stride or pool_1
     pool_2 = shrunk_pool(POOL_2, -(-n_time // stride_1))  # length after the first "same" pool
 
     x = layers.Reshape((n_time, n_chans, 1), name="eegnet_image")(raw)
     # Block 1: temporal filter bank, then per-band spatial filters.
     x = layers.Conv2D(f1, (kernel, 1), padding="same", use_bias=False, name="eegnet_temporal")(x)
-    x = _batch_norm(cfg, "eegnet_temporal_bn")(x)
+    x = layers.BatchNormalization(name="eegnet_temporal_bn")(x)
     # axis=(0, 1): the norm of each spatial filter, over the electrodes of its (1, C) kernel.
     x = layers.DepthwiseConv2D(
         (1, n_chans),
@@ -91,18 +93,18 @@ def eegnet_features(
         depthwise_constraint=constraints.MaxNorm(SPATIAL_MAX_NORM, axis=(0, 1)),
         name="eegnet_spatial",
     )(x)
-    x = _batch_norm(cfg, "eegnet_spatial_bn")(x)
+    x = layers.BatchNormalization(name="eegnet_spatial_bn")(x)
     x = layers.Activation("elu", name="eegnet_elu_1")(x)
     x = layers.AveragePooling2D(
         (pool_1, 1), strides=(stride_1, 1), padding="same", name="eegnet_pool_1"
     )(x)
-    x = layers.Dropout(cfg.eegnet_dropout, name="eegnet_dropout_1")(x)
+    x = layers.Dropout(dropout, name="eegnet_dropout_1")(x)
     # Block 2: per-map temporal summary, then pointwise mixing of the F1 * D maps.
     x = layers.SeparableConv2D(
         f2, (separable, 1), padding="same", use_bias=False, name="eegnet_separable"
     )(x)
-    x = _batch_norm(cfg, "eegnet_separable_bn")(x)
+    x = layers.BatchNormalization(name="eegnet_separable_bn")(x)
     x = layers.Activation("elu", name="eegnet_elu_2")(x)
     x = layers.AveragePooling2D((pool_2, 1), padding="same", name="eegnet_pool_2")(x)
-    x = layers.Dropout(cfg.eegnet_dropout, name="eegnet_dropout_2")(x)
+    x = layers.Dropout(dropout, name="eegnet_dropout_2")(x)
     return layers.Flatten(name="eegnet_flatten")(x)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import keras
 
-from hmsbrain.config import ModelConfig
+from hmsbrain.config import ModelConfig, model_kwargs
 from hmsbrain.core.inputs import RAW_BACKBONES
 
-BackboneFn = Callable[[ModelConfig, tuple[int, int, int], "str | None"], keras.Model]
+# fn(input_shape, weights, **its model.<name> section) -> keras.Model (features, no top).
+BackboneFn = Callable[..., keras.Model]
 BACKBONES: dict[str, BackboneFn] = {}
 
 
@@ -21,7 +22,8 @@ class WeightsError(RuntimeError):
 
 
 def register_backbone(name: str) -> Callable[[BackboneFn], BackboneFn]:
-    """Register ``fn(cfg, input_shape, weights) -> keras.Model`` (features, no top) as ``name``."""
+    """Register ``fn(input_shape, weights, **section) -> keras.Model`` (features, no top) as
+    ``name``; ``section`` is the keyword arguments of its ``model.<name>`` config section."""
 
     def wrap(fn: BackboneFn) -> BackboneFn:
         BACKBONES[name] = fn
@@ -30,15 +32,8 @@ def register_backbone(name: str) -> Callable[[BackboneFn], BackboneFn]:
     return wrap
 
 
-def _choice(value: str, options: tuple[str, ...], key: str) -> str:
-    if value not in options:
-        raise ValueError(f"{key}={value!r} is not one of {list(options)}")
-    return value
-
-
 @register_backbone("effnetv2")
-def _effnetv2(cfg: ModelConfig, shape: tuple[int, int, int], weights: str | None) -> keras.Model:
-    size = _choice(cfg.effnetv2_size, ("B0", "B1", "B2", "B3", "S", "M", "L"), "effnetv2_size")
+def _effnetv2(shape: tuple[int, int, int], weights: str | None, *, size: str = "B0") -> keras.Model:
     app = getattr(keras.applications, f"EfficientNetV2{size}")
     # include_preprocessing=False: inputs are standardised spectrograms, not 0-255 pixels, and the
     # rescaling constants would otherwise surface as extra ONNX graph inputs.
@@ -46,13 +41,14 @@ def _effnetv2(cfg: ModelConfig, shape: tuple[int, int, int], weights: str | None
 
 
 @register_backbone("resnet50v2")
-def _resnet50v2(cfg: ModelConfig, shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+def _resnet50v2(shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     return keras.applications.ResNet50V2(include_top=False, weights=weights, input_shape=shape)
 
 
 @register_backbone("mobilenetv3")
-def _mobilenetv3(cfg: ModelConfig, shape: tuple[int, int, int], weights: str | None) -> keras.Model:
-    size = _choice(cfg.mobilenetv3_size, ("large", "small"), "mobilenetv3_size")
+def _mobilenetv3(
+    shape: tuple[int, int, int], weights: str | None, *, size: str = "large"
+) -> keras.Model:
     app = (
         keras.applications.MobileNetV3Large
         if size == "large"
@@ -62,7 +58,7 @@ def _mobilenetv3(cfg: ModelConfig, shape: tuple[int, int, int], weights: str | N
 
 
 @register_backbone("densenet201")
-def _densenet201(cfg: ModelConfig, shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+def _densenet201(shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     return keras.applications.DenseNet201(include_top=False, weights=weights, input_shape=shape)
 
 
@@ -91,7 +87,7 @@ def build_backbone(cfg: ModelConfig, shape: tuple[int, int, int]) -> keras.Model
         raise ValueError(f"unknown backbone {cfg.backbone!r}; valid: {backbone_names()}")
     weights = resolve_weights(cfg.weights)
     try:
-        return BACKBONES[cfg.backbone](cfg, shape, weights)
+        return BACKBONES[cfg.backbone](shape, weights, **model_kwargs(cfg, cfg.backbone))
     except Exception as exc:
         if weights != "imagenet" or not _is_download_error(exc):
             raise
@@ -111,8 +107,8 @@ def _is_download_error(exc: Exception) -> bool:
 
 def _app_name(cfg: ModelConfig) -> str:
     return {
-        "effnetv2": f"EfficientNetV2{cfg.effnetv2_size}",
+        "effnetv2": f"EfficientNetV2{cfg.effnetv2.size}",
         "resnet50v2": "ResNet50V2",
-        "mobilenetv3": f"MobileNetV3{cfg.mobilenetv3_size.capitalize()}",
+        "mobilenetv3": f"MobileNetV3{cfg.mobilenetv3.size.capitalize()}",
         "densenet201": "DenseNet201",
     }.get(cfg.backbone, cfg.backbone)

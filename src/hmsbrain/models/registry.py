@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from hmsbrain.config import ModelConfig, PreprocessConfig
+from hmsbrain.config import ModelConfig, PreprocessConfig, model_kwargs
 from hmsbrain.core.inputs import (
     IMAGE_INPUT,
     KAGGLE_INPUT,
@@ -48,7 +48,8 @@ class GraphImage:
     kaggle_shape: tuple[int, ...] | None  # (H, W) grey side tiles, HMS only
 
 
-RAW_MODELS = {WAVENET: wavenet_features, "eegnet": eegnet_features, "shallow": shallow_features}
+# The raw-signal models read at a sample rate; WaveNet (alone or in a hybrid) is built apart.
+RAW_MODELS = {"eegnet": eegnet_features, "shallow": shallow_features}
 
 
 def build_model(
@@ -95,11 +96,12 @@ def build_model(
         if raw_stats is not None:
             mean, var = raw_stats
             raw = layers.Normalization(mean=mean, variance=var, name="raw_standardize")(raw)
-        branch = WAVENET if cfg.backbone not in RAW_MODELS else cfg.backbone
+        # WaveNet alone or as an image model's 1D branch; each builder gets its own section.
+        branch = cfg.backbone if cfg.backbone in RAW_MODELS else WAVENET
         if branch == WAVENET:
-            features.append(wavenet_features(raw, cfg))
+            features.append(wavenet_features(raw, **model_kwargs(cfg, WAVENET)))
         else:
-            features.append(RAW_MODELS[branch](raw, cfg, sample_rate))
+            features.append(RAW_MODELS[branch](raw, sample_rate, **model_kwargs(cfg, branch)))
     x = features[0] if len(features) == 1 else layers.Concatenate(name="joint")(features)
     x = layers.Dropout(cfg.dropout, name="head_dropout")(x)
     # EEGNet's published head limits its weight norm (0.25), as part of its regularisation.

@@ -30,15 +30,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from hmsbrain.config import ModelConfig
-
 # braindecode's SafeLog clamp: a window of exactly zero power (a flat channel) would give -inf.
 LOG_EPS = 1e-6
-
-
-def _batch_norm(cfg: ModelConfig, name: str) -> layers.BatchNormalization:
-    kwargs = {"momentum": cfg.bn_momentum} if cfg.bn_momentum > 0 else {}
-    return layers.BatchNormalization(name=name, **kwargs)
 
 
 def _samples(seconds: float, sample_rate: float) -> int:
@@ -46,29 +39,38 @@ def _samples(seconds: float, sample_rate: float) -> int:
 
 
 def shallow_features(
-    raw: keras.KerasTensor, cfg: ModelConfig, sample_rate: float
+    raw: keras.KerasTensor,
+    sample_rate: float,
+    *,
+    filters: int = 40,
+    kernel_seconds: float = 0.1,
+    pool_seconds: float = 0.3,
+    stride_seconds: float = 0.06,
+    dropout: float = 0.5,
 ) -> keras.KerasTensor:
     """ShallowConvNet over ``raw`` of shape ``(batch, time, channels)`` -> flat log-power features.
 
-    The caller adds the classifier (the paper's is a dense softmax layer over these features).
+    The keyword arguments are the ``model.shallow`` section
+    (:class:`hmsbrain.config.ShallowConfig` documents them). The caller adds the classifier (the
+    paper's is a dense softmax layer over these features) and sets ``model.bn_momentum``.
     """
     n_time, n_chans = raw.shape[1], raw.shape[2]
     if n_time is None or n_chans is None:
         raise ValueError(
             f"ShallowConvNet needs a static (time, channels) input shape, got {raw.shape}"
         )
-    f = cfg.shallow_filters
-    kernel = min(_samples(cfg.shallow_kernel_seconds, sample_rate), n_time)
+    f = filters
+    kernel = min(_samples(kernel_seconds, sample_rate), n_time)
     conv_time = n_time - kernel + 1
-    pool = min(_samples(cfg.shallow_pool_seconds, sample_rate), conv_time)
-    stride = min(_samples(cfg.shallow_stride_seconds, sample_rate), pool)
+    pool = min(_samples(pool_seconds, sample_rate), conv_time)
+    stride = min(_samples(stride_seconds, sample_rate), pool)
 
     x = layers.Reshape((n_time, n_chans, 1), name="shallow_image")(raw)
     x = layers.Conv2D(f, (kernel, 1), name="shallow_temporal")(x)
     x = layers.Conv2D(f, (1, n_chans), use_bias=False, name="shallow_spatial")(x)
-    x = _batch_norm(cfg, "shallow_bn")(x)
+    x = layers.BatchNormalization(name="shallow_bn")(x)
     x = layers.Multiply(name="shallow_square")([x, x])
     x = layers.AveragePooling2D((pool, 1), strides=(stride, 1), name="shallow_pool")(x)
     x = keras.ops.log(keras.ops.maximum(x, LOG_EPS))
-    x = layers.Dropout(cfg.shallow_dropout, name="shallow_dropout")(x)
+    x = layers.Dropout(dropout, name="shallow_dropout")(x)
     return layers.Flatten(name="shallow_flatten")(x)

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 from keras import layers
 
-from hmsbrain.config import ModelConfig
 
+def wavenet_features(
+    x: keras.KerasTensor,
+    *,
+    filters: int = 32,
+    dilations: Sequence[int] = (1, 2, 4, 8),
+    blocks: int = 3,
+) -> keras.KerasTensor:
+    """WaveNet over the raw montage ``(time, channels)`` -> pooled features.
 
-def wavenet_features(x: keras.KerasTensor, cfg: ModelConfig) -> keras.KerasTensor:
-    """WaveNet over the raw montage ``(time, 16)`` -> pooled features.
+    The keyword arguments are the ``model.wavenet`` section
+    (:class:`hmsbrain.config.WaveNetConfig` documents them).
 
     Each block is a stack of dilated, non-causal ("same"-padded) convolutions with gated
     activations (tanh * sigmoid) and residual connections, then 4x average pooling in time, so
     later blocks see seconds of context at a few convolutions' cost.
     """
-    f = cfg.wavenet_filters
+    f = filters
     x = layers.Conv1D(f, 1, name="wave_in")(x)
-    for b in range(cfg.wavenet_blocks):
-        for d in cfg.wavenet_dilations:
+    for b in range(blocks):
+        for d in dilations:
             name = f"wave_b{b}_d{d}"
             tanh = layers.Conv1D(
                 f, 3, padding="same", dilation_rate=d, activation="tanh", name=f"{name}_tanh"

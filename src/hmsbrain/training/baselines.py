@@ -30,7 +30,7 @@ def fit_bandpower(
     index = train_rows.index.to_numpy()
     if len(index) > BASELINE_MAX_ROWS:
         index = np.sort(np.random.default_rng(cfg.train.seed).choice(index, BASELINE_MAX_ROWS))
-    period = Periodogram.of(raw_len, sample_rate, cfg.model.bandpower_bands)
+    period = Periodogram.of(raw_len, sample_rate, cfg.model.bandpower.bands)
     features = np.concatenate(
         [
             period.features(inputs.batch(index[s : s + CHUNK])[RAW_INPUT])
@@ -43,7 +43,7 @@ def fit_bandpower(
         counts = np.bincount(targets.argmax(axis=1), minlength=targets.shape[1])
         weights = (len(targets) / np.maximum(counts, 1))[targets.argmax(axis=1)]
     groups = train_rows.loc[index, "group"].to_numpy()
-    return fit_features(features, targets, period, cfg.model.bandpower_cs, weights, groups)
+    return fit_features(features, targets, period, cfg.model.bandpower.cs, weights, groups)
 
 
 def predict_bandpower(fit: BandpowerFit, inputs: BatchSource, rows: np.ndarray) -> np.ndarray:
