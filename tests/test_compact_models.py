@@ -1,6 +1,6 @@
 """EEGNet and ShallowConvNet: they build for the project's input shapes (one channel, short
-windows included), match the papers' parameter counts, keep their constraints, save and reload
-to identical outputs, export to ONNX with parity, and learn a small synthetic task."""
+windows included), match the papers' parameter counts, keep their constraints (saving, reloading
+and ONNX export: tests/test_registry.py, for every model), and learn a small synthetic task."""
 
 from __future__ import annotations
 
@@ -120,39 +120,6 @@ def test_eegnet_spatial_filters_keep_max_norm() -> None:
     kernel = spatial.get_weights()[0]  # (1, C, F1, D)
     norms = np.sqrt((kernel**2).sum(axis=(0, 1)))
     np.testing.assert_allclose(norms, 1.0, rtol=1e-3)  # each weight alone is still < 1
-
-
-@pytest.mark.parametrize("name", MODELS)
-def test_save_and_reload_give_identical_outputs(name, tmp_path) -> None:
-    model = build(name, 128, 5, 128.0)
-    x = signals(4, 128, 5)
-    # A few training steps so batch norm statistics and weights are not at their initial values.
-    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
-    model.fit(x, np.array([0, 1, 2, 3]), epochs=2, verbose=0)
-    path = tmp_path / "model.keras"
-    model.save(path)
-    reloaded = keras.saving.load_model(path)
-    np.testing.assert_array_equal(
-        np.asarray(reloaded(x, training=False)), np.asarray(model(x, training=False))
-    )
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", MODELS)
-def test_onnx_export_passes_parity(name, tmp_path) -> None:
-    # Imported here: the exporter pulls in the data pipeline, which the other tests do not need.
-    from hmsbrain.inference.export import PARITY_RTOL, export_model
-
-    # 200 samples is not a multiple of EEGNet's 32, so its last pool windows are partial: the
-    # check covers ONNX's handling of "same" average pooling (padding excluded from the mean).
-    model = build(name, 200, 3, 100.0)
-    x = signals(8, 200, 3)
-    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
-    model.fit(x, np.arange(8) % 4, epochs=2, verbose=0)  # non-trivial batch-norm statistics
-    report = export_model(model, tmp_path / "model.onnx", {"raw": x})  # raises on disagreement
-    assert (tmp_path / "model.onnx").exists()
-    assert report["inputs"] == ["raw"]
-    assert report["parity"]["logits_rel_err"] <= PARITY_RTOL
 
 
 def burst_task(n: int, n_time: int, n_chans: int, sample_rate: float, seed: int):

@@ -511,8 +511,7 @@ def test_on_and_off_are_words_and_only_true_and_false_are_booleans(tmp_path):
 
 def test_the_backbone_names_are_the_registered_models():
     """config.py lists the backbones without Keras; the registry must build exactly these."""
-    from hmsbrain.models.inputs import RAW_BACKBONES
-
+    from hmsbrain.core.inputs import RAW_BACKBONES
     from hmsbrain.models.imagenet import BACKBONES, backbone_names
 
     assert backbone_names() == list(BACKBONE_NAMES)
@@ -532,17 +531,16 @@ def test_the_config_imports_no_deep_learning_framework():
 
 
 def _builders() -> dict[type, object]:
-    from hmsbrain.models.eegnet import eegnet_features
-    from hmsbrain.models.imagenet import BACKBONES
-    from hmsbrain.models.shallow import shallow_features
+    from hmsbrain.models.registry import MODELS
     from hmsbrain.models.wavenet import wavenet_features
 
     return {
-        EEGNetConfig: eegnet_features,
-        ShallowConfig: shallow_features,
+        EEGNetConfig: MODELS["eegnet"].build,
+        ShallowConfig: MODELS["shallow"].build,
         WaveNetConfig: wavenet_features,
-        EffNetV2Config: BACKBONES["effnetv2"],
-        MobileNetV3Config: BACKBONES["mobilenetv3"],
+        BandpowerConfig: MODELS["bandpower"].build,
+        EffNetV2Config: MODELS["effnetv2"].build,
+        MobileNetV3Config: MODELS["mobilenetv3"].build,
     }
 
 
@@ -704,11 +702,11 @@ def test_train_reads_the_data_dir_override_before_choosing_its_recipe(tmp_path, 
 
     seen = []
 
-    def train_fold(cfg: Config, fold: int, **kwargs: object) -> dict:
+    def train_folds(cfg: Config, folds: object, **kwargs: object) -> list[dict]:
         seen.append(cfg)
         raise TrainingStartedError
 
-    monkeypatch.setattr(loop, "train_fold", train_fold)
+    monkeypatch.setattr(loop, "train_folds", train_folds)
     overrides = ["data.data_dir=demo:emotiv", f"train.output_dir={tmp_path}"]
     for argv in (overrides, ["--data-dir", "demo:emotiv", f"train.output_dir={tmp_path}"]):
         with pytest.raises(TrainingStartedError):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hmsbrain.config import Config, ModelConfig, PreprocessConfig
+from hmsbrain.config import RAW_BACKBONE_NAMES, Config, ModelConfig, PreprocessConfig
 
 IMAGE_INPUT = "image"
 RAW_INPUT = "raw"
@@ -37,8 +37,6 @@ INPUT_LAYOUTS = {
 }
 ALL_INPUTS = (IMAGE_INPUT, RAW_INPUT)
 WAVENET = "wavenet"  # the backbone name of the 1D WaveNet branch alone
-# Backbones that read the raw montage only.
-RAW_BACKBONES = (WAVENET, "eegnet", "shallow", "bandpower")
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,7 @@ def model_inputs(cfg: ModelConfig, preprocess: PreprocessConfig | None = None) -
     and cached, and only the files they need are read: a WaveNet run never opens a side
     spectrogram. With ``preprocess.spectrogram=graph`` an image model reads the clean montage
     (and, where the application has them, the side tiles) and builds its image itself."""
-    if cfg.backbone in RAW_BACKBONES:
+    if cfg.backbone in RAW_BACKBONE_NAMES:
         return (RAW_INPUT,)
     image: tuple[str, ...] = (IMAGE_INPUT,)
     if preprocess is not None and preprocess.spectrogram == "graph":

@@ -33,8 +33,7 @@ from hmsbrain.data.sources import open_dataset
 from hmsbrain.diagnose.hashing import SharedContent, shared_content
 from hmsbrain.hms.constants import EEG_COLUMNS, SAMPLE_RATE
 from hmsbrain.hms.dataset import HMSDataset
-from hmsbrain.models.imagenet import backbone_names
-from hmsbrain.models.registry import BANDPOWER
+from hmsbrain.models.registry import model_spec, registered
 from hmsbrain.runs import run_root
 from hmsbrain.training import setup as training_setup
 from hmsbrain.training.batches import EpochBatches, StageData
@@ -53,8 +52,8 @@ SMALL_BATCH = 16  # examples of the overfit and gradient probes
 def check_recipe(cfg: Config, data: Dataset) -> None:
     """The recipe errors ``train.py`` stops on (ConfigError): diagnose stops on them too, with
     the same one-line message, rather than report them as failed checks."""
-    if cfg.model.backbone not in backbone_names():
-        raise ConfigError(f"unknown backbone {cfg.model.backbone!r}; valid: {backbone_names()}")
+    if cfg.model.backbone not in registered():
+        raise ConfigError(f"unknown backbone {cfg.model.backbone!r}; valid: {registered()}")
     training_setup.check_recipe(cfg, data)
 
 
@@ -120,7 +119,7 @@ class Context:
     def trainable(self) -> bool:
         """Whether the backbone is a network trained by gradient descent (not the fitted
         band-power baseline): the learning checks need one."""
-        return self.cfg.model.backbone != BANDPOWER
+        return model_spec(self.cfg.model.backbone).kind == "gradient"
 
     @functools.cached_property
     def sample(self) -> RawWindows:

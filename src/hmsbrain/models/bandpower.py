@@ -12,7 +12,7 @@ give the same probabilities as scikit-learn.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import keras
@@ -25,6 +25,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
 from hmsbrain.core.inputs import RAW_INPUT
+from hmsbrain.models.base import register_model
 
 LOG_FLOOR = 1e-12  # band power is log-compressed; silence must stay finite
 MISSING_CLASS_BIAS = -30.0  # a class absent from the training fold: probability ~1e-13
@@ -233,3 +234,24 @@ def bandpower_model(fit: BandpowerFit, raw_shape: tuple[int, ...], name: str) ->
     head.set_weights([fit.coef.T.astype(np.float32), fit.intercept.astype(np.float32)])
     probs = layers.Activation("softmax", name="probs", dtype="float32")(logits)
     return keras.Model(raw, probs, name=name)
+
+
+@register_model("bandpower", reads="raw", kind="fitted")
+def fit_bandpower_model(
+    chunks: Iterable[np.ndarray],
+    targets: np.ndarray,
+    *,
+    raw_shape: tuple[int, ...],
+    sample_rate: float,
+    weights: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    bands: Sequence[float] = (1.0, 4.0, 8.0, 13.0, 20.0, 30.0, 45.0),
+    cs: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
+) -> keras.Model:
+    """The band-power model fitted on raw epochs given as ``chunks`` of ``(n, samples,
+    channels)`` (their targets in the same order), as a Keras graph; ``bands`` and ``cs`` are
+    the ``model.bandpower`` section."""
+    period = Periodogram.of(raw_shape[0], sample_rate, bands)
+    features = np.concatenate([period.features(chunk) for chunk in chunks])
+    fit = fit_features(features, targets, period, cs, weights, groups)
+    return bandpower_model(fit, raw_shape, name="bandpower")

@@ -37,6 +37,8 @@ from __future__ import annotations
 import keras
 from keras import constraints, layers
 
+from hmsbrain.models.base import register_model
+
 PAPER_RATE = 128.0  # Hz at which the paper's sample counts (kernel 64, separable 16) are given
 SEPARABLE_KERNEL = 16  # samples at PAPER_RATE
 POOL_1 = 4
@@ -54,6 +56,8 @@ def shrunk_pool(pool: int, length: int) -> int:
     return max(1, min(pool, length))
 
 
+# The published head limits its kernel's norm (0.25), as part of EEGNet's regularisation.
+@register_model("eegnet", reads="raw", head_max_norm=0.25)
 def eegnet_features(
     raw: keras.KerasTensor,
     sample_rate: float,

@@ -4,35 +4,19 @@ name; pretrained weights download online or load from a local file, with a clear
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import keras
 
 from hmsbrain.config import ModelConfig, model_kwargs
-from hmsbrain.core.inputs import RAW_BACKBONES
-
-# fn(input_shape, weights, **its model.<name> section) -> keras.Model (features, no top).
-BackboneFn = Callable[..., keras.Model]
-BACKBONES: dict[str, BackboneFn] = {}
+from hmsbrain.models.base import MODELS, register_model
 
 
 class WeightsError(RuntimeError):
     """Pretrained weights that cannot be had; the message says how to supply them."""
 
 
-def register_backbone(name: str) -> Callable[[BackboneFn], BackboneFn]:
-    """Register ``fn(input_shape, weights, **section) -> keras.Model`` (features, no top) as
-    ``name``; ``section`` is the keyword arguments of its ``model.<name>`` config section."""
-
-    def wrap(fn: BackboneFn) -> BackboneFn:
-        BACKBONES[name] = fn
-        return fn
-
-    return wrap
-
-
-@register_backbone("effnetv2")
+@register_model("effnetv2", reads="image")
 def _effnetv2(shape: tuple[int, int, int], weights: str | None, *, size: str = "B0") -> keras.Model:
     app = getattr(keras.applications, f"EfficientNetV2{size}")
     # include_preprocessing=False: inputs are standardised spectrograms, not 0-255 pixels, and the
@@ -40,12 +24,12 @@ def _effnetv2(shape: tuple[int, int, int], weights: str | None, *, size: str = "
     return app(include_top=False, weights=weights, input_shape=shape, include_preprocessing=False)
 
 
-@register_backbone("resnet50v2")
+@register_model("resnet50v2", reads="image")
 def _resnet50v2(shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     return keras.applications.ResNet50V2(include_top=False, weights=weights, input_shape=shape)
 
 
-@register_backbone("mobilenetv3")
+@register_model("mobilenetv3", reads="image")
 def _mobilenetv3(
     shape: tuple[int, int, int], weights: str | None, *, size: str = "large"
 ) -> keras.Model:
@@ -57,14 +41,9 @@ def _mobilenetv3(
     return app(include_top=False, weights=weights, input_shape=shape, include_preprocessing=False)
 
 
-@register_backbone("densenet201")
+@register_model("densenet201", reads="image")
 def _densenet201(shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     return keras.applications.DenseNet201(include_top=False, weights=weights, input_shape=shape)
-
-
-def backbone_names() -> list[str]:
-    """Every valid ``--backbone``: the registered image backbones and the raw-signal models."""
-    return [*BACKBONES, *RAW_BACKBONES]
 
 
 def resolve_weights(weights: str) -> str | None:
@@ -83,11 +62,13 @@ def resolve_weights(weights: str) -> str | None:
 
 def build_backbone(cfg: ModelConfig, shape: tuple[int, int, int]) -> keras.Model:
     """The registered backbone ``cfg.backbone``, with the requested weights or a clear error."""
-    if cfg.backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {cfg.backbone!r}; valid: {backbone_names()}")
+    spec = MODELS.get(cfg.backbone)
+    if spec is None or spec.reads != "image":
+        images = [name for name, s in MODELS.items() if s.reads == "image"]
+        raise ValueError(f"{cfg.backbone!r} is not an image backbone; valid: {images}")
     weights = resolve_weights(cfg.weights)
     try:
-        return BACKBONES[cfg.backbone](shape, weights, **model_kwargs(cfg, cfg.backbone))
+        return spec.build(shape, weights, **model_kwargs(cfg, cfg.backbone))
     except Exception as exc:
         if weights != "imagenet" or not _is_download_error(exc):
             raise

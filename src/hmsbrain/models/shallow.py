@@ -30,6 +30,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from hmsbrain.models.base import register_model
+
 # braindecode's SafeLog clamp: a window of exactly zero power (a flat channel) would give -inf.
 LOG_EPS = 1e-6
 
@@ -38,6 +40,7 @@ def _samples(seconds: float, sample_rate: float) -> int:
     return max(1, round(seconds * sample_rate))
 
 
+@register_model("shallow", reads="raw")
 def shallow_features(
     raw: keras.KerasTensor,
     sample_rate: float,

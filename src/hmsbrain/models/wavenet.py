@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from hmsbrain.models.base import register_model
+
 
 def wavenet_features(
     x: keras.KerasTensor,
@@ -42,3 +44,13 @@ def wavenet_features(
     return layers.Concatenate(name="wave_features")(
         [layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)]
     )
+
+
+@register_model("wavenet", reads="raw")
+def wavenet_model(
+    raw: keras.KerasTensor, sample_rate: float, **section: object
+) -> keras.KerasTensor:
+    """WaveNet as a model of its own: its features do not depend on the rate (its kernels are
+    counted in samples), so ``sample_rate`` is not used."""
+    del sample_rate
+    return wavenet_features(raw, **section)

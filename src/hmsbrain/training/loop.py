@@ -20,11 +20,11 @@ from hmsbrain.atomic import write_json
 from hmsbrain.config import Config, save_config
 from hmsbrain.core.inputs import RAW_INPUT
 from hmsbrain.core.predict import cpu_count, predict_rows
-from hmsbrain.models.bandpower import BandpowerFit, bandpower_model
-from hmsbrain.models.registry import BANDPOWER
+from hmsbrain.models.bandpower import BandpowerFit
+from hmsbrain.models.registry import fit_model, model_spec
 from hmsbrain.models.runtime import KerasRuntime
 from hmsbrain.runs import RunPaths, run_dir
-from hmsbrain.training.baselines import fit_bandpower
+from hmsbrain.training.baselines import fit_bandpower, fit_rows, raw_chunks, sample_weights
 from hmsbrain.training.batches import EpochBatches
 from hmsbrain.training.devices import (
     configure_precision,
@@ -72,8 +72,8 @@ def run_fold(exp: Experiment, fold: int, resume: bool = False, overwrite: bool =
     baseline = _fit_baseline(exp, setup) if cfg.train.baseline else None
     policy = configure_precision(cfg.train.mixed_precision)
     state = {"epoch": 0, "best": math.inf, "best_epoch": -1, "history": []}
-    if cfg.model.backbone == BANDPOWER:  # a fitted model: nothing to train
-        _use_bandpower(exp, setup, paths, state, baseline or _fit_baseline(exp, setup))
+    if model_spec(cfg.model.backbone).kind == "fitted":  # nothing to train
+        _use_fitted(exp, setup, paths, state)
         return finish(exp, setup, paths, state, baseline)
     if resume and paths.state.is_file():
         state = json.loads(paths.state.read_text())
@@ -177,17 +177,25 @@ def _fit_baseline(exp: Experiment, setup: FoldSetup) -> BandpowerFit:
     )
 
 
-def _use_bandpower(
-    exp: Experiment, setup: FoldSetup, paths: RunPaths, state: dict, fit: BandpowerFit
-) -> None:
-    """``--backbone bandpower``: the fitted baseline, written as a Keras graph, is the run's
-    model and its one "epoch"."""
-    model = bandpower_model(fit, exp.inputs.input_shape(RAW_INPUT), name="hms_bandpower")
-    started = time.time()
-    mirror = exp.data.montage if exp.cfg.train.tta else None
+def _use_fitted(exp: Experiment, setup: FoldSetup, paths: RunPaths, state: dict) -> None:
+    """A fitted model (``--backbone bandpower``), fitted on the training folds' rows and
+    written as a Keras graph, is the run's model and its one "epoch"."""
+    cfg, started = exp.cfg, time.time()
+    index = fit_rows(cfg, setup.train_rows)
+    targets = exp.data.row_targets(setup.train_rows.loc[index])
+    model = fit_model(
+        cfg.model,
+        raw_chunks(exp.inputs, index),
+        targets,
+        exp.inputs.input_shape(RAW_INPUT),
+        raw_sample_rate(cfg),
+        sample_weights(cfg, targets),
+        setup.train_rows.loc[index, "group"].to_numpy(),
+    )
+    mirror = exp.data.montage if cfg.train.tta else None
     val_index = setup.val.rows.index.to_numpy()
     probs = predict_rows(
-        KerasRuntime(model), exp.inputs, val_index, exp.cfg.train.val_batch_size, mirror
+        KerasRuntime(model), exp.inputs, val_index, cfg.train.val_batch_size, mirror
     )
     scores = setup.val.scores(setup.val.oof(probs))
     state["history"] = [
