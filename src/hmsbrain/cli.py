@@ -86,7 +86,6 @@ def train_main(argv: list[str] | None = None) -> None:
         },
     )
     # Imported before the try: its except clause names these classes.
-    from hmsbrain.data.sources import open_dataset
     from hmsbrain.models.imagenet import WeightsError, backbone_names
     from hmsbrain.runs import fold_dirs, run_root
     from hmsbrain.training.loop import RunConfigError, RunExistsError, train_fold
@@ -108,7 +107,7 @@ def train_main(argv: list[str] | None = None) -> None:
         ]
         run = run_root(cfg)
         if len(fold_dirs(run)) == cfg.folds.n_folds:  # every fold done: the run's CV report
-            report = write_run_report(run, open_dataset(cfg, "train"))
+            report = write_run_report(run)
             print(f"report: {run / 'report.md'}")
     except (*USER_ERRORS, WeightsError, RunExistsError, RunConfigError) as exc:
         _fail(exc)
@@ -302,16 +301,16 @@ def ensemble_main(argv: list[str] | None = None) -> None:
     from hmsbrain.hms.submission import SubmissionError, write_submission
     from hmsbrain.inference.ensemble import (
         EnsembleError,
-        dataset_of,
         ensemble,
         load_run,
+        truth_of_run,
         write_report,
     )
     from hmsbrain.inference.predictions import PredictionError
 
     try:
         runs = [load_run(r) for r in args.runs]
-        result = ensemble(runs, dataset_of(args.runs[0]))
+        result = ensemble(runs, truth_of_run(args.runs[0]))
         for note in result.notes:
             print(f"note: {note}")
         print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

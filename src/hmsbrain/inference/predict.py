@@ -13,7 +13,6 @@ the class probabilities.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from hmsbrain.atomic import atomic_path
 from hmsbrain.config import Config, ConfigError, load_config
+from hmsbrain.core.fallback import apply_fallback
 from hmsbrain.data.cache import Inputs, open_cache
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.data.sources import open_dataset
@@ -33,8 +33,6 @@ from hmsbrain.inference.predictions import FOLD_AVERAGE, PredictionError, write_
 from hmsbrain.inference.runtimes import Runtime, choose_runtime, open_fold_runtime
 from hmsbrain.models.inputs import cached_inputs
 from hmsbrain.runs import fold_dirs, fold_summary, run_config
-
-log = logging.getLogger(__name__)
 
 
 def swap_batch(batch: dict[str, np.ndarray], montage: Montage) -> dict[str, np.ndarray]:
@@ -175,12 +173,7 @@ def predict_run(
     result.insert(0, data.id_column, per_fold[0][data.id_column].to_numpy())
     result.insert(1, "fold", FOLD_AVERAGE)
     if failed:
-        prior = class_prior(run)
-        result.loc[result[data.id_column].isin(list(failed)), classes] = prior
-        for unit, reason in failed.items():
-            log.warning(
-                "FALLBACK %s %s gets %s's class prior: %s", data.id_column, unit, run.name, reason
-            )
+        apply_fallback(result, failed, class_prior(run), classes, f"{run.name}'s")
     meta = {
         "kind": split,
         "data_dir": str(Path(data.root).resolve()),

@@ -46,6 +46,7 @@ from hmsbrain.training.folds import attach_folds, load_or_make_folds
 from hmsbrain.training.losses import kl_divergence_loss
 from hmsbrain.training.metrics import classification_metrics
 from hmsbrain.training.schedule import Plan, StepLR
+from hmsbrain.training.truth import truth_path, write_truth_of
 from hmsbrain.training.validation import Validation, select_metric
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,8 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
     k, seed = cfg.folds.n_folds, cfg.folds.seed
     folds_path = Path(cfg.data.cache_dir) / f"folds-{_dataset_tag(data.root)}-k{k}-s{seed}.csv"
     folds = load_or_make_folds(data.fold_units(), folds_path, k, seed, data.group_kind)
+    # Issue 17: the unit targets beside the folds, so ensembles and reports need no data folder.
+    write_truth_of(data, truth_path(cfg.data.cache_dir, _dataset_tag(data.root)))
     if not 0 <= fold < k:
         raise ConfigError(f"--fold {fold} is outside 0..{k - 1}")
     rows = attach_folds(data.rows, folds, data.id_column)
@@ -546,6 +549,7 @@ def _finish(
         "best_epoch": state["best_epoch"],
         "n_val_eegs": len(oof),
         "run_dir": str(paths.root),
+        "truth": str(truth_path(cfg.data.cache_dir, _dataset_tag(data.root))),  # issue 17
         "metrics": {k: v for k, v in scores.items() if k not in ("kl", "kl_selected")},
     }
     if baseline is not None:
