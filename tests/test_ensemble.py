@@ -4,6 +4,9 @@ runs predicted differently (TTA, folds) are refused."""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,8 +14,11 @@ import scipy.optimize
 
 from hmsbrain.core.metrics import kl_score
 from hmsbrain.core.predictions import write_predictions
+from hmsbrain.core.truth import Truth
+from hmsbrain.data import sources
+from hmsbrain.data.dataset import EpochDataset
 from hmsbrain.hms.constants import VOTE_COLUMNS
-from hmsbrain.hms.dataset import eeg_targets, eeg_vote_counts
+from hmsbrain.hms.dataset import HMSDataset, eeg_targets, eeg_vote_counts
 from hmsbrain.inference import ensemble as ensemble_module
 from hmsbrain.inference.ensemble import (
     EnsembleError,
@@ -22,7 +28,9 @@ from hmsbrain.inference.ensemble import (
     fit_blend,
     fit_weights,
     load_run,
+    truth_of_run,
 )
+from hmsbrain.inference.report import write_run_report
 
 
 def _frame(ids, probs, fold=0) -> pd.DataFrame:
@@ -32,20 +40,11 @@ def _frame(ids, probs, fold=0) -> pd.DataFrame:
     return frame
 
 
-class _Data:
-    """HMS vote labels as the ensemble sees a dataset: units, their targets and votes."""
-
-    id_column, classes, hard = "eeg_id", VOTE_COLUMNS, False
-
-    def __init__(self, rows: pd.DataFrame) -> None:
-        self.rows = rows
-
-    unit_targets = staticmethod(eeg_targets)
-    unit_votes = staticmethod(eeg_vote_counts)
-
-
-def _rows(ids, votes) -> _Data:
-    return _Data(pd.DataFrame({"eeg_id": ids, **dict(zip(VOTE_COLUMNS, votes.T, strict=True))}))
+def _rows(ids, votes) -> Truth:
+    """HMS vote labels as the ensemble sees them: one EEG per id, its targets and votes."""
+    rows = pd.DataFrame({"eeg_id": ids, **dict(zip(VOTE_COLUMNS, votes.T, strict=True))})
+    groups = pd.Series(ids, index=pd.Index(ids, name="eeg_id"))
+    return Truth(eeg_targets(rows), eeg_vote_counts(rows), groups, False, "unused")
 
 
 def _dataset(n: int, seed: int, total_votes: int = 5):
@@ -186,9 +185,16 @@ def test_runs_predicted_differently_are_refused() -> None:
         ensemble([a, d], _rows(ids, votes))
 
 
-def test_a_run_whose_test_tta_differs_from_its_oof_is_refused(tiny_run, tmp_path) -> None:
-    import shutil
+def test_a_truth_of_other_classes_is_refused() -> None:
+    _, ids, votes, truth = _dataset(30, seed=5)
+    run = RunPredictions("a", _frame(ids, truth, np.arange(30) % 3), None)
+    other = _rows(ids, votes)
+    other = dataclasses.replace(other, targets=other.targets.rename(columns={"other_vote": "x"}))
+    with pytest.raises(EnsembleError, match=r"the runs predict classes .*other_vote.* has .*'x'"):
+        ensemble([run], other)
 
+
+def test_a_run_whose_test_tta_differs_from_its_oof_is_refused(tiny_run, tmp_path) -> None:
     run = tmp_path / "effnetv2"
     shutil.copytree(tiny_run.run_dir, run)
     oof = pd.read_parquet(run / "fold1" / "oof.parquet")
@@ -231,10 +237,42 @@ def test_cli_prints_nested_and_in_sample_and_reports_the_nested(monkeypatch, cap
     result = ensemble(runs, _rows(ids, votes))
     assert result.cv != pytest.approx(result.cv_in_sample)
     monkeypatch.setattr(ensemble_module, "load_run", lambda r: runs["ab".index(str(r))])
-    monkeypatch.setattr(ensemble_module, "dataset_of", lambda r: _rows(ids, votes))
+    monkeypatch.setattr(ensemble_module, "truth_of_run", lambda r: _rows(ids, votes))
     from hmsbrain.cli import ensemble_main
 
     ensemble_main(["a", "b"])
     out = capsys.readouterr().out
     assert f"blend CV {result.cv:.4f} nested" in out
     assert f"{result.cv_in_sample:.4f} in-sample" in out
+
+
+def test_the_ensemble_and_the_run_report_read_only_files(
+    tiny_run, small_demo, tmp_path, monkeypatch, capsys
+) -> None:
+    """With the run's data folder gone and every way of opening a dataset failing, the ensemble
+    (API and CLI) and the run report score the OOF exactly as the dataset's own targets do."""
+    run = tmp_path / "effnetv2"
+    shutil.copytree(tiny_run.run_dir, run)
+    data = sources.open_dataset(tiny_run.cfg, "train")
+    oof = load_run(run).oof
+    targets = data.unit_targets(data.rows).loc[oof["eeg_id"]].to_numpy()
+    expected = kl_score(targets, oof[list(VOTE_COLUMNS)].to_numpy())
+    config = run / "fold1" / "config.yaml"
+    config.write_text(config.read_text().replace(str(small_demo), str(tmp_path / "gone")))
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dataset was opened")
+
+    monkeypatch.setattr(sources, "open_dataset", refuse)
+    monkeypatch.setattr(HMSDataset, "__init__", refuse)
+    monkeypatch.setattr(EpochDataset, "__init__", refuse)
+    result = ensemble([load_run(run)], truth_of_run(run))
+    assert result.table["cv"].iloc[0] == pytest.approx(expected, rel=1e-12)
+    assert result.cv == pytest.approx(expected, rel=1e-12)  # one run: the blend is the run
+    report = write_run_report(run)
+    assert report["model"]["kl"] == pytest.approx(expected, rel=1e-12)
+    assert report["model"]["units"] == len(oof)
+    from hmsbrain.cli import ensemble_main
+
+    ensemble_main([str(run)])
+    assert f"blend CV {expected:.4f} nested" in capsys.readouterr().out

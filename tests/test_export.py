@@ -1,9 +1,11 @@
 """ONNX export: the hybrid passes the parity check on real preprocessed inputs (tiny shapes),
 a failed check fails and leaves no file, mixed precision is exported in float32, and a trained
 fold exports (every registered model: tests/test_registry.py)."""
+
 from __future__ import annotations
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -12,15 +14,19 @@ import pytest
 
 from hmsbrain.config import ModelConfig
 from hmsbrain.core.inputs import WAVENET
+from hmsbrain.core.parity import PACKAGED_PARITY_ROWS
+from hmsbrain.inference import export
 from hmsbrain.inference.export import (
     EXPORT_REPORT,
     ONNX_FILE,
+    PARITY_INPUTS,
     PARITY_RTOL,
     ExportError,
     export_fold,
     export_model,
     float32_model,
     parity_inputs,
+    write_parity_windows,
 )
 from hmsbrain.inference.runtimes import onnx_session
 from hmsbrain.models.registry import build_model
@@ -105,3 +111,37 @@ def test_export_fold_of_a_trained_run_writes_model_and_report(tiny_run) -> None:
     saved = json.loads((fold / EXPORT_REPORT).read_text())
     assert saved["inputs"] == report["inputs"] and sorted(saved["inputs"]) == ["image", "raw"]
     assert saved["parity"]["logits_rel_err"] <= PARITY_RTOL
+
+
+@pytest.mark.slow
+def test_a_fold_with_stored_parity_windows_exports_without_its_data(
+    tiny_run, tmp_path, monkeypatch
+) -> None:
+    """package.py exports from files alone: with parity.npz in the fold (as training leaves it),
+    the check runs on those windows and no dataset is opened; without one, the data is read."""
+    fold = tmp_path / "fold1"
+    shutil.copytree(tiny_run.run_dir / "fold1", fold, ignore=shutil.ignore_patterns("*.onnx"))
+    stored = write_parity_windows(fold, parity_inputs(tiny_run.cfg))
+    before = stored.read_bytes()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dataset was opened")
+
+    monkeypatch.setattr(export, "open_dataset", refuse)
+    report = export_fold(fold)
+    assert report["parity"]["rows"] == PACKAGED_PARITY_ROWS
+    assert report["parity"]["logits_rel_err"] <= PARITY_RTOL
+    assert report["parity_windows"] == PARITY_INPUTS
+    assert stored.read_bytes() == before
+    stored.unlink()
+    with pytest.raises(AssertionError, match="a dataset was opened"):
+        export_fold(fold)
+
+
+def test_stored_parity_windows_without_a_model_input_are_an_error(tiny_run, tmp_path) -> None:
+    fold = tmp_path / "fold1"
+    shutil.copytree(tiny_run.run_dir / "fold1", fold, ignore=shutil.ignore_patterns("*.onnx"))
+    write_parity_windows(fold, {"raw": np.zeros((2, 8, 4), np.float32)})
+    with pytest.raises(ExportError, match=r"parity\.npz: no \['image'\] windows"):
+        export_fold(fold)
+    assert not (fold / ONNX_FILE).exists()

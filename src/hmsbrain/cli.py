@@ -95,12 +95,11 @@ def train_main(argv: list[str] | None = None) -> None:
         },
     )
     # Imported before the try: its except clause names these classes.
-    from hmsbrain.data.sources import open_dataset
+    from hmsbrain.inference.report import write_run_report
     from hmsbrain.models.imagenet import WeightsError
     from hmsbrain.runs import fold_dirs, run_root
     from hmsbrain.training.loop import train_folds
     from hmsbrain.training.outputs import RunConfigError, RunExistsError
-    from hmsbrain.training.report import write_run_report
 
     report = None
     try:
@@ -114,7 +113,7 @@ def train_main(argv: list[str] | None = None) -> None:
         summaries = train_folds(cfg, folds, resume=args.resume, overwrite=args.overwrite)
         run = run_root(cfg)
         if len(fold_dirs(run)) == cfg.folds.n_folds:  # every fold done: the run's CV report
-            report = write_run_report(run, open_dataset(cfg, "train"))
+            report = write_run_report(run)
             print(f"report: {run / 'report.md'}")
     except (*USER_ERRORS, WeightsError, RunExistsError, RunConfigError) as exc:
         _fail(exc)
@@ -319,15 +318,15 @@ def ensemble_main(argv: list[str] | None = None) -> None:
     from hmsbrain.hms.submission import SubmissionError, write_submission
     from hmsbrain.inference.ensemble import (
         EnsembleError,
-        dataset_of,
         ensemble,
         load_run,
+        truth_of_run,
         write_report,
     )
 
     try:
         runs = [load_run(r) for r in args.runs]
-        result = ensemble(runs, dataset_of(args.runs[0]))
+        result = ensemble(runs, truth_of_run(args.runs[0]))
         for note in result.notes:
             print(f"note: {note}")
         print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

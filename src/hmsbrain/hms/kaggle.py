@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.atomic import write_json
+from hmsbrain.core.fallback import apply_fallback
 from hmsbrain.hms.constants import SAMPLE_SUBMISSION_CSV, TEST_CSV, VOTE_COLUMNS
 from hmsbrain.hms.submission import write_submission
 from hmsbrain.inference.ensemble import blend_frames
@@ -200,13 +201,9 @@ def predict_package(
     blended = blend_frames([p.frame for p in predictions], names, weights, manifest["method"])
     fallback = {k: v for p in predictions for k, v in p.fallback.items()}
     if fallback:
-        blended.loc[blended["eeg_id"].isin(list(fallback)), list(VOTE_COLUMNS)] = np.asarray(
-            manifest["class_prior"], dtype=float
+        apply_fallback(
+            blended, fallback, manifest["class_prior"], list(VOTE_COLUMNS), "the ensemble's"
         )
-        for eeg_id, reason in sorted(fallback.items()):
-            log.warning(
-                "FALLBACK eeg_id %s: the ensemble's class prior is submitted (%s)", eeg_id, reason
-            )
     return blended, fallback
 
 

@@ -1,4 +1,5 @@
-"""Blending runs from their OOF and test files alone (no model is ever loaded).
+"""Blending runs from their OOF and test files and the truth file of the data they were trained
+on (:mod:`hmsbrain.core.truth`) alone: no model is ever loaded, no data folder opened.
 
 Weights are non-negative and sum to one, chosen to minimise the official KL (the log loss, for
 hard labels) on the OOF units that every run covers and that the runs' selection subset keeps
@@ -29,11 +30,18 @@ import pandas as pd
 import scipy.optimize
 
 from hmsbrain.atomic import write_json
+from hmsbrain.core.fallback import apply_fallback
 from hmsbrain.core.metrics import METRIC_EPSILON, classification_metrics, kl_score
 from hmsbrain.core.predictions import probability_columns, read_predictions
-from hmsbrain.data.dataset import Dataset
-from hmsbrain.data.sources import open_dataset
-from hmsbrain.runs import BASELINE_OOF_FILE, OOF_FILE, fold_dirs, run_config
+from hmsbrain.core.truth import Truth, read_truth
+from hmsbrain.runs import (
+    BASELINE_OOF_FILE,
+    OOF_FILE,
+    SUMMARY_FILE,
+    fold_dirs,
+    fold_summary,
+    run_config,
+)
 
 HIGH_VOTES = 10  # the "high-quality" units top HMS teams report CV on
 METHODS = ("linear", "log")
@@ -227,37 +235,39 @@ def _one(values: list, what: str, runs: list[RunPredictions]) -> object:
 
 
 @dataclass
-class _Truth:
-    """Targets and subsets of the units being scored."""
+class _Scoring:
+    """The figures of predictions for units of ``truth``, on all of them and on subsets."""
 
-    targets: pd.DataFrame  # unit targets of the whole training data, indexed by unit id
-    votes: pd.Series
+    truth: Truth  # unit targets of the whole training data
     select: int
-    classes: list[str]
-    hard: bool
 
     def scores(self, ids: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-        t = self.targets.loc[ids].to_numpy()
-        votes = self.votes.loc[ids].to_numpy()
+        t = self.truth.targets.loc[ids].to_numpy()
+        votes = self.truth.votes.loc[ids].to_numpy()
         s, h = votes >= self.select, votes >= HIGH_VOTES
         out = {
             "cv": kl_score(t, pred),
             "cv_selected": kl_score(t[s], pred[s]) if s.any() else np.nan,
         }
-        if not self.hard:
+        if not self.truth.hard:
             out["cv_10plus"] = kl_score(t[h], pred[h]) if h.any() else np.nan
         else:
-            found = classification_metrics(t, pred, tuple(self.classes))
+            found = classification_metrics(t, pred, tuple(self.truth.classes))
             out.update({k: found.get(k, np.nan) for k in TABLE_METRICS})
         return out
 
 
-def ensemble(runs: list[RunPredictions], data: Dataset) -> EnsembleResult:
+def ensemble(runs: list[RunPredictions], truth: Truth) -> EnsembleResult:
     """Score every run on its OOF, fit blend weights on the common units, score the blend by
-    nested CV, blend the test files. ``data`` is the labelled data the runs were trained on."""
+    nested CV, blend the test files. ``truth`` holds the targets of the data the runs were
+    trained on (:func:`truth_of_run`)."""
     tta = bool(_one([r.tta for r in runs], "TTA (train.tta)", runs))
     select = int(_one([r.select_min_votes for r in runs], "train.select_min_votes", runs))
     classes = list(_one([r.classes for r in runs], "classes", runs))  # type: ignore[call-overload]
+    if classes != truth.classes:
+        raise EnsembleError(
+            f"the runs predict classes {classes}, their training data has {truth.classes}"
+        )
     notes = []
     id_column = runs[0].id_column
     common = set(runs[0].oof[id_column])
@@ -269,9 +279,7 @@ def ensemble(runs: list[RunPredictions], data: Dataset) -> EnsembleResult:
             f"runs cover different OOF units ({sizes}); blending on the {len(common)} they share"
         )
     ids = np.array(sorted(common))
-    truth = _Truth(
-        data.unit_targets(data.rows), data.unit_votes(data.rows), select, classes, data.hard
-    )
+    scoring = _Scoring(truth, select)
     targets = truth.targets.loc[ids].to_numpy()
     selected = (truth.votes.loc[ids] >= select).to_numpy()
     folds = _common_folds(runs, ids)
@@ -284,7 +292,7 @@ def ensemble(runs: list[RunPredictions], data: Dataset) -> EnsembleResult:
             {
                 "run": r.name,
                 "units": len(own),
-                **truth.scores(own.index.to_numpy(), own[classes].to_numpy()),
+                **scoring.scores(own.index.to_numpy(), own[classes].to_numpy()),
             }
         )
     baseline = next((r for r in runs if r.baseline is not None), None)
@@ -294,11 +302,11 @@ def ensemble(runs: list[RunPredictions], data: Dataset) -> EnsembleResult:
             {
                 "run": f"band-power baseline ({baseline.name}'s folds)",
                 "units": len(own),
-                **truth.scores(own.index.to_numpy(), own[classes].to_numpy()),
+                **scoring.scores(own.index.to_numpy(), own[classes].to_numpy()),
             }
         )
     method, weights = fit_blend([p[selected] for p in preds], targets[selected])
-    in_sample = truth.scores(ids, blend(preds, weights, method))
+    in_sample = scoring.scores(ids, blend(preds, weights, method))
     if len(runs) == 1:
         nested = dict(in_sample)  # nothing is fitted to a single run
     elif len(np.unique(folds)) < 2:
@@ -308,8 +316,8 @@ def ensemble(runs: list[RunPredictions], data: Dataset) -> EnsembleResult:
             "CV needs at least 2 folds); its CV is unknown"
         )
     else:
-        nested = truth.scores(ids, nested_blend(preds, targets, folds, selected))
-    single = min(truth.scores(ids, p)["cv"] for p in preds)
+        nested = scoring.scores(ids, nested_blend(preds, targets, folds, selected))
+    single = min(scoring.scores(ids, p)["cv"] for p in preds)
     table = pd.DataFrame(rows)
     table["weight"] = [*weights, *([np.nan] if baseline is not None else [])]
     for label, figures in (("nested CV", nested), ("in-sample", in_sample)):
@@ -329,8 +337,7 @@ def ensemble(runs: list[RunPredictions], data: Dataset) -> EnsembleResult:
         if fallback:
             # A unit some run could not read gets the ensemble's class prior, not a blend of
             # one run's guess with another's prior.
-            keys = submission[id_column].astype(str).isin(list(fallback))
-            submission.loc[keys, classes] = prior
+            apply_fallback(submission, fallback, prior, classes)
             notes.append(
                 f"{len(fallback)} test units could not be read and get the class prior: "
                 f"{sorted(fallback)[:10]}"
@@ -355,9 +362,27 @@ def ensemble(runs: list[RunPredictions], data: Dataset) -> EnsembleResult:
     )
 
 
-def dataset_of(run: str | Path) -> Dataset:
-    """The labelled data a run was trained on (its config's data folder)."""
-    return open_dataset(run_config(run), "train")
+def truth_of_run(run: str | Path) -> Truth:
+    """The unit targets of the data ``run`` was trained on: the truth file its fold summaries
+    name (written by training; no data folder is opened)."""
+    paths = set()
+    for fold in fold_dirs(run):
+        summary = fold_summary(fold)
+        if "truth" not in summary:
+            raise FileNotFoundError(
+                f"{fold / SUMMARY_FILE}: no 'truth' (the unit-targets file training writes since "
+                "ensembles stopped reading the data folder); retrain the fold"
+            )
+        paths.add(summary["truth"])
+    if len(paths) > 1:
+        raise EnsembleError(f"{run}: its folds were trained on different data ({sorted(paths)})")
+    path = Path(paths.pop())
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: file not found (the unit targets {run} was trained on, written by "
+            "training beside its folds file); retrain the run"
+        )
+    return read_truth(path)
 
 
 def write_report(

@@ -19,14 +19,13 @@ import numpy as np
 from hmsbrain.atomic import atomic_path, write_json
 from hmsbrain.config import Config, load_config
 from hmsbrain.core.inputs import model_inputs
+from hmsbrain.core.parity import PARITY_ROWS, load_parity_inputs, parity_rows, save_parity_inputs
 from hmsbrain.data.sources import open_dataset
-from hmsbrain.inference.runtimes import save_parity_inputs
 from hmsbrain.runs import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS
 
 OPSET = 17
 PARITY_RTOL = 1e-4  # acceptance tolerance: max |logit difference| / max |Keras logit|
 OUTPUTS = ("logits", "probs")
-PACKAGED_PARITY_ROWS = 4  # windows kept beside the model for checking TensorRT engines
 
 
 class ExportError(RuntimeError):
@@ -126,15 +125,38 @@ def export_model(
 
 
 def parity_inputs(
-    cfg: Config, data_dir: str | None = None, n_rows: int = 8
+    cfg: Config, data_dir: str | None = None, n_rows: int = PARITY_ROWS
 ) -> dict[str, np.ndarray]:
     """Up to ``n_rows`` real preprocessed train windows of the run's data, spread over it
     (computed directly: no cache of the whole split is needed for eight windows)."""
     if data_dir is not None:
         cfg.data.data_dir = str(data_dir)
     data = open_dataset(cfg, "train")
-    rows = np.linspace(0, len(data) - 1, min(n_rows, len(data))).round().astype(int)
-    return data.inputs(np.unique(rows), model_inputs(cfg.model, cfg.preprocess))
+    return data.inputs(parity_rows(len(data), n_rows), model_inputs(cfg.model, cfg.preprocess))
+
+
+def write_parity_windows(fold_dir: str | Path, inputs: dict[str, np.ndarray]) -> Path:
+    """Keep the first windows of ``inputs`` (the fold model's inputs, by name) as the fold's
+    ``parity.npz``: a later export checks ONNX against Keras on them, and a TensorRT engine is
+    checked on them, without opening the data."""
+    path = Path(fold_dir) / PARITY_INPUTS
+    save_parity_inputs(path, inputs)
+    return path
+
+
+def _stored_parity_inputs(fold_dir: Path, cfg: Config) -> dict[str, np.ndarray] | None:
+    """The fold's ``parity.npz`` windows, if it has them; they must hold every model input."""
+    path = fold_dir / PARITY_INPUTS
+    if not path.is_file():
+        return None
+    inputs = load_parity_inputs(path)
+    missing = set(model_inputs(cfg.model, cfg.preprocess)) - set(inputs)
+    if missing:
+        raise ExportError(
+            f"{path}: no {sorted(missing)} windows for this model; delete the file to export "
+            "with windows preprocessed from the data again"
+        )
+    return inputs
 
 
 def export_fold(
@@ -143,17 +165,22 @@ def export_fold(
     opset: int = OPSET,
     rtol: float = PARITY_RTOL,
 ) -> dict[str, object]:
-    """Export ``<fold_dir>/model.keras`` to ``model.onnx`` and write ``export.json``, plus the
-    parity windows (``parity.npz``), which travel with the model so that a TensorRT engine built
-    from it elsewhere can be checked against ONNX Runtime before it is used."""
+    """Export ``<fold_dir>/model.keras`` to ``model.onnx`` and write ``export.json``.
+
+    The parity check runs on the fold's stored windows (``parity.npz``) when it has them, so
+    that a trained run exports from its own files alone (``package.py``); otherwise on windows
+    preprocessed from the run's data (or ``data_dir``), of which the first are then stored as
+    ``parity.npz``. They travel with the model so that a TensorRT engine built from it elsewhere
+    can be checked against ONNX Runtime before it is used."""
     fold_dir = Path(fold_dir)
     cfg = load_config(fold_dir / "config.yaml")
     model = keras.saving.load_model(fold_dir / KERAS_FILE)
-    inputs = parity_inputs(cfg, data_dir)
+    stored = _stored_parity_inputs(fold_dir, cfg)
+    inputs = stored if stored is not None else parity_inputs(cfg, data_dir)
     report = export_model(model, fold_dir / ONNX_FILE, inputs, opset, rtol)
+    report["parity_windows"] = PARITY_INPUTS if stored is not None else "the run's data"
     report["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-    save_parity_inputs(
-        fold_dir / PARITY_INPUTS, {k: v[:PACKAGED_PARITY_ROWS] for k, v in inputs.items()}
-    )
+    if stored is None:
+        write_parity_windows(fold_dir, inputs)
     write_json(fold_dir / EXPORT_REPORT, report)
     return report

@@ -13,7 +13,6 @@ the class probabilities.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ import pandas as pd
 
 from hmsbrain.atomic import atomic_path
 from hmsbrain.config import Config, load_config
+from hmsbrain.core.fallback import apply_fallback
 from hmsbrain.core.inputs import cached_inputs
 from hmsbrain.core.predict import average_by_unit, predict_rows
 from hmsbrain.core.predictions import FOLD_AVERAGE, PredictionError, write_predictions
@@ -31,8 +31,6 @@ from hmsbrain.data.dataset import Dataset
 from hmsbrain.data.sources import open_dataset
 from hmsbrain.inference.runtimes import choose_runtime, open_fold_runtime
 from hmsbrain.runs import fold_dirs, fold_summary, run_config
-
-log = logging.getLogger(__name__)
 
 
 def class_prior(run: str | Path) -> np.ndarray:
@@ -120,12 +118,7 @@ def predict_run(
     result.insert(0, data.id_column, per_fold[0][data.id_column].to_numpy())
     result.insert(1, "fold", FOLD_AVERAGE)
     if failed:
-        prior = class_prior(run)
-        result.loc[result[data.id_column].isin(list(failed)), classes] = prior
-        for unit, reason in failed.items():
-            log.warning(
-                "FALLBACK %s %s gets %s's class prior: %s", data.id_column, unit, run.name, reason
-            )
+        apply_fallback(result, failed, class_prior(run), classes, f"{run.name}'s")
     meta = {
         "kind": split,
         "data_dir": str(Path(data.root).resolve()),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hmsbrain.core.parity import load_parity_inputs
 from hmsbrain.core.predict import Runtime, cpu_count
 from hmsbrain.runs import KERAS_FILE, ONNX_FILE, PARITY_INPUTS
 
@@ -120,25 +121,6 @@ def choose_runtime(kind: str, fold_dirs: Sequence[Path], log: Callable[[str], No
             return name
         skipped.append(f"{name}: {reason}")
     raise RuntimeUnavailableError(f"runtime {kind}: " + "; ".join(skipped))
-
-
-def save_parity_inputs(path: Path, inputs: dict[str, np.ndarray]) -> None:
-    """Store model inputs compactly (float16; one channel of the grey image): at the full
-    recipe a float32 512 x 512 x 3 image is 3 MB a window, and every fold ships its own."""
-    from hmsbrain.atomic import atomic_path
-
-    compact = {k: (v[..., :1] if k == "image" else v).astype(np.float16) for k, v in inputs.items()}
-    with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        np.savez_compressed(handle, **compact)
-
-
-def load_parity_inputs(path: Path) -> dict[str, np.ndarray]:
-    """The float32 model inputs :func:`save_parity_inputs` stored."""
-    with np.load(path) as stored:
-        inputs = {k: stored[k].astype(np.float32) for k in stored.files}
-    if "image" in inputs:
-        inputs["image"] = np.repeat(inputs["image"], 3, axis=-1)
-    return inputs
 
 
 def check_tensorrt(engine: Runtime, fold_dir: Path, atol: float = TENSORRT_PROBS_ATOL) -> float:

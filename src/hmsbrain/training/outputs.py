@@ -19,11 +19,12 @@ import pandas as pd
 from hmsbrain.atomic import atomic_path, write_json
 from hmsbrain.config import Config, config_differences, load_config
 from hmsbrain.core.metrics import classification_metrics
+from hmsbrain.core.parity import parity_rows, save_parity_inputs
 from hmsbrain.core.predict import predict_rows
 from hmsbrain.core.predictions import write_predictions
 from hmsbrain.models.bandpower import BandpowerFit
 from hmsbrain.models.runtime import KerasRuntime
-from hmsbrain.runs import RunPaths
+from hmsbrain.runs import PARITY_INPUTS, RunPaths
 from hmsbrain.training.baselines import predict_bandpower
 from hmsbrain.training.setup import Experiment, FoldSetup
 from hmsbrain.training.validation import Validation
@@ -125,6 +126,9 @@ def finish(
         "best_epoch": state["best_epoch"],
     }
     oof = _write_oof(val, probs, fold, paths.oof, meta)
+    # A few of the fold's own inputs beside the model: export and TensorRT check against them.
+    parity = exp.inputs.batch(parity_rows(len(exp.data)))
+    save_parity_inputs(paths.root / PARITY_INPUTS, {k: parity[k] for k in exp.names})
     summary = fold_summary(exp, setup, paths, state, scores_of(val, oof))
     if baseline is not None:
         base = _write_oof(
@@ -178,6 +182,7 @@ def fold_summary(
         "best_epoch": state["best_epoch"],
         "n_val_eegs": len(val.targets),
         "run_dir": str(paths.root),
+        "truth": str(exp.truth_path),
         "metrics": {k: v for k, v in scores.items() if k not in ("kl", "kl_selected")},
     }
 

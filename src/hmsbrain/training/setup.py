@@ -29,6 +29,7 @@ from hmsbrain.training.batches import StageData, drop_remainder
 from hmsbrain.training.folds import attach_folds, load_or_make_folds
 from hmsbrain.training.losses import kl_divergence_loss
 from hmsbrain.training.schedule import Plan
+from hmsbrain.training.truth import truth_path, write_truth_of
 from hmsbrain.training.validation import Validation, select_metric
 
 STATS_CHUNK = 512  # rows read at a time for the raw standardisation statistics
@@ -70,8 +71,12 @@ def folds_file(cfg: Config, data: Dataset) -> Path:
     """The fold table of ``data`` for ``folds.n_folds`` and ``folds.seed``: one file per
     dataset, K and seed, so a different split is a different file, never an overwrite."""
     k, seed = cfg.folds.n_folds, cfg.folds.seed
-    tag = hashlib.sha1(str(data.root.resolve()).encode()).hexdigest()[:10]
-    return Path(cfg.data.cache_dir) / f"folds-{tag}-k{k}-s{seed}.csv"
+    return Path(cfg.data.cache_dir) / f"folds-{dataset_tag(data)}-k{k}-s{seed}.csv"
+
+
+def dataset_tag(data: Dataset) -> str:
+    """A short name of the dataset's folder, shared by its folds and truth files."""
+    return hashlib.sha1(str(data.root.resolve()).encode()).hexdigest()[:10]
 
 
 def raw_statistics(inputs: BatchSource, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +138,7 @@ class Experiment:
     data: Dataset
     rows: pd.DataFrame
     folds_path: Path
+    truth_path: Path  # every unit's target, votes and group: all an ensemble scores against
 
     @functools.cached_property
     def inputs(self) -> Inputs:
@@ -159,7 +165,9 @@ def open_experiment(cfg: Config) -> Experiment:
     folds = load_or_make_folds(
         data.fold_units(), path, cfg.folds.n_folds, cfg.folds.seed, data.group_kind
     )
-    return Experiment(cfg, data, attach_folds(data.rows, folds, data.id_column), path)
+    # The unit targets beside the folds, so ensembles and reports need no data folder.
+    truth = write_truth_of(data, truth_path(cfg.data.cache_dir, dataset_tag(data)))
+    return Experiment(cfg, data, attach_folds(data.rows, folds, data.id_column), path, truth)
 
 
 @dataclass

@@ -11,47 +11,46 @@ import pandas as pd
 
 from hmsbrain.atomic import atomic_path, write_json, write_text
 from hmsbrain.core.metrics import classification_metrics, kl_score
-from hmsbrain.data.dataset import Dataset
-from hmsbrain.inference.ensemble import load_run
+from hmsbrain.core.truth import Truth
+from hmsbrain.inference.ensemble import load_run, truth_of_run
 from hmsbrain.runs import fold_dirs, fold_summary
 
 
-def _figures(data: Dataset, frame: pd.DataFrame) -> dict[str, object]:
-    ids = frame[data.id_column].to_numpy()
-    target = data.unit_targets(data.rows).loc[ids].to_numpy()
-    pred = frame[list(data.classes)].to_numpy()
+def _figures(truth: Truth, frame: pd.DataFrame) -> dict[str, object]:
+    ids = frame[truth.id_column].to_numpy()
+    target = truth.targets.loc[ids].to_numpy()
+    pred = frame[truth.classes].to_numpy()
     out: dict[str, object] = {"kl": kl_score(target, pred), "units": len(ids)}
-    if data.hard:
-        out.update(classification_metrics(target, pred, data.classes))
+    if truth.hard:
+        out.update(classification_metrics(target, pred, tuple(truth.classes)))
     return out
 
 
-def write_run_report(run: str | Path, data: Dataset) -> dict[str, object]:
-    """Score the concatenated OOF of every fold of ``run`` (trained on ``data``) and write the
-    report files into the run folder; returns the report."""
+def write_run_report(run: str | Path) -> dict[str, object]:
+    """Score the concatenated OOF of every fold of ``run`` against the truth file of its
+    training data (no data folder is opened) and write the report files into the run folder;
+    returns the report."""
     run = Path(run)
     predictions = load_run(run)
+    truth = truth_of_run(run)
+    hard = truth.hard
     summaries = [fold_summary(f) for f in fold_dirs(run)]
     prior = np.mean([s["class_prior"] for s in summaries], axis=0)
-    prior_frame = predictions.oof[[data.id_column]].copy()
-    for i, name in enumerate(data.classes):
+    prior_frame = predictions.oof[[truth.id_column]].copy()
+    for i, name in enumerate(truth.classes):
         prior_frame[name] = prior[i]
     report: dict[str, object] = {
         "run": str(run),
-        "classes": list(data.classes),
-        "hard": data.hard,
-        "model": _figures(data, predictions.oof),
-        "class_prior": _figures(data, prior_frame),
+        "classes": truth.classes,
+        "hard": hard,
+        "model": _figures(truth, predictions.oof),
+        "class_prior": _figures(truth, prior_frame),
         "folds": [
             {
                 "fold": s["fold"],
                 "cv_kl": s["cv_kl"],
                 "class_prior_kl": s["class_prior_kl"],
-                **(
-                    {"balanced_accuracy": s["metrics"].get("balanced_accuracy")}
-                    if data.hard
-                    else {}
-                ),
+                **({"balanced_accuracy": s["metrics"].get("balanced_accuracy")} if hard else {}),
                 **(
                     {"baseline": {k: s["baseline"].get(k) for k in ("kl", "balanced_accuracy")}}
                     if "baseline" in s
@@ -62,11 +61,11 @@ def write_run_report(run: str | Path, data: Dataset) -> dict[str, object]:
         ],
     }
     if predictions.baseline is not None:
-        report["baseline"] = _figures(data, predictions.baseline)
+        report["baseline"] = _figures(truth, predictions.baseline)
     write_json(run / "report.json", report)
     write_text(run / "report.md", _markdown(report))
-    if data.hard:
-        _confusion(report["model"]["confusion"], data.classes, run)  # type: ignore[index]
+    if hard:
+        _confusion(report["model"]["confusion"], truth.classes, run)  # type: ignore[index]
     return report
 
 
@@ -130,7 +129,7 @@ def _cell(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
 
 
-def _confusion(matrix: list[list[int]], classes: tuple[str, ...], run: Path) -> None:
+def _confusion(matrix: list[list[int]], classes: list[str], run: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
