@@ -130,6 +130,6 @@ def test_training_streams_shifted_windows_from_the_store(small_demo, tmp_path) -
     cfg = tiny_config(small_demo, tmp_path)
     cfg.data.storage, cfg.train.shift_seconds, cfg.train.workers = "recordings", 5.0, 2
     summary = train_fold(cfg, fold=0)
-    assert np.isfinite(summary["cv_kl"]) and summary["n_val_eegs"] > 0
+    assert np.isfinite(summary["cv_kl"]) and summary["n_val_units"] > 0
     assert list((tmp_path / "cache").glob("store-train-*/montage.npy"))
     assert not list((tmp_path / "cache").glob("inputs-train-*"))  # no per-window cache

@@ -70,7 +70,7 @@ def test_a_short_run_learns_far_beyond_the_class_prior(learnable_demo, tmp_path)
     cfg.model.wavenet.filters, cfg.model.wavenet.blocks = 16, 3
     cfg.model.wavenet.dilations, cfg.model.bn_momentum = [1, 2, 4, 8], 0.9
     summary = train_fold(cfg, fold=0)
-    assert summary["n_val_eegs"] >= 20
+    assert summary["n_val_units"] >= 20
     assert summary["cv_kl"] < 0.8 * summary["class_prior_kl"], summary
 
 

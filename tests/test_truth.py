@@ -11,8 +11,8 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from hmsbrain.inference.predictions import write_predictions
 
+from hmsbrain.core.predictions import write_predictions
 from hmsbrain.core.truth import Truth, read_truth, write_truth
 from hmsbrain.data.sources import open_dataset
 from hmsbrain.inference.ensemble import truth_of_run

@@ -180,7 +180,7 @@ def fold_summary(
         "tta": cfg.train.tta,
         "window_seconds": data.epoch_seconds,
         "best_epoch": state["best_epoch"],
-        "n_val_eegs": len(val.targets),
+        "n_val_units": len(val.targets),
         "run_dir": str(paths.root),
         "truth": str(exp.truth_path),
         "metrics": {k: v for k, v in scores.items() if k not in ("kl", "kl_selected")},
@@ -191,7 +191,7 @@ def _print_result(summary: dict, cfg: Config) -> None:
     """The fold's figures, beside the class prior and the baseline on the same units."""
     fold, hard, metrics = summary["fold"], summary["hard"], summary["metrics"]
     print(
-        f"fold {fold} CV (official KL{', log loss' if hard else ''}, {summary['n_val_eegs']} "
+        f"fold {fold} CV (official KL{', log loss' if hard else ''}, {summary['n_val_units']} "
         f"units): {summary['cv_kl']:.4f}   class prior on the same units: "
         f"{summary['class_prior_kl']:.4f}   ratio {summary['ratio']:.2f}"
     )
