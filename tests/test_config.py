@@ -511,11 +511,11 @@ def test_on_and_off_are_words_and_only_true_and_false_are_booleans(tmp_path):
 
 def test_the_backbone_names_are_the_registered_models():
     """config.py lists the backbones without Keras; the registry must build exactly these."""
-    from hmsbrain.core.inputs import RAW_BACKBONES
-    from hmsbrain.models.imagenet import BACKBONES, backbone_names
+    from hmsbrain.models.registry import MODELS, registered
 
-    assert backbone_names() == list(BACKBONE_NAMES)
-    assert set(BACKBONES) | set(RAW_BACKBONES) == set(BACKBONE_NAMES)
+    assert sorted(registered()) == sorted(BACKBONE_NAMES)
+    assert {n for n, s in MODELS.items() if s.reads == "image"} == set(IMAGE_BACKBONES)
+    assert {n for n, s in MODELS.items() if s.reads == "raw"} == set(RAW_BACKBONE_NAMES)
 
 
 def test_the_config_imports_no_deep_learning_framework():

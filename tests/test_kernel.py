@@ -90,7 +90,8 @@ def test_kernel_writes_the_same_submission_as_predict_and_ensemble(
     packaged, hms_sample_dir, tmp_path
 ) -> None:
     """The notebook source, run as Kaggle would (its inputs under one folder, no project on the
-    path), writes a valid submission.csv equal to ensemble.py's within 1e-5."""
+    path), writes a valid submission.csv equal to ensemble.py's within 1e-5, and leaves no
+    temporary folder behind."""
     inputs = tmp_path / "input"
     inputs.mkdir()
     (inputs / COMPETITION).symlink_to(hms_sample_dir)
@@ -99,6 +100,8 @@ def test_kernel_writes_the_same_submission_as_predict_and_ensemble(
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["HMS_INPUT_DIR"] = str(inputs)
+    env["TMPDIR"] = str(tmp_path / "tmp")  # where the kernel's temporary input cache goes
+    (tmp_path / "tmp").mkdir()
     # Run the notebook source as __main__, then report whether TensorFlow was ever imported.
     code = (
         "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__'); "
@@ -118,6 +121,7 @@ def test_kernel_writes_the_same_submission_as_predict_and_ensemble(
     # With ONNX Runtime available the kernel never needs TensorFlow (nor Kaggle's Keras).
     assert "runtime auto: using onnx" in done.stdout + done.stderr
     assert "tensorflow imported: False" in done.stdout
+    assert not list((tmp_path / "tmp").glob("hms-cache-*")), "the kernel left its cache behind"
     sub = pd.read_csv(work / "submission.csv")
     validate_submission(sub, hms_sample_dir / "test.csv", hms_sample_dir / "sample_submission.csv")
     expected = pd.read_csv(packaged / "sample.csv")

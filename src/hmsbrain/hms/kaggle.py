@@ -17,6 +17,7 @@ class prior, and a line starting ``FALLBACK`` names it and says why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -182,21 +183,25 @@ def predict_package(
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{manifest_path}: not found; is {model_dir} a package folder?")
     manifest = json.loads(manifest_path.read_text())
-    cache_dir = Path(cache_dir or tempfile.mkdtemp(prefix="hms-cache-"))
     names = manifest["runs"]
-    predictions = [
-        predict_run(
-            model_dir / "runs" / name,
-            str(data_dir),
-            "test",
-            manifest["tta"],
-            runtime=runtime,
-            cache_dir=str(cache_dir),
-            write=False,
-            fallback=True,
-        )
-        for name in names
-    ]
+    with contextlib.ExitStack() as stack:
+        # Without a cache folder, the inputs go to a temporary one that is removed afterwards:
+        # a kernel or test run must not leave a folder behind for every call.
+        if cache_dir is None:
+            cache_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="hms-cache-"))
+        predictions = [
+            predict_run(
+                model_dir / "runs" / name,
+                str(data_dir),
+                "test",
+                manifest["tta"],
+                runtime=runtime,
+                cache_dir=str(cache_dir),
+                write=False,
+                fallback=True,
+            )
+            for name in names
+        ]
     weights = np.array([manifest["weights"][n] for n in names], dtype=float)
     blended = blend_frames([p.frame for p in predictions], names, weights, manifest["method"])
     fallback = {k: v for p in predictions for k, v in p.fallback.items()}
