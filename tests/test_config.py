@@ -17,6 +17,8 @@ import pytest
 
 from hmsbrain.config import (
     BACKBONE_NAMES,
+    IMAGE_BACKBONES,
+    RAW_BACKBONE_NAMES,
     GENERIC_RECIPE,
     HMS_RECIPE,
     BandpowerConfig,

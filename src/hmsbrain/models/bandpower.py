@@ -240,11 +240,11 @@ def bandpower_model(fit: BandpowerFit, raw_shape: tuple[int, ...], name: str) ->
 def fit_bandpower_model(
     chunks: Iterable[np.ndarray],
     targets: np.ndarray,
-    *,
     raw_shape: tuple[int, ...],
     sample_rate: float,
     weights: np.ndarray | None = None,
     groups: np.ndarray | None = None,
+    *,
     bands: Sequence[float] = (1.0, 4.0, 8.0, 13.0, 20.0, 30.0, 45.0),
     cs: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0),
 ) -> keras.Model:

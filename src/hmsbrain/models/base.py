@@ -8,7 +8,7 @@ model is built. A model is one of two kinds:
   weights, **section)`` returns an ImageNet-style backbone (features, no top) over the
   spectrogram image; a ``raw`` model's ``build(raw, sample_rate, **section)`` returns a
   features tensor over the raw montage ``(time, channels)``.
-- ``fitted``: a classical model fitted in closed form. ``build(chunks, targets, *, raw_shape,
+- ``fitted``: a classical model fitted in closed form. ``build(chunks, targets, raw_shape,
   sample_rate, weights, groups, **section)`` fits it on the raw inputs (an iterable of row
   chunks, so memory stays bounded) and returns it as a Keras model of the ``raw`` input.
 
