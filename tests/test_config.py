@@ -17,10 +17,10 @@ import pytest
 
 from hmsbrain.config import (
     BACKBONE_NAMES,
-    IMAGE_BACKBONES,
-    RAW_BACKBONE_NAMES,
     GENERIC_RECIPE,
     HMS_RECIPE,
+    IMAGE_BACKBONES,
+    RAW_BACKBONE_NAMES,
     BandpowerConfig,
     Config,
     ConfigError,
