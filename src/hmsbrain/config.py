@@ -143,6 +143,13 @@ class PreprocessConfig:
         0.0, "Sliding-window length for prediction on unlabelled recordings; 0: the epochs'."
     )
     stride_seconds: float = _f(0.0, "Sliding-window stride; 0: half the window.")
+    crop_seconds: float = _f(
+        0.0,
+        "Cropped training (generic epochs): cut each epoch into crops of this length; training "
+        "draws a random crop, validation and prediction average an epoch's crops. 0: whole "
+        "epochs.",
+    )
+    crop_stride_seconds: float = _f(0.0, "Step between an epoch's crops; 0: a quarter crop.")
     bandpass_low: float = _f(0.5, "Band-pass lower edge in Hz (zero-phase Butterworth).")
     bandpass_high: float = _f(40.0, "Band-pass upper edge in Hz.")
     filter_order: int = _f(4, "Butterworth order of the band-pass (doubled by filtfilt).")

@@ -20,8 +20,9 @@ import pandas as pd
 from hmsbrain.config import ConfigError, PreprocessConfig
 from hmsbrain.core.inputs import Batch
 from hmsbrain.data.base import DataError, Epochs
+from hmsbrain.dsp.filters import resample
 from hmsbrain.dsp.montage import Montage, choose_montage
-from hmsbrain.dsp.pipeline import epoch_inputs
+from hmsbrain.dsp.pipeline import crop_grid, epoch_inputs
 
 EPOCH_ID = "epoch"
 
@@ -133,29 +134,60 @@ class EpochDataset(Dataset):
         if epochs.targets is not None:
             for i, name in enumerate(self.classes):
                 rows[name] = epochs.targets[:, i]
+        # Without crops a row is an epoch; with them, a crop of one (the epoch stays the unit).
+        self.epoch_of_row = np.arange(len(rows))
+        self.crop: tuple[np.ndarray, int] | None = None
+        if cfg.crop_seconds > 0:
+            rows = self._cut_crops(rows)
         self.rows = rows
 
+    def _cut_crops(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """One row per crop of every epoch (``crop_start``: seconds into the epoch), the crops on
+        :func:`crop_grid` at the recipe's rate."""
+        cfg, n_native = self.cfg, self.epochs.signals.shape[-1]
+        # The epoch's length at the recipe's rate, as resampling makes it.
+        n_samples = resample(
+            np.zeros((1, n_native), np.float32), self.epochs.sfreq, cfg.sample_rate
+        )
+        try:
+            starts = crop_grid(
+                n_samples.shape[-1], cfg.sample_rate, cfg.crop_seconds, cfg.crop_stride_seconds
+            )
+        except ValueError as exc:
+            raise DataError(f"{self.root}: {exc}") from None
+        self.epoch_of_row = np.repeat(np.arange(len(rows)), len(starts))
+        self.crop = (np.tile(starts, len(rows)), round(cfg.crop_seconds * cfg.sample_rate))
+        crops = rows.iloc[self.epoch_of_row].reset_index(drop=True)
+        crops["crop_start"] = self.crop[0] / cfg.sample_rate
+        return crops
+
     def unit_targets(self, rows: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame(
+        # The crops of an epoch share its target: one row per epoch.
+        frame = pd.DataFrame(
             self.row_targets(rows), index=rows[EPOCH_ID].to_numpy(), columns=list(self.classes)
-        ).sort_index()
+        )
+        return frame.groupby(level=0, sort=True).first()
 
     def unit_votes(self, rows: pd.DataFrame) -> pd.Series:
         votes = self.epochs.votes
-        per_row = np.ones(len(rows)) if votes is None else votes[rows.index.to_numpy()]
-        return pd.Series(per_row, index=rows[EPOCH_ID].to_numpy()).sort_index()
+        epochs = self.epoch_of_row[rows.index.to_numpy()]
+        per_row = np.ones(len(rows)) if votes is None else votes[epochs]
+        return pd.Series(per_row, index=rows[EPOCH_ID].to_numpy()).groupby(level=0).first()
 
     def inputs(
         self, rows: Sequence[int], names: Sequence[str], shifts: np.ndarray | None = None
     ) -> Batch:
         if shifts is not None:
             raise ConfigError("train.shift_seconds: these epochs are fixed cuts; set it to 0")
-        signals = self.epochs.signals[np.asarray(rows)]
-        return epoch_inputs(signals, self.epochs.sfreq, self.montage, self.cfg, names)
+        rows = np.asarray(rows)
+        signals = self.epochs.signals[self.epoch_of_row[rows]]
+        crops = None if self.crop is None else (self.crop[0][rows], self.crop[1])
+        return epoch_inputs(signals, self.epochs.sfreq, self.montage, self.cfg, names, crops)
 
     def blank_inputs(self, names: Sequence[str]) -> Batch:
         blank = np.zeros((1, *self.epochs.signals.shape[1:]), np.float32)
-        return epoch_inputs(blank, self.epochs.sfreq, self.montage, self.cfg, names)
+        crops = None if self.crop is None else (np.zeros(1, int), self.crop[1])
+        return epoch_inputs(blank, self.epochs.sfreq, self.montage, self.cfg, names, crops)
 
     def input_files(self, names: Sequence[str]) -> list[Path]:
         return list(self._files)

@@ -71,7 +71,27 @@ def epoch_inputs(
     montage: Montage,
     cfg: PreprocessConfig,
     names: Sequence[str],
+    crops: tuple[np.ndarray, int] | None = None,
 ) -> Batch:
-    """Epochs ``(n, channels, samples)`` in microvolts at ``fs`` -> the model inputs ``names``."""
+    """Epochs ``(n, channels, samples)`` in microvolts at ``fs`` -> the model inputs ``names``.
+
+    ``crops`` = (start of each epoch's crop, crop length), in samples at the recipe's rate: the
+    clean epoch is cut after filtering, so a crop has no filter edge of its own."""
     cleaned = map_batch(lambda s: clean(s, fs, montage, cfg), np.asarray(signals, np.float32))
+    if crops is not None:
+        starts, length = crops
+        cleaned = np.stack([c[:, s : s + length] for c, s in zip(cleaned, starts, strict=True)])
     return montage_inputs(cleaned, montage, cfg, names)
+
+
+def crop_grid(n_samples: int, fs: float, crop_seconds: float, stride_seconds: float) -> np.ndarray:
+    """Start samples of the crops of an epoch of ``n_samples`` at ``fs``: every
+    ``stride_seconds`` (default a quarter crop), the last one flush with the epoch's end."""
+    length = round(crop_seconds * fs)
+    if not 0 < length <= n_samples:
+        raise ValueError(
+            f"preprocess.crop_seconds={crop_seconds:g} does not fit epochs of {n_samples / fs:g} s"
+        )
+    step = max(1, round((stride_seconds or crop_seconds / 4) * fs))
+    starts = np.arange(0, n_samples - length + 1, step)
+    return np.unique(np.append(starts, n_samples - length))

@@ -141,7 +141,9 @@ def write_window_csvs(
 ) -> list[Path]:
     """One CSV per recording: ``start, end`` (seconds) and the class probabilities of each
     sliding window, in time order."""
-    frame = data.rows[[data.id_column, "file", "start"]].merge(result, on=data.id_column)
+    # One row per window: a window's crops (preprocess.crop_seconds) share its start.
+    windows = data.rows[[data.id_column, "file", "start"]].drop_duplicates(data.id_column)
+    frame = windows.merge(result, on=data.id_column)
     paths = []
     for file, part in frame.groupby("file", sort=True):
         table = part.sort_values("start")
