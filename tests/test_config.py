@@ -62,6 +62,8 @@ HMS_RESOLVED: dict[str, object] = {
     "preprocess.max_image_groups": 8,
     "preprocess.window_seconds": 0.0,
     "preprocess.stride_seconds": 0.0,
+    "preprocess.crop_seconds": 0.0,
+    "preprocess.crop_stride_seconds": 0.0,
     "preprocess.bandpass_low": 0.5,
     "preprocess.bandpass_high": 20.0,
     "preprocess.filter_order": 4,
@@ -126,6 +128,7 @@ HMS_RESOLVED: dict[str, object] = {
     "train.class_weights": "none",
     "train.select_metric": "auto",
     "train.baseline": True,
+    "train.select_on": "outer",
     "train.select_min_votes": 0,
     "train.seed": 42,
     "train.mixed_precision": "auto",
@@ -153,6 +156,7 @@ RESOLVED_RECIPES = {
         "train.lr": 0.0003,
     },
     ("eeg_cpu.yaml", "eeg_cpu.yaml"): {
+        "train.select_on": "auto",
         "preprocess.sample_rate": 128.0,
         "preprocess.standardize": True,
         "preprocess.bandpass_high": 40.0,
@@ -206,6 +210,7 @@ RESOLVED_RECIPES = {
         "train.lr": 0.0005,
     },
     ("trials64_broken.yaml", "trials64_broken.yaml"): {
+        "train.select_on": "auto",
         "preprocess.sample_rate": 128.0,
         "preprocess.bandpass_high": 40.0,
         "preprocess.scale_uv": 1.0,

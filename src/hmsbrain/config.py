@@ -77,6 +77,7 @@ EffNetV2Size = Literal["B0", "B1", "B2", "B3", "S", "M", "L"]
 MobileNetV3Size = Literal["large", "small"]
 Loss = Literal["auto", "kl", "ce"]
 ClassWeights = Literal["none", "balanced"]
+SelectOn = Literal["auto", "outer", "inner"]
 SelectMetric = Literal["auto", "kl", "balanced_accuracy"]
 MixedPrecision = Literal["auto", "on", "off"]
 Strategy = Literal["none", "mirrored", "data_parallel"]
@@ -300,6 +301,12 @@ class TrainConfig:
     )
     baseline: bool = _f(
         True, "Fit the band-power baseline in the same folds and report it beside the CV."
+    )
+    select_on: SelectOn = _f(
+        "auto",
+        "Which units pick the best epoch: outer (the validation fold, which the CV then scores: "
+        "optimistic on small data), inner (a grouped split of the training folds; the outer "
+        "fold is scored once), or auto: inner below 2,000 units, outer above (README).",
     )
     select_min_votes: int = _f(
         0,

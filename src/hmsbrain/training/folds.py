@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from hmsbrain.atomic import atomic_path
 
@@ -91,3 +91,20 @@ def attach_folds(rows: pd.DataFrame, folds: pd.DataFrame, id_column: str) -> pd.
     """``rows`` with a ``fold`` column from the per-unit fold table."""
     keyed = folds[["id", "fold"]].rename(columns={"id": id_column})
     return rows.merge(keyed, on=id_column, how="left", validate="m:1").set_index(rows.index)
+
+
+def inner_split(units: pd.DataFrame, n_splits: int, seed: int) -> np.ndarray | None:
+    """Which of ``units`` (``id``, ``group``, ``label``: the training folds' units) form the inner
+    selection set: one fold of a grouped, stratified ``n_splits`` split, so no group is on both
+    sides. None when the units hold fewer than two groups."""
+    n_splits = min(n_splits, units["group"].nunique())
+    if n_splits < 2:
+        return None
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    try:
+        _, held = next(iter(splitter.split(units, units["label"], units["group"])))
+    except ValueError:  # too few units of a class for stratification: grouped only
+        _, held = next(iter(GroupKFold(n_splits=n_splits).split(units, groups=units["group"])))
+    selected = np.zeros(len(units), bool)
+    selected[held] = True
+    return selected

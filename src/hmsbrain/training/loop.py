@@ -161,11 +161,12 @@ def _announce(
 ) -> None:
     cfg, val = exp.cfg, setup.val
     stage2 = len(setup.stage2.unit_ids) if setup.stage2 else 0
+    where = "of the validation fold" if setup.select_on == "outer" else "of an inner split"
     print(
         f"{paths.root}: {model.count_params():,} parameters, inputs {list(exp.names)}, {policy}; "
         f"{len(setup.stage1.unit_ids)} train units (stage 2: {stage2}), "
-        f"{len(val.targets)} validation units ({int(val.selected.sum())} with >= "
-        f"{cfg.train.select_min_votes} votes pick the epoch by {val.metric}); "
+        f"{len(setup.score.targets)} validation units; {int(val.selected.sum())} units {where} "
+        f"(>= {cfg.train.select_min_votes} votes) pick the epoch by {val.metric}; "
         f"TTA {'on' if cfg.train.tta else 'off'}."
     )
 

@@ -109,7 +109,8 @@ def finish(
 ) -> dict:
     """Best model -> model.keras (without optimizer), OOF, baseline OOF, history, curves and
     summary; returns the summary."""
-    cfg, val, fold = exp.cfg, setup.val, setup.fold
+    # The outer fold, scored once with the model its selection units picked.
+    cfg, val, fold = exp.cfg, setup.score, setup.fold
     best = keras.saving.load_model(paths.best)
     # A plain functional copy drops the optimizer and loss, so model.keras needs no project code.
     save_model(keras.Model(best.inputs, best.outputs, name=best.name), paths.model)
@@ -162,7 +163,7 @@ def fold_summary(
 ) -> dict[str, object]:
     """The fold's ``summary.json``: its CV beside the class prior's on the same units, and what
     made it (selection, TTA, best epoch)."""
-    cfg, val, data = exp.cfg, setup.val, exp.data
+    cfg, val, data = exp.cfg, setup.score, exp.data
     prior = val.scores(val.prior_oof())
     return {
         "fold": setup.fold,
@@ -171,6 +172,8 @@ def fold_summary(
         "ratio": scores["kl"] / prior["kl"],
         "select_min_votes": cfg.train.select_min_votes,
         "select_metric": val.metric,
+        "select_on": setup.select_on,
+        "n_select_units": len(setup.val.targets),
         "cv_kl_selected": scores["kl_selected"],
         "class_prior_kl_selected": prior["kl_selected"],
         "n_selected": int(val.selected.sum()),

@@ -24,9 +24,9 @@ from hmsbrain.core.predict import BatchSource
 from hmsbrain.data.cache import Inputs, open_inputs
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.data.sources import demo_name, open_dataset
-from hmsbrain.models.registry import GraphImage, build_model
+from hmsbrain.models.registry import GraphImage, build_model, model_spec
 from hmsbrain.training.batches import StageData, drop_remainder
-from hmsbrain.training.folds import attach_folds, load_or_make_folds
+from hmsbrain.training.folds import attach_folds, inner_split, load_or_make_folds
 from hmsbrain.training.losses import kl_divergence_loss
 from hmsbrain.training.schedule import Plan
 from hmsbrain.training.truth import truth_path, write_truth_of
@@ -170,16 +170,22 @@ def open_experiment(cfg: Config) -> Experiment:
     return Experiment(cfg, data, attach_folds(data.rows, folds, data.id_column), path, truth)
 
 
+INNER_BELOW = 2000  # select_on=auto: datasets with fewer units pick the epoch on an inner split
+
+
 @dataclass
 class FoldSetup:
-    """One fold of an experiment: its stages, validation, plan and raw statistics."""
+    """One fold of an experiment: its stages, the units that pick the epoch (``val``), the
+    outer fold the CV scores (``score``; the same units with ``select_on=outer``), the plan."""
 
     fold: int
-    train_rows: pd.DataFrame
+    train_rows: pd.DataFrame  # every training fold's rows (baselines, raw statistics)
     stage1: StageData
     stage2: StageData | None
     plan: Plan
     val: Validation
+    score: Validation
+    select_on: str  # "outer" or "inner"
 
     def stage_data(self, epoch: int) -> StageData:
         stage = self.stage1 if self.plan.stage(epoch) == 1 else self.stage2
@@ -188,13 +194,15 @@ class FoldSetup:
 
 
 def setup_fold(exp: Experiment, fold: int) -> FoldSetup:
-    """Fold ``fold``: stage 1 trains on every training unit, stage 2 on those with at least
-    ``train.stage2_min_votes`` raters; the validation fold picks the epoch."""
+    """Fold ``fold``: stage 1 trains on every training unit (less the inner selection units,
+    with ``select_on=inner``), stage 2 on those with at least ``train.stage2_min_votes``
+    raters; the selection units pick the epoch and the outer fold is scored."""
     data, train = exp.data, exp.cfg.train
     train_rows, val_rows = exp.rows[exp.rows["fold"] != fold], exp.rows[exp.rows["fold"] == fold]
+    fit_rows, select_rows, select_on = _selection(exp, train_rows, val_rows)
     balance = train.class_weights == "balanced"
-    stage1 = StageData.from_rows(train_rows, data, balance)
-    stage2_rows = train_rows[data.row_votes(train_rows) >= train.stage2_min_votes]
+    stage1 = StageData.from_rows(fit_rows, data, balance)
+    stage2_rows = fit_rows[data.row_votes(fit_rows) >= train.stage2_min_votes]
     stage2 = StageData.from_rows(stage2_rows, data, balance) if len(stage2_rows) else None
     drop = drop_remainder(train)
     steps1 = stage1.steps(train.batch_size, train.samples_per_eeg, drop)
@@ -216,8 +224,42 @@ def setup_fold(exp: Experiment, fold: int) -> FoldSetup:
     plan = Plan(train.stage1_epochs, train.stage2_epochs if stage2 else 0, steps1, steps2, train)
     metric = select_metric(train.select_metric, data.hard)
     prior = stage1.targets.mean(axis=0)
-    val = Validation.of(val_rows, data, prior, train.select_min_votes, fold, metric)
-    return FoldSetup(fold, train_rows, stage1, stage2, plan, val)
+    score = Validation.of(val_rows, data, prior, train.select_min_votes, fold, metric)
+    val = score
+    if select_on == "inner":
+        val = Validation.of(select_rows, data, prior, train.select_min_votes, fold, metric)
+    return FoldSetup(fold, train_rows, stage1, stage2, plan, val, score, select_on)
+
+
+def _selection(
+    exp: Experiment, train_rows: pd.DataFrame, val_rows: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(rows to fit, rows that pick the epoch, "outer" or "inner") for ``train.select_on``.
+
+    Picking the best of many epochs on the fold the CV is then reported on flatters the CV
+    where folds are small; an inner split of the training folds, grouped like the outer one,
+    picks it instead, and the outer fold is scored once."""
+    cfg, data = exp.cfg, exp.data
+    n_units = exp.rows[data.id_column].nunique()
+    wanted = cfg.train.select_on
+    if wanted == "auto":
+        wanted = "inner" if n_units < INNER_BELOW else "outer"
+    # A fitted model picks no epoch: it learns from every training fold.
+    if wanted == "outer" or model_spec(cfg.model.backbone).kind == "fitted":
+        return train_rows, val_rows, "outer"
+    units = data.fold_units()
+    units = units[units["id"].isin(set(train_rows[data.id_column]))].reset_index(drop=True)
+    held = inner_split(units, cfg.folds.n_folds - 1, cfg.folds.seed)
+    if held is None:
+        if cfg.train.select_on == "inner":
+            raise ConfigError(
+                f"train.select_on=inner needs at least 2 {data.group_kind}s in the training "
+                "folds to split; set train.select_on=outer"
+            )
+        print("train.select_on=auto: the training folds hold one group; epoch picked on the fold")
+        return train_rows, val_rows, "outer"
+    inner = train_rows[data.id_column].isin(set(units.loc[held, "id"]))
+    return train_rows[~inner], train_rows[inner], "inner"
 
 
 def fold_raw_stats(exp: Experiment, setup: FoldSetup) -> tuple[np.ndarray, np.ndarray] | None:
