@@ -10,7 +10,6 @@ import pytest
 
 from hmsbrain.config import load_config
 from hmsbrain.core.predictions import read_predictions
-from hmsbrain.data.base import DataError
 from hmsbrain.data.sources import open_dataset
 from hmsbrain.dsp.pipeline import crop_grid
 from hmsbrain.training.loop import train_fold
@@ -52,15 +51,15 @@ def config(root, tmp_path, *overrides):
 
 
 def test_the_crop_grid_covers_the_epoch():
-    np.testing.assert_array_equal(crop_grid(512, 128.0, 2.0, 0.5), [0, 64, 128, 192, 256])
+    starts, length = crop_grid(512, 128.0, 2.0, 0.5)
+    np.testing.assert_array_equal(starts, [0, 64, 128, 192, 256])
+    assert length == 256
     # A stride that does not divide the rest: the last crop still ends with the epoch.
-    np.testing.assert_array_equal(crop_grid(500, 100.0, 2.0, 1.5), [0, 150, 300])
-    np.testing.assert_array_equal(
-        crop_grid(400, 100.0, 1.0, 0.0),
-        [0, 25, 50, 75, 100, 125, 150, 175, 200, 225, 250, 275, 300],
-    )
-    with pytest.raises(ValueError, match="does not fit"):
-        crop_grid(100, 100.0, 2.0, 0.5)
+    np.testing.assert_array_equal(crop_grid(500, 100.0, 2.0, 1.5)[0], [0, 150, 300])
+    np.testing.assert_array_equal(crop_grid(400, 100.0, 2.0, 0.0)[0], [0, 50, 100, 150, 200])
+    # A crop longer than the epoch is the whole epoch.
+    np.testing.assert_array_equal(crop_grid(100, 100.0, 2.0, 0.5)[0], [0])
+    assert crop_grid(100, 100.0, 2.0, 0.5)[1] == 100
 
 
 def test_a_crop_is_the_clean_epoch_cut_after_filtering(arrays, tmp_path):
@@ -79,9 +78,13 @@ def test_a_crop_is_the_clean_epoch_cut_after_filtering(arrays, tmp_path):
     np.testing.assert_allclose(crop, raw[192 : 192 + 256], atol=1e-6)
 
 
-def test_a_crop_longer_than_the_epoch_is_a_clear_error(arrays, tmp_path):
-    with pytest.raises(DataError, match=r"arrays: preprocess.crop_seconds=5 does not fit"):
-        open_dataset(config(arrays, tmp_path, "preprocess.crop_seconds=5"), "train")
+def test_a_crop_longer_than_the_epoch_is_the_whole_epoch(arrays, tmp_path):
+    whole = open_dataset(config(arrays, tmp_path, "preprocess.crop_seconds=0"), "train")
+    long = open_dataset(config(arrays, tmp_path, "preprocess.crop_seconds=5"), "train")
+    assert len(long) == N_EPOCHS
+    np.testing.assert_allclose(
+        long.inputs([3], ("raw",))["raw"], whole.inputs([3], ("raw",))["raw"], atol=1e-6
+    )
 
 
 def test_no_crop_of_a_validation_epoch_is_trained_on(arrays, tmp_path):

@@ -104,3 +104,11 @@ def test_the_outer_fold_is_scored_once_with_the_inner_pick(arrays, tmp_path):
     outer = open_experiment(cfg).rows.query("fold == 1")["epoch"].unique()
     assert sorted(oof["epoch"]) == sorted(outer) and summary["n_val_units"] == len(outer)
     assert summary["n_select_units"] > 0
+
+
+def test_last_keeps_the_plans_last_epoch(arrays, tmp_path):
+    cfg = config(
+        arrays, tmp_path, "train.select_on=last", "model.backbone=shallow", "train.stage1_epochs=3"
+    )
+    summary = train_fold(cfg, fold=0)
+    assert summary["select_on"] == "last" and summary["best_epoch"] == 3

@@ -77,7 +77,7 @@ EffNetV2Size = Literal["B0", "B1", "B2", "B3", "S", "M", "L"]
 MobileNetV3Size = Literal["large", "small"]
 Loss = Literal["auto", "kl", "ce"]
 ClassWeights = Literal["none", "balanced"]
-SelectOn = Literal["auto", "outer", "inner"]
+SelectOn = Literal["auto", "outer", "inner", "last"]
 SelectMetric = Literal["auto", "kl", "balanced_accuracy"]
 MixedPrecision = Literal["auto", "on", "off"]
 Strategy = Literal["none", "mirrored", "data_parallel"]
@@ -306,7 +306,8 @@ class TrainConfig:
         "auto",
         "Which units pick the best epoch: outer (the validation fold, which the CV then scores: "
         "optimistic on small data), inner (a grouped split of the training folds; the outer "
-        "fold is scored once), or auto: inner below 2,000 units, outer above (README).",
+        "fold is scored once), last (no pick: the last epoch of the plan), or auto: inner "
+        "below 2,000 units, outer above (README).",
     )
     select_min_votes: int = _f(
         0,

@@ -149,14 +149,11 @@ class EpochDataset(Dataset):
         n_samples = resample(
             np.zeros((1, n_native), np.float32), self.epochs.sfreq, cfg.sample_rate
         )
-        try:
-            starts = crop_grid(
-                n_samples.shape[-1], cfg.sample_rate, cfg.crop_seconds, cfg.crop_stride_seconds
-            )
-        except ValueError as exc:
-            raise DataError(f"{self.root}: {exc}") from None
+        starts, length = crop_grid(
+            n_samples.shape[-1], cfg.sample_rate, cfg.crop_seconds, cfg.crop_stride_seconds
+        )
         self.epoch_of_row = np.repeat(np.arange(len(rows)), len(starts))
-        self.crop = (np.tile(starts, len(rows)), round(cfg.crop_seconds * cfg.sample_rate))
+        self.crop = (np.tile(starts, len(rows)), length)
         crops = rows.iloc[self.epoch_of_row].reset_index(drop=True)
         crops["crop_start"] = self.crop[0] / cfg.sample_rate
         return crops

@@ -84,14 +84,13 @@ def epoch_inputs(
     return montage_inputs(cleaned, montage, cfg, names)
 
 
-def crop_grid(n_samples: int, fs: float, crop_seconds: float, stride_seconds: float) -> np.ndarray:
-    """Start samples of the crops of an epoch of ``n_samples`` at ``fs``: every
-    ``stride_seconds`` (default a quarter crop), the last one flush with the epoch's end."""
-    length = round(crop_seconds * fs)
-    if not 0 < length <= n_samples:
-        raise ValueError(
-            f"preprocess.crop_seconds={crop_seconds:g} does not fit epochs of {n_samples / fs:g} s"
-        )
+def crop_grid(
+    n_samples: int, fs: float, crop_seconds: float, stride_seconds: float
+) -> tuple[np.ndarray, int]:
+    """(start samples, length) of the crops of an epoch of ``n_samples`` at ``fs``: every
+    ``stride_seconds`` (default a quarter crop), the last one flush with the epoch's end. A crop
+    as long as the epoch or longer is the whole epoch, so one recipe fits short epochs too."""
+    length = min(max(1, round(crop_seconds * fs)), n_samples)
     step = max(1, round((stride_seconds or crop_seconds / 4) * fs))
     starts = np.arange(0, n_samples - length + 1, step)
-    return np.unique(np.append(starts, n_samples - length))
+    return np.unique(np.append(starts, n_samples - length)), length

@@ -135,7 +135,8 @@ def _fit(
         if exp.data.hard:
             record["val_balanced_accuracy"] = scores["balanced_accuracy"]
         state["history"].append(record)
-        if val.selection_loss(scores) < state["best"]:
+        # select_on=last keeps every epoch in turn, so the plan's last one is the model.
+        if val.selection_loss(scores) < state["best"] or setup.select_on == "last":
             state["best"], state["best_epoch"] = val.selection_loss(scores), epoch + 1
             save_model(model, paths.best)
         _print_epoch(record, scores, plan.epochs, state["best_epoch"], exp.data.hard)
@@ -161,12 +162,17 @@ def _announce(
 ) -> None:
     cfg, val = exp.cfg, setup.val
     stage2 = len(setup.stage2.unit_ids) if setup.stage2 else 0
-    where = "of the validation fold" if setup.select_on == "outer" else "of an inner split"
+    pick = "the plan's last epoch is kept"
+    if setup.select_on != "last":
+        where = "the validation fold" if setup.select_on == "outer" else "an inner split"
+        pick = (
+            f"{int(val.selected.sum())} units of {where} (>= {cfg.train.select_min_votes} "
+            f"votes) pick the epoch by {val.metric}"
+        )
     print(
         f"{paths.root}: {model.count_params():,} parameters, inputs {list(exp.names)}, {policy}; "
         f"{len(setup.stage1.unit_ids)} train units (stage 2: {stage2}), "
-        f"{len(setup.score.targets)} validation units; {int(val.selected.sum())} units {where} "
-        f"(>= {cfg.train.select_min_votes} votes) pick the epoch by {val.metric}; "
+        f"{len(setup.score.targets)} validation units; {pick}; "
         f"TTA {'on' if cfg.train.tta else 'off'}."
     )
 

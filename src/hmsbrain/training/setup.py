@@ -185,7 +185,7 @@ class FoldSetup:
     plan: Plan
     val: Validation
     score: Validation
-    select_on: str  # "outer" or "inner"
+    select_on: str  # "outer", "inner" or "last"
 
     def stage_data(self, epoch: int) -> StageData:
         stage = self.stage1 if self.plan.stage(epoch) == 1 else self.stage2
@@ -234,7 +234,8 @@ def setup_fold(exp: Experiment, fold: int) -> FoldSetup:
 def _selection(
     exp: Experiment, train_rows: pd.DataFrame, val_rows: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(rows to fit, rows that pick the epoch, "outer" or "inner") for ``train.select_on``.
+    """(rows to fit, rows that pick the epoch, "outer", "inner" or "last") for
+    ``train.select_on``.
 
     Picking the best of many epochs on the fold the CV is then reported on flatters the CV
     where folds are small; an inner split of the training folds, grouped like the outer one,
@@ -245,6 +246,8 @@ def _selection(
     if wanted == "auto":
         wanted = "inner" if n_units < INNER_BELOW else "outer"
     # A fitted model picks no epoch: it learns from every training fold.
+    if wanted == "last":  # nothing is picked: every training unit trains
+        return train_rows, val_rows, "last"
     if wanted == "outer" or model_spec(cfg.model.backbone).kind == "fitted":
         return train_rows, val_rows, "outer"
     units = data.fold_units()
