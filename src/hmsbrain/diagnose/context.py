@@ -33,7 +33,7 @@ from hmsbrain.data.sources import open_dataset
 from hmsbrain.diagnose.hashing import SharedContent, shared_content
 from hmsbrain.hms.constants import EEG_COLUMNS, SAMPLE_RATE
 from hmsbrain.hms.dataset import HMSDataset
-from hmsbrain.models.registry import model_spec, registered
+from hmsbrain.models.registry import model_spec
 from hmsbrain.runs import run_root
 from hmsbrain.training import setup as training_setup
 from hmsbrain.training.batches import EpochBatches, StageData
@@ -47,14 +47,6 @@ BLOCK_SECONDS = 1.0  # the hashed blocks, shortened to a quarter window for shor
 STATS_ROWS = 4096  # training rows behind the raw standardisation statistics
 HASH_STEP = 1e-3  # rounding step of hashed values, relative to the median channel std
 SMALL_BATCH = 16  # examples of the overfit and gradient probes
-
-
-def check_recipe(cfg: Config, data: Dataset) -> None:
-    """The recipe errors ``train.py`` stops on (ConfigError): diagnose stops on them too, with
-    the same one-line message, rather than report them as failed checks."""
-    if cfg.model.backbone not in registered():
-        raise ConfigError(f"unknown backbone {cfg.model.backbone!r}; valid: {registered()}")
-    training_setup.check_recipe(cfg, data)
 
 
 @dataclass
@@ -251,7 +243,8 @@ def build_context(cfg: Config) -> Context:
     data = open_dataset(cfg, "train")
     if not data.labelled:
         raise ConfigError(f"{data.root}: the train split has no labels to diagnose")
-    check_recipe(cfg, data)
+    # The recipe errors train.py stops on: diagnose stops on them too, with the same message.
+    training_setup.check_recipe(cfg, data)
     path = training_setup.folds_file(cfg, data)
     folds = load_or_make_folds(
         data.fold_units(), path, cfg.folds.n_folds, cfg.folds.seed, data.group_kind
