@@ -249,6 +249,86 @@ class ModelConfig:
     mobilenetv3: MobileNetV3Config = field(default_factory=MobileNetV3Config)
 
 
+# Raw-signal augmentation (hmsbrain.training.augment): one section per transform, its
+# probability and the transform's keyword arguments (the same names and defaults, which a test
+# holds together); magnitudes after braindecode's defaults.
+RawAugment = Literal[
+    "time_shift",
+    "amplitude_scale",
+    "sign_flip",
+    "time_reverse",
+    "channel_dropout",
+    "gaussian_noise",
+    "ft_surrogate",
+    "frequency_shift",
+]
+RAW_AUGMENT_NAMES: tuple[str, ...] = typing.get_args(RawAugment)
+
+
+@dataclass
+class TimeShiftConfig:
+    probability: float = _f(0.5, "time_shift: share of samples rolled in time.")
+    max_shift_seconds: float = _f(0.5, "time_shift: largest roll either way, in seconds.")
+
+
+@dataclass
+class AmplitudeScaleConfig:
+    probability: float = _f(0.5, "amplitude_scale: share of samples rescaled.")
+    low: float = _f(0.5, "amplitude_scale: smallest factor (log-uniform in [low, high]).")
+    high: float = _f(2.0, "amplitude_scale: largest factor.")
+
+
+@dataclass
+class SignFlipConfig:
+    probability: float = _f(0.5, "sign_flip: share of samples negated.")
+
+
+@dataclass
+class TimeReverseConfig:
+    probability: float = _f(0.5, "time_reverse: share of samples reversed in time.")
+
+
+@dataclass
+class ChannelDropoutConfig:
+    probability: float = _f(0.5, "channel_dropout: share of samples that lose channels.")
+    p_drop: float = _f(0.2, "channel_dropout: probability that each of their channels is zeroed.")
+
+
+@dataclass
+class GaussianNoiseConfig:
+    probability: float = _f(0.5, "gaussian_noise: share of samples given noise.")
+    std: float = _f(0.1, "gaussian_noise: noise std relative to each channel's std.")
+
+
+@dataclass
+class FTSurrogateConfig:
+    probability: float = _f(0.5, "ft_surrogate: share of samples given random phases.")
+    phase_noise_magnitude: float = _f(
+        1.0, "ft_surrogate: random phases uniform in [0, 2 pi x this), this in [0, 1]."
+    )
+    channel_indep: bool = _f(
+        False, "ft_surrogate: draw phases per channel (true) or once per sample (keeps coherence)."
+    )
+
+
+@dataclass
+class FrequencyShiftConfig:
+    probability: float = _f(0.5, "frequency_shift: share of samples shifted in frequency.")
+    max_delta_hz: float = _f(2.0, "frequency_shift: largest shift either way, in Hz.")
+
+
+@dataclass
+class AugmentParams:
+    time_shift: TimeShiftConfig = field(default_factory=TimeShiftConfig)
+    amplitude_scale: AmplitudeScaleConfig = field(default_factory=AmplitudeScaleConfig)
+    sign_flip: SignFlipConfig = field(default_factory=SignFlipConfig)
+    time_reverse: TimeReverseConfig = field(default_factory=TimeReverseConfig)
+    channel_dropout: ChannelDropoutConfig = field(default_factory=ChannelDropoutConfig)
+    gaussian_noise: GaussianNoiseConfig = field(default_factory=GaussianNoiseConfig)
+    ft_surrogate: FTSurrogateConfig = field(default_factory=FTSurrogateConfig)
+    frequency_shift: FrequencyShiftConfig = field(default_factory=FrequencyShiftConfig)
+
+
 @dataclass
 class TrainConfig:
     run_name: str = _f("", "Run folder name under output_dir; empty means the backbone name.")
@@ -283,6 +363,13 @@ class TrainConfig:
     mask_frac: float = _f(0.1, "Largest mask width as a share of the image side.")
     mixup_prob: float = _f(0.0, "Probability that a batch is mixed up.")
     mixup_alpha: float = _f(0.4, "Beta(alpha, alpha) parameter of mixup.")
+    augment: list[RawAugment] = _f(
+        [],
+        "Raw-signal augmentations of the raw input, applied in this order to every training "
+        "batch after the hemisphere swap and before mixup (empty: none); any of "
+        f"{', '.join(RAW_AUGMENT_NAMES)}.",
+    )
+    augment_params: AugmentParams = field(default_factory=AugmentParams)
     val_batch_size: int = _f(64, "Batch size of validation and prediction.")
     tta: bool = _f(
         False,

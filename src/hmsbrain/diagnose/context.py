@@ -229,6 +229,7 @@ class Context:
                 self.cfg.train,
                 [seed, self.fold, epoch],
                 self.data.montage,
+                raw_rate=self.raw_sample_rate,
             )
             full = min(self.cfg.train.batch_size, len(batches.rows))
             for i in range(len(batches)):

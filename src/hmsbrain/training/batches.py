@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.config import TrainConfig
+from hmsbrain.core.inputs import RAW_INPUT
 from hmsbrain.core.mirror import swap_batch
 from hmsbrain.data.cache import Inputs
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.dsp.montage import Montage
+from hmsbrain.training.augment import augment_raw
 
 
 @dataclass
@@ -52,15 +54,22 @@ def augment(
     rng: np.random.Generator,
     cfg: TrainConfig,
     montage: Montage,
+    raw_rate: float | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Hemisphere swap, time/frequency masks and mixup on a batch (numpy, in place where safe).
+    """Hemisphere swap, the raw-signal transforms of ``cfg.augment``, time/frequency masks and
+    mixup on a batch (numpy, in place where safe).
 
-    The swap needs the montage's mirror (a run without one was refused a swap probability)."""
+    The swap needs the montage's mirror (a run without one was refused a swap probability); the
+    raw transforms need ``raw_rate``, the raw input's sample rate in Hz."""
     n = len(targets)
     swap = rng.random(n) < cfg.swap_prob
     if swap.any() and montage.mirror is not None:  # the same mirror as the test-time swap
         for key, mirrored in swap_batch({k: v[swap] for k, v in inputs.items()}, montage).items():
             inputs[key][swap] = mirrored
+    if cfg.augment and RAW_INPUT in inputs:
+        if raw_rate is None:
+            raise ValueError(f"train.augment={cfg.augment} needs the raw input's sample rate")
+        augment_raw(inputs[RAW_INPUT], rng, cfg.augment, cfg.augment_params, raw_rate)
     if "image" in inputs:
         image = inputs["image"]
         h, w = image.shape[1:3]
@@ -98,7 +107,8 @@ class EpochBatches(keras.utils.PyDataset):
     store. Batches are prepared ahead of the model by ``workers`` threads (the preprocessing
     releases the GIL). Every draw is seeded by (seed, fold, epoch) and the batch index, so a
     resumed run sees the same data whatever the threads' timing. With class weights, batches
-    carry them as Keras sample weights."""
+    carry them as Keras sample weights. ``raw_rate``, the raw input's sample rate in Hz, is what
+    ``train.augment`` needs (its time and frequency shifts are in seconds and Hz)."""
 
     def __init__(
         self,
@@ -110,12 +120,14 @@ class EpochBatches(keras.utils.PyDataset):
         montage: Montage,
         workers: int = 1,
         shard: tuple[int, int] = (0, 1),
+        raw_rate: float | None = None,
     ) -> None:
         """``shard`` = (this process, processes): with several hosts, each process feeds its
         share of every global batch (the same draws everywhere, so the shares partition it)."""
         super().__init__(workers=workers, use_multiprocessing=False)
         self.stage, self.cache, self.names, self.cfg = stage, cache, names, cfg
         self.montage, self.seed, self.shard = montage, list(seed), shard
+        self.raw_rate = raw_rate
         rng = np.random.default_rng(seed)
         units = np.repeat(np.arange(len(stage.unit_ids)), cfg.samples_per_eeg)
         self.order = rng.permutation(units)  # positions in the stage's unit list
@@ -136,7 +148,7 @@ class EpochBatches(keras.utils.PyDataset):
         batch = self.cache.batch(rows, shifts)
         inputs = {k: batch[k] for k in self.names}
         targets = self.stage.targets[self.order[mine]].copy()
-        inputs, targets = augment(inputs, targets, rng, self.cfg, self.montage)
+        inputs, targets = augment(inputs, targets, rng, self.cfg, self.montage, self.raw_rate)
         x = tuple(inputs[k] for k in self.names)
         if self.stage.weights is None:
             return x, targets

@@ -113,6 +113,7 @@ def _fit(
             exp.data.montage,
             cfg.train.workers or cpu_count(),
             process_shard(cfg),
+            raw_rate=raw_sample_rate(cfg),
         )
         fit = model.fit(
             batches,
