@@ -58,9 +58,14 @@ def check_recipe(cfg: Config, data: Dataset) -> None:
             f"{data.montage.kind} montage of {list(data.montage.names)[:6]}... has none (10-20 "
             "names with left/right pairs); set train.tta=false train.swap_prob=0"
         )
+    if cfg.train.augment and RAW_INPUT not in model_inputs(cfg.model, cfg.preprocess):
+        raise ConfigError(
+            f"train.augment={cfg.train.augment} transforms the raw input, which "
+            f"model.backbone={cfg.model.backbone} does not read; set train.augment=[] or "
+            "model.use_wavenet=true"
+        )
     training_loss(cfg, data)
     select_metric(cfg.train.select_metric, data.hard)
-    model_inputs(cfg.model, cfg.preprocess)
 
 
 def folds_file(cfg: Config, data: Dataset) -> Path:
