@@ -5,6 +5,10 @@ Supported: ``.txt``/``.csv`` (rows are samples, one column per channel, optional
 ``.npy`` files carry no sampling rate or units, so these come from ``dataset.yaml``; EDF and BDF
 carry both, and MNE returns their values in volts whatever the header's unit.
 
+Channel names are read as the 10-20 system spells them whatever a file's spelling (``Fc5.``,
+``EEG FP1-REF`` -> ``FC5``, ``Fp1``; :func:`hmsbrain.dsp.montage.read_as_1020`), after the
+renames of ``channel_map`` in ``dataset.yaml``; other names (``EKG``, ``ch1``) stay as they are.
+
 Every problem is a :class:`DataError` naming the file: unreadable or truncated files, channels
 that differ from ``dataset.yaml``'s, and any NaN or infinite value (the generic layouts have no
 gap-filling step, unlike the HMS one, so a gap would reach the model as NaN).
@@ -12,6 +16,7 @@ gap-filling step, unlike the HMS one, so a gap would reach the model as NaN).
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections.abc import Sequence
@@ -23,10 +28,13 @@ import pandas as pd
 
 from hmsbrain.data.base import DataError
 from hmsbrain.data.spec import DatasetSpec
+from hmsbrain.dsp.montage import read_as_1020
 
 SIGNAL_SUFFIXES = (".txt", ".csv", ".npy", ".edf", ".bdf")
 MNE_SUFFIXES = (".edf", ".bdf")
 VOLTS_TO_UV = 1e6
+# Renames shown in the log line saying how channel names were read; the rest are counted.
+_RENAMES_SHOWN = 6
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +72,7 @@ def read_signal_file(
         raise DataError(f"{path}: empty file")
     kind = suffix(path)
     if kind in MNE_SUFFIXES:
-        raw = read_raw(path)
+        raw = read_raw(path, spec)
         names = pick_channels(raw, spec.channels, path)
         data = raw.get_data(picks=list(names)) * VOLTS_TO_UV
         sfreq = float(raw.info["sfreq"])
@@ -75,7 +83,7 @@ def read_signal_file(
             data, header = _read_text(path)
         if spec.sample_rate is None:
             raise DataError(f"{path}: no sampling rate: set sample_rate in dataset.yaml")
-        data, names = _name_channels(path, data, header, spec.channels)
+        data, names = _name_channels(path, data, header, spec)
         data = data * spec.scale
         sfreq = spec.sample_rate
     else:
@@ -93,8 +101,9 @@ def check_finite(path: Path, data: np.ndarray) -> None:
         raise DataError(f"{path}: {nan} NaN and {inf} infinite values; every sample must be finite")
 
 
-def read_raw(path: Path) -> mne.io.BaseRaw:
-    """An EDF/BDF file through MNE, preloaded, with any MNE warning raised as a DataError.
+def read_raw(path: Path, spec: DatasetSpec | None = None) -> mne.io.BaseRaw:
+    """An EDF/BDF file through MNE, preloaded, with any MNE warning raised as a DataError;
+    with ``spec``, its channels renamed as :func:`read_names` reads them.
 
     MNE only warns about some broken files (a header whose record count does not match the
     file size is read by guessing from the size), and a guess is not data to train on.
@@ -106,16 +115,53 @@ def read_raw(path: Path) -> mne.io.BaseRaw:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            return reader(path, preload=True, verbose="warning")
+            # The one warning that is no guess: an annotation running past the end of the
+            # data (a hypnogram's last stage) is cut at the end, as it should be.
+            warnings.filterwarnings("ignore", "Limited .* annotation", RuntimeWarning)
+            raw = reader(path, preload=True, verbose="warning")
     # MNE raises many kinds of error on malformed headers (ValueError, struct errors, index
     # errors...); all of them mean the same thing to the user: this file cannot be read.
     except Exception as exc:
-        raise DataError(f"{path}: not a readable {suffix(path)[1:].upper()} file ({exc})") from exc
+        kind = suffix(path)[1:].upper()
+        raise DataError(
+            f"{path}: not a readable {kind} file ({' '.join(str(exc).split())})"
+        ) from exc
+    if spec is not None:
+        names = read_names(raw.ch_names, spec, path)
+        raw.rename_channels(
+            {old: new for old, new in zip(raw.ch_names, names, strict=True) if old != new}
+        )
+    return raw
+
+
+def read_names(names: Sequence[str], spec: DatasetSpec, path: Path) -> tuple[str, ...]:
+    """The names a file's channels are read by: ``channel_map`` applied first, then every 10-20
+    electrode spelled as the 10-20 tables spell it. One log line shows the renames (once per
+    distinct set of them, not once per file of a dataset)."""
+    mapped = [(spec.channel_map or {}).get(n, n) for n in names]
+    read = read_as_1020(mapped)
+    repeated = sorted({n for n in read if read.count(n) > 1})
+    if repeated:
+        raise DataError(
+            f"{path}: several channels are read as {repeated} (after channel_map in "
+            f"{spec.source}); found {list(names)}"
+        )
+    renames = tuple((a, b) for a, b in zip(names, read, strict=True) if a != b)
+    if renames:
+        _log_renames(renames)
+    return read
+
+
+@functools.lru_cache(maxsize=32)
+def _log_renames(renames: tuple[tuple[str, str], ...]) -> None:
+    shown = ", ".join(f"{a}->{b}" for a, b in renames[:_RENAMES_SHOWN])
+    more = len(renames) - _RENAMES_SHOWN
+    log.info("channels read as 10-20: %s%s", shown, f", ... ({more} more)" if more > 0 else "")
 
 
 def pick_channels(raw: mne.io.BaseRaw, wanted: Sequence[str] | None, path: Path) -> tuple[str, ...]:
-    """The channel names to take from ``raw``: ``wanted`` (all must be there), else its
-    non-trigger channels."""
+    """The channel names to take from ``raw``: ``wanted`` (all must be there, found by their
+    10-20 spelling: ``C3`` is the file's ``C3..``), else its non-trigger channels."""
     if wanted is None:
         stim = set(mne.pick_types(raw.info, meg=False, stim=True, exclude=()))
         if stim:
@@ -124,12 +170,13 @@ def pick_channels(raw: mne.io.BaseRaw, wanted: Sequence[str] | None, path: Path)
         if not names:
             raise DataError(f"{path}: no signal channels")
         return names
+    wanted = read_as_1020(wanted)
     missing = [n for n in wanted if n not in raw.ch_names]
     if missing:
         raise DataError(
             f"{path}: missing channels {missing}; expected {list(wanted)}, found {raw.ch_names}"
         )
-    return tuple(wanted)
+    return wanted
 
 
 def match_channels(
@@ -204,19 +251,22 @@ def _parses_as_number(cell: str) -> bool:
 
 
 def _name_channels(
-    path: Path, data: np.ndarray, header: tuple[str, ...] | None, wanted: Sequence[str] | None
+    path: Path, data: np.ndarray, header: tuple[str, ...] | None, spec: DatasetSpec
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """A text/.npy file's channels checked against ``dataset.yaml`` and named."""
-    found = header or tuple(f"ch{i + 1}" for i in range(len(data)))
-    if wanted is None:
-        return data, found
+    names = (
+        read_names(header, spec, path) if header else tuple(f"ch{i + 1}" for i in range(len(data)))
+    )
+    if spec.channels is None:
+        return data, names
+    wanted = read_as_1020(spec.channels)
     if len(data) != len(wanted):
         raise DataError(
             f"{path}: {len(data)} channels, expected {len(wanted)} {list(wanted)}"
             + (f"; found {list(header)}" if header else "")
         )
     if header is None:
-        return data, tuple(wanted)
-    if sorted(header) != sorted(wanted):
+        return data, wanted
+    if sorted(names) != sorted(wanted):
         raise DataError(f"{path}: expected channels {list(wanted)}, found {list(header)}")
-    return match_channels(data, header, wanted, path), tuple(wanted)
+    return match_channels(data, names, wanted, path), wanted

@@ -1,13 +1,22 @@
 """The recordings layout: continuous EDF/BDF files, cut into epochs around labelled events.
 
-Events come from ``events.csv`` (name set by ``events`` in ``dataset.yaml``) when it exists::
+The recordings are the EDF/BDF files at the top of the folder, or those the globs of ``files``
+in ``dataset.yaml`` choose (``files: ["S*R06.edf", "S*R10.edf"]``). Events come from
+``events.csv`` (its name set by ``events`` in ``dataset.yaml``) when it exists::
 
     file,onset,label[,duration][,subject]
     night1.edf,120.5,seizure
 
 ``onset`` is in seconds from the start of the file; ``duration`` is accepted and not used
 (every epoch spans ``tmin``..``tmax``, as the model needs fixed-size inputs). Without an events
-table, each file's own annotations are the events and their descriptions the labels.
+table, each file's own annotations are the events and their descriptions the labels, read by
+:func:`mne.events_from_annotations`.
+
+``events: {T1: left, T2: right}`` maps descriptions (or table labels) to classes, as MNE's
+``event_id`` does; the others are left out, counted in one log line. ``epochs: {from:
+annotations, length: 30}`` cuts every annotated span into consecutive windows of 30 s instead
+(MNE's ``chunk_duration``), as sleep-stage hypnograms need; a span shorter than one window
+gives none (counted in the log), and a span past the end of its recording ends with it.
 
 Epochs are cut by :class:`mne.Epochs`, so ``tmin``, ``tmax`` and ``baseline`` mean what they
 mean in MNE: both ends are included (``round((tmax - tmin) * sfreq) + 1`` samples) and a
@@ -19,7 +28,8 @@ rejected: an epoch that does not fit inside its recording is an error, not a sil
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mne
@@ -61,39 +71,85 @@ class _Cut:
     starts: np.ndarray  # (n,) seconds from the start of the file
 
 
-def recording_files(root: Path) -> list[Path]:
-    """The EDF/BDF files at the top level of ``root``, sorted by name."""
-    return sorted(p for p in root.iterdir() if is_signal_file(p) and suffix(p) in MNE_SUFFIXES)
+@dataclass
+class _Tally:
+    """What the reader left out over every recording, for one log line each."""
+
+    left_out: Counter[str] = field(default_factory=Counter)  # per description or label
+    short_spans: int = 0
+
+    def log(self, root: Path, spec: DatasetSpec) -> None:
+        if self.left_out:
+            counts = ", ".join(f"{n} {label} events" for label, n in self.left_out.items())
+            log.info("%s: left out %s (not in events: of %s)", root, counts, spec.source)
+        if self.short_spans:
+            log.info(
+                "%s: %d annotated spans shorter than one %g s window gave no epochs",
+                root,
+                self.short_spans,
+                spec.epoch_length,
+            )
+
+
+def recording_files(root: Path, spec: DatasetSpec | None = None) -> list[Path]:
+    """The EDF/BDF files at the top level of ``root``, or those the globs of ``spec.files``
+    choose (each glob must choose one at least), sorted by name."""
+    if spec is None or spec.files is None:
+        return sorted(p for p in root.iterdir() if _is_recording(p))
+    chosen: set[Path] = set()
+    for pattern in spec.files:
+        matches = [p for p in root.glob(pattern) if _is_recording(p)]
+        if not matches:
+            raise DataError(
+                f"{root}: no EDF/BDF recording matches files: {pattern!r} of {spec.source}"
+            )
+        chosen.update(matches)
+    return sorted(chosen)
+
+
+def _is_recording(path: Path) -> bool:
+    return is_signal_file(path) and suffix(path) in MNE_SUFFIXES
 
 
 def read_recordings(root: Path, spec: DatasetSpec) -> Epochs:
     """Epochs around every event of every recording, with hard labels."""
-    if spec.tmax is None:
+    if spec.tmax is None and spec.epoch_length is None:
         raise DataError(
             f"{spec.source}: tmax is required for the recordings layout "
-            "(where each epoch ends, in seconds after its event)"
+            "(where each epoch ends, in seconds after its event), or epochs: {from: annotations, "
+            "length: seconds} to cut annotated spans into windows"
         )
     table = root / spec.events
-    table_events = read_events_table(root, table) if table.is_file() else None
+    use_table = table.is_file() and spec.epoch_length is None
+    if table.is_file() and not use_table:
+        log.info("%s: not read; epochs: in %s cuts the files' annotations", table, spec.source)
+    chosen = [p.relative_to(root).as_posix() for p in recording_files(root, spec)]
+    table_events = read_events_table(root, table) if use_table else None
     if table_events is not None:
         names = list(dict.fromkeys(e.file for e in table_events))
-        unused = sorted({p.name for p in recording_files(root)} - set(names))
+        if spec.files is not None:
+            left_out = [n for n in names if n not in chosen]
+            if left_out:
+                log.info("%s: events of %s left out: files: does not choose them", table, left_out)
+            names = [n for n in names if n in chosen]
+        unused = sorted(set(chosen) - set(names))
         if unused:
             log.info("%s: no events for %s; not read", table, unused)
     else:
-        names = [p.relative_to(root).as_posix() for p in recording_files(root)]
+        names = chosen
 
+    tally = _Tally()
     cuts: list[_Cut] = []
     first: tuple[Path, float, tuple[str, ...]] | None = None
     for name in names:
         path = root / name
-        raw = read_raw(path)
+        raw = read_raw(path, spec)
         if table_events is not None:
-            events = [e for e in table_events if e.file == name]
+            events = _mapped([e for e in table_events if e.file == name], spec, tally)
         else:
-            events = _annotation_events(raw, name, path)
+            events = _annotation_events(raw, name, path, spec, tally)
         if not events:
-            log.warning("%s: no annotations, so no epochs", path)
+            log.warning("%s: no events to cut, so no epochs", path)
             continue
         channels = pick_channels(raw, spec.channels, path)
         if first is None:
@@ -102,13 +158,18 @@ def read_recordings(root: Path, spec: DatasetSpec) -> Epochs:
         raw.pick(list(first[2]))
         raw.reorder_channels(list(first[2]))
         cuts.append(_cut(raw, events, spec, path))
+    tally.log(root, spec)
     if first is None:
         raise DataError(
             f"{root}: no events: no {spec.events} and no annotations in the EDF/BDF files"
+            + (f" that events: of {spec.source} names" if spec.event_map is not None else "")
         )
 
     events = [e for cut in cuts for e in cut.events]
-    classes = resolve_classes((e.label for e in events), spec)
+    if spec.event_map is not None and spec.classes is None:
+        classes = tuple(dict.fromkeys(spec.event_map.values()))  # the order events: gives
+    else:
+        classes = resolve_classes((e.label for e in events), spec)
     for e in events:
         if e.label not in classes:
             raise DataError(
@@ -164,14 +225,50 @@ def read_events_table(root: Path, path: Path) -> list[Event]:
     return events
 
 
-def _annotation_events(raw: mne.io.BaseRaw, name: str, path: Path) -> list[Event]:
-    annotations = raw.annotations
-    # Annotation onsets count from the recording's start time; the first sample may be later.
-    onsets = annotations.onset - raw.first_time
+def _mapped(events: list[Event], spec: DatasetSpec, tally: _Tally) -> list[Event]:
+    """Table events whose label ``events:`` maps, relabelled with their class."""
+    if spec.event_map is None:
+        return events
+    tally.left_out.update(e.label for e in events if e.label not in spec.event_map)
     return [
-        Event(name, float(onset), str(label), f"{path}: annotation {label!r} at {onset:g} s")
-        for onset, label in zip(onsets, annotations.description, strict=True)
+        Event(e.file, e.onset, spec.event_map[e.label], e.where, e.subject)
+        for e in events
+        if e.label in spec.event_map
     ]
+
+
+def _annotation_events(
+    raw: mne.io.BaseRaw, name: str, path: Path, spec: DatasetSpec, tally: _Tally
+) -> list[Event]:
+    """The file's annotations as events (every ``epochs.length`` seconds of each span with
+    ``epochs:``), labelled by ``events:`` where it maps them."""
+    annotations = raw.annotations
+    descriptions = list(dict.fromkeys(annotations.description))
+    if spec.event_map is not None:
+        tally.left_out.update(d for d in annotations.description if d not in spec.event_map)
+        descriptions = [d for d in descriptions if d in spec.event_map]
+    if not descriptions:
+        return []
+    event_id = {d: code for code, d in enumerate(descriptions, 1)}
+    length = spec.epoch_length
+    if length is not None:
+        # MNE cuts a window only where it fits inside the span; a tolerance keeps a span of
+        # exactly one window (29.999999 s as stored) from being counted as short.
+        kept = np.isin(annotations.description, descriptions)
+        tally.short_spans += int((annotations.duration[kept] < length - 1e-6).sum())
+    # regexp=None: every description is an event, as the user's map or the file says (MNE's
+    # default would drop descriptions starting with "bad" or "edge").
+    mne_events, _ = mne.events_from_annotations(
+        raw, event_id=event_id, regexp=None, chunk_duration=length, verbose="error"
+    )
+    description = {code: d for d, code in event_id.items()}
+    events = []
+    for sample, _, code in mne_events:
+        onset = (sample - raw.first_samp) / raw.info["sfreq"]
+        label = description[code]
+        where = f"{path}: annotation {label!r} at {onset:g} s"
+        events.append(Event(name, float(onset), (spec.event_map or {}).get(label, label), where))
+    return events
 
 
 def _check_like_first(
@@ -197,6 +294,12 @@ def _check_like_first(
 def _cut(raw: mne.io.BaseRaw, events: list[Event], spec: DatasetSpec, path: Path) -> _Cut:
     """Epochs of one recording around ``events``, in microvolts, baseline-corrected."""
     sfreq = float(raw.info["sfreq"])
+    if spec.epoch_length is not None:
+        # A window of ``length`` seconds holds that many samples; MNE includes both ends.
+        tmin, tmax = 0.0, (round(spec.epoch_length * sfreq) - 1) / sfreq
+    else:
+        assert spec.tmax is not None  # read_recordings asks for it first
+        tmin, tmax = spec.tmin, spec.tmax
     events = sorted(events, key=lambda e: e.onset)
     samples = np.array([round(e.onset * sfreq) for e in events]) + raw.first_samp
     repeated = np.flatnonzero(np.diff(samples) == 0)
@@ -210,8 +313,8 @@ def _cut(raw: mne.io.BaseRaw, events: list[Event], spec: DatasetSpec, path: Path
     epochs = mne.Epochs(
         raw,
         mne_events,
-        tmin=spec.tmin,
-        tmax=spec.tmax,
+        tmin=tmin,
+        tmax=tmax,
         baseline=None if isinstance(spec.baseline, FirstSeconds) else spec.baseline,
         preload=True,
         reject=None,
@@ -227,7 +330,7 @@ def _cut(raw: mne.io.BaseRaw, events: list[Event], spec: DatasetSpec, path: Path
         if reason:
             raise DataError(
                 f"{path}: event {event.label!r} at onset {event.onset:g} s: its epoch "
-                f"{event.onset + spec.tmin:g}..{event.onset + spec.tmax:g} s does not fit inside "
+                f"{event.onset + tmin:g}..{event.onset + tmax:g} s does not fit inside "
                 f"the recording (0..{duration:g} s)"
             )
     data = epochs.get_data(copy=True) * VOLTS_TO_UV

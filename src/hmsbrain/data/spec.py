@@ -4,17 +4,23 @@ A folder of EEG files says little about itself: a text or ``.npy`` file has no s
 units, a folder of class sub-folders has no class order, and a recording with events does not
 say how long an epoch is. ``dataset.yaml`` at the data folder's root fills these gaps; every key
 is optional except where a layout needs it (``sample_rate`` for text and ``.npy`` signals,
-``tmax`` for recordings)::
+``tmax`` for recordings, unless ``epochs`` cuts fixed windows)::
 
     layout: recordings          # folders | recordings | arrays | table; detected when absent
     sample_rate: 200            # Hz, for .txt/.csv/.npy signals (EDF/BDF carry their own)
-    channels: [Fp1, F7, T3]     # every file must have these; EDF/BDF may have more
+    channels: [Fp1, F7, T3]     # every file must have these, whatever its spelling ("Fp1.",
+                                # "EEG FP1-REF"); EDF/BDF may have more
     units: uV                   # uV (default) or V, for .txt/.csv/.npy values
     classes: [seizure, other]   # the order of the probability columns
     tmin: -1.0                  # recordings: epoch start relative to each event (s)
     tmax: 4.0                   # recordings: epoch end relative to each event (s)
     baseline: [null, 0]         # recordings: as in MNE, or {first_seconds: 10}
-    events: events.csv          # recordings: the events table, when there is one
+    events: {T1: left, T2: right}  # recordings: event descriptions -> classes, others left
+                                # out; or the events table's file name (default events.csv)
+    epochs: {from: annotations, length: 30}  # recordings: each annotated span cut into
+                                # consecutive 30 s windows, instead of tmin..tmax per event
+    files: ["S*R04.edf", "S*R08.edf"]  # recordings: globs choosing the recordings
+    channel_map: {"EEG FP1-REF": Fp1}  # a file's channel -> its name, before any matching
     group_pattern: '^(\\w+)_'   # folders/table: subject id = the capture group of a file name
 
 This module also holds the label helpers every reader shares (class resolution, one-hot and
@@ -49,8 +55,13 @@ VALID_KEYS = (
     "tmax",
     "baseline",
     "events",
+    "epochs",
+    "files",
+    "channel_map",
     "group_pattern",
 )
+# Where ``epochs:`` finds the spans it cuts into windows.
+EPOCH_SPANS = ("annotations",)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +97,11 @@ class DatasetSpec:
     tmin: float = 0.0
     tmax: float | None = None
     baseline: Baseline = None
-    events: str = "events.csv"
+    events: str = "events.csv"  # the events table's file name
+    event_map: dict[str, str] | None = None  # event description -> class; others left out
+    epoch_length: float | None = None  # seconds: annotated spans cut into fixed windows
+    files: tuple[str, ...] | None = None  # globs choosing the recordings, relative to the root
+    channel_map: dict[str, str] | None = None  # a file's channel name -> the name to read it as
     group_pattern: re.Pattern[str] | None = None
 
     @property
@@ -126,9 +141,21 @@ def read_spec(root: str | Path) -> DatasetSpec:
     tmax = _number(path, raw, "tmax")
     if tmax is not None and tmax <= tmin:
         raise DataError(f"{path}: tmax ({tmax}) must be after tmin ({tmin})")
+    epoch_length = _epochs(path, raw.get("epochs"))
+    if epoch_length is not None and ("tmin" in raw or "tmax" in raw):
+        raise DataError(
+            f"{path}: epochs: cuts fixed windows of {epoch_length:g} s from each span; tmin and "
+            "tmax (a window around each event) do not apply, remove them"
+        )
     events = raw.get("events", "events.csv")
-    if not isinstance(events, str) or not events:
-        raise DataError(f"{path}: events must be a file name, got {events!r}")
+    event_map = None
+    if isinstance(events, dict):
+        event_map, events = _mapping(path, raw, "events"), "events.csv"
+    elif not isinstance(events, str) or not events:
+        raise DataError(
+            f"{path}: events must be a file name or a map of event descriptions to classes, "
+            f"got {events!r}"
+        )
     return DatasetSpec(
         source=path,
         layout=layout,
@@ -138,8 +165,12 @@ def read_spec(root: str | Path) -> DatasetSpec:
         classes=_names(path, raw, "classes"),
         tmin=tmin,
         tmax=tmax,
-        baseline=_baseline(path, raw.get("baseline"), tmin, tmax),
+        baseline=_baseline(path, raw.get("baseline"), tmin, tmax or epoch_length),
         events=events,
+        event_map=event_map,
+        epoch_length=epoch_length,
+        files=_globs(path, raw.get("files")),
+        channel_map=_mapping(path, raw, "channel_map"),
         group_pattern=_pattern(path, raw.get("group_pattern")),
     )
 
@@ -168,14 +199,63 @@ def _names(path: Path, raw: dict, key: str) -> tuple[str, ...] | None:
         return None
     if not isinstance(value, list) or not value:
         raise DataError(f"{path}: {key} must be a non-empty list, got {value!r}")
-    # Class names like 0 and 1 are read by YAML as ints; labels and folder names are text.
-    if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+    if not all(_text(v) for v in value):
         raise DataError(f"{path}: {key} must be a list of names, got {value!r}")
     names = tuple(str(v) for v in value)
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise DataError(f"{path}: {key} lists {repeated} more than once")
     return names
+
+
+def _text(value: object) -> bool:
+    # Names like 0 and 1 are read by YAML as ints; labels and folder names are text.
+    return isinstance(value, str | int) and not isinstance(value, bool) and str(value) != ""
+
+
+def _mapping(path: Path, raw: dict, key: str) -> dict[str, str] | None:
+    """``{name: name}`` with text (or whole-number) keys and values, in the file's order."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise DataError(f"{path}: {key} must be a non-empty mapping, got {value!r}")
+    bad = [f"{k!r}: {v!r}" for k, v in value.items() if not (_text(k) and _text(v))]
+    if bad:
+        raise DataError(f"{path}: {key} must map names to names, got {', '.join(bad)}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _epochs(path: Path, value: object) -> float | None:
+    if value is None:
+        return None
+    if not (
+        isinstance(value, dict)
+        and set(value) == {"from", "length"}
+        and value["from"] in EPOCH_SPANS
+        and _is_number(value["length"])
+        and value["length"] > 0
+    ):
+        raise DataError(
+            f"{path}: epochs must be {{from: {'|'.join(EPOCH_SPANS)}, length: seconds > 0}}, "
+            f"got {value!r}"
+        )
+    return float(value["length"])
+
+
+def _globs(path: Path, value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    globs = [value] if isinstance(value, str) else value
+    if not (isinstance(globs, list) and globs and all(isinstance(g, str) and g for g in globs)):
+        raise DataError(f"{path}: files must be a glob or a list of globs, got {value!r}")
+    outside = [g for g in globs if Path(g).is_absolute() or ".." in Path(g).parts]
+    if outside:
+        raise DataError(
+            f"{path}: files globs are relative to the data folder, inside it; got {outside} "
+            "(link the recordings into the folder instead)"
+        )
+    return tuple(globs)
 
 
 def _baseline(path: Path, value: object, tmin: float, tmax: float | None) -> Baseline:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import functools
+import logging
+import math
 from fractions import Fraction
 
 import numpy as np
 import scipy.signal
 
 from hmsbrain.config import PreprocessConfig
+
+log = logging.getLogger(__name__)
 
 
 def fill_nan(eeg: np.ndarray) -> np.ndarray:
@@ -55,11 +59,46 @@ def bandpass(signals: np.ndarray, cfg: PreprocessConfig, fs: float | None = None
     return scipy.signal.sosfiltfilt(sos, np.asarray(signals, dtype=np.float32), axis=-1)
 
 
+# A ratio this close to the true one is exact (rates such as 1000/3 Hz are rounded floats);
+# one within MAX_RATE_ERROR is a close approximation, used and logged.
+_EXACT = 1e-9
+MAX_RATE_ERROR = 1e-4
+# Up/down factors up to this size first: resample_poly's filter grows with them.
+_FIRST_BOUND = 1000
+
+
+@functools.lru_cache(maxsize=64)
 def rate_ratio(fs_in: float, fs_out: float) -> tuple[int, int]:
-    """``(up, down)`` with ``fs_in * up / down == fs_out`` (rates are whole or simple Hz)."""
-    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
-    if abs(float(ratio) * fs_in - fs_out) > 1e-6 * fs_out:
-        raise ValueError(f"cannot resample {fs_in:g} Hz to {fs_out:g} Hz by a simple ratio")
+    """``(up, down)`` with ``fs_in * up / down`` equal to ``fs_out``, for any two rates.
+
+    The exact ratio when its factors are at most 1000 (160 -> 128 Hz is 4/5, 1000/3 -> 128 Hz
+    48/125); otherwise the rational approximation with the smallest factors whose rate is within
+    :data:`MAX_RATE_ERROR` of ``fs_out`` (173.61 -> 128 Hz is 87/118), the bound on the factors
+    raised tenfold until one is. An approximation is logged once per pair of rates (the result
+    is cached), since the output rate is then not quite ``fs_out``."""
+    for name, rate in (("input", fs_in), ("output", fs_out)):
+        if not (math.isfinite(rate) and rate > 0):
+            raise ValueError(
+                f"cannot resample: the {name} rate {rate:g} Hz is not a positive number"
+            )
+    bound = _FIRST_BOUND
+    while True:
+        ratio = Fraction(fs_out / fs_in).limit_denominator(bound)
+        error = abs(float(ratio) * fs_in - fs_out) / fs_out
+        if ratio and error < MAX_RATE_ERROR:
+            break
+        # The float ratio is itself a fraction, so a large enough bound always ends the loop.
+        bound *= 10
+    if error > _EXACT:
+        log.info(
+            "resampling %.10g Hz to %.10g Hz by up %d / down %d: %.10g Hz, rate error %.2g",
+            fs_in,
+            fs_out,
+            ratio.numerator,
+            ratio.denominator,
+            float(ratio) * fs_in,
+            error,
+        )
     return ratio.numerator, ratio.denominator
 
 

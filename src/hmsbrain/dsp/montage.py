@@ -11,6 +11,7 @@ where the channel names do not say which channel mirrors which (then no swap is 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +71,13 @@ _REGION_OF = {
     "I": 4,
 }
 _NAME = re.compile(r"^([A-Za-z]+?)(\d+|z|Z)$")
+# Name prefixes of the 10-10 system (upper case), with the ear (A), mastoid (M) and nasion (N)
+# positions: a name with another prefix (ch1, EKG1, X3) is not an electrode.
+_PREFIXES = {p.upper() for p in _REGION_OF} | {"A", "M", "N"}
+# How EDF headers decorate an electrode: a signal type before it ("EEG Fp1"), a reference after
+# it ("Fp1-REF", "FP1-A1", "Fp1-LE"), dots padding it to a fixed width (EEGMMIDB's "C3..").
+_TYPE = re.compile(r"^EEG\s+", re.IGNORECASE)
+_REFERENCE = re.compile(r"[-_ ](REF|LE|RE|AVG|AV|CAR|A1|A2|A1A2|M1|M2|M1M2)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -96,34 +104,56 @@ class Montage:
 
 
 def canonical(name: str) -> str:
-    """A channel name as the 10-20 tables spell it: ``FP1`` -> ``Fp1``, ``T3`` -> ``T7``;
-    EDF labels such as ``EEG Fp1-REF`` lose their decoration."""
-    core = re.sub(r"^(EEG|eeg)\s+", "", name.strip())
-    core = re.split(r"[-_ ](REF|Ref|ref|LE|AVG|avg)$", core)[0]
+    """A channel name as the 10-20 tables spell it, whatever the file's spelling: ``FP1``,
+    ``eeg fp1``, ``EEG FP1-REF``, ``Fp1-LE``, ``FP1-A1`` -> ``Fp1``; ``Fc5.`` -> ``FC5``;
+    ``Cz..`` -> ``Cz``; ``T3`` -> ``T7`` (the old temporal names). A name that is no 10-10
+    electrode (``EKG``, ``ch1``, ``Status``) comes back as it is."""
+    core = _REFERENCE.sub("", _TYPE.sub("", name.strip()).rstrip(". "))
     match = _NAME.match(core)
-    if not match:
-        return core
+    if not match or match.group(1).upper() not in _PREFIXES:
+        return name
     prefix, number = match.groups()
-    prefix = prefix[0].upper() + prefix[1:].upper() if len(prefix) > 1 else prefix.upper()
-    if prefix.startswith("FP"):
-        prefix = "Fp" + prefix[2:]
+    prefix = "Fp" if prefix.upper() == "FP" else prefix.upper()
     spelled = prefix + ("z" if number in ("z", "Z") else number)
     return ALIASES.get(spelled, spelled)
 
 
-def mirror_name(name: str) -> str | None:
-    """The opposite hemisphere's electrode (odd numbers are left, even right, z midline)."""
+def _parts(name: str) -> tuple[str, str] | None:
+    """(prefix, number or z) of the electrode ``name`` spells; None for other channels."""
     match = _NAME.match(canonical(name))
-    if not match:
+    if not match or match.group(1).upper() not in _PREFIXES:
         return None
     prefix, number = match.groups()
+    return prefix, number
+
+
+def is_electrode(name: str) -> bool:
+    """Whether ``name`` spells a 10-10 electrode (or an ear, mastoid or nasion position)."""
+    return _parts(name) is not None
+
+
+def read_as_1020(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` with every electrode spelled as :func:`canonical` spells it and every other name
+    as it is. Two names of one electrode (``EEG Fp1-REF`` beside ``EEG Fp1-LE``) both keep their
+    own spelling: which one is Fp1 is the user's choice (``channel_map`` in dataset.yaml)."""
+    read = [canonical(n) if is_electrode(n) else n for n in names]
+    taken = {r for r in read if read.count(r) > 1}
+    return tuple(n if r in taken else r for n, r in zip(names, read, strict=True))
+
+
+def mirror_name(name: str) -> str | None:
+    """The opposite hemisphere's electrode (odd numbers are left, even right, z midline)."""
+    parts = _parts(name)
+    if parts is None:
+        return None
+    prefix, number = parts
     if number.lower() == "z":
         return canonical(name)
     n = int(number)
     return f"{prefix}{n + 1 if n % 2 else n - 1}"
 
 
-def _permutation(names: list[str | None], index: dict[str, int]) -> np.ndarray | None:
+def _permutation(names: Sequence[str | None], index: dict[str, int]) -> np.ndarray | None:
     if any(n is None or n not in index for n in names):
         return None
     return np.array([index[n] for n in names])  # type: ignore[index]
@@ -158,10 +188,10 @@ def double_banana(channels: tuple[str, ...]) -> Montage:
 
 def _region(name: str) -> tuple[int, str] | None:
     """(region rank, side) of a 10-10 name: side l, r or z; None for other names."""
-    match = _NAME.match(canonical(name))
-    if not match:
+    parts = _parts(name)
+    if parts is None:
         return None
-    prefix, number = match.groups()
+    prefix, number = parts
     if prefix not in _REGION_OF:
         return None
     side = "z" if number.lower() == "z" else ("l" if int(number) % 2 else "r")
