@@ -129,7 +129,7 @@ def finish(
     parity = exp.inputs.batch(parity_rows(len(exp.data)))
     save_parity_inputs(paths.root / PARITY_INPUTS, {k: parity[k] for k in exp.names})
     summary = fold_summary(exp, setup, paths, state, scores_of(val, oof))
-    summary["baselines"] = {}
+    figures: dict[str, dict[str, object]] = {}
     for name, fit in baselines.items():
         base = _write_oof(
             val,
@@ -138,7 +138,8 @@ def finish(
             paths.baseline_oof(name),
             {**meta, "kind": "baseline_oof", "baseline": name},
         )
-        summary["baselines"][name] = {**scores_of(val, base), "c": fit.c}
+        figures[name] = {**scores_of(val, base), "c": fit.c}
+    summary["baselines"] = figures
     history = pd.DataFrame(state["history"])
     with atomic_path(paths.history) as tmp:
         history.to_csv(tmp, index=False)
