@@ -11,6 +11,7 @@ import inspect
 import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from hmsbrain.config import (
     IMAGE_BACKBONES,
     RAW_BACKBONE_NAMES,
     BandpowerConfig,
+    Baseline,
     Config,
     ConfigError,
     EEGNetConfig,
@@ -145,7 +147,7 @@ HMS_RESOLVED: dict[str, object] = {
     "train.label_smoothing": 0.0,
     "train.class_weights": "none",
     "train.select_metric": "auto",
-    "train.baseline": True,
+    "train.baseline": ["bandpower"],
     "train.select_on": "outer",
     "train.select_min_votes": 0,
     "train.seed": 42,
@@ -201,6 +203,7 @@ RESOLVED_RECIPES = {
         "train.mixup_prob": 0.0,
         "train.tta": False,
         "train.class_weights": "balanced",
+        "train.baseline": ["bandpower", "tangent"],
     },
     ("effnetv2.yaml", "hms/effnetv2.yaml"): {
         "data.storage": "recordings",
@@ -256,6 +259,7 @@ RESOLVED_RECIPES = {
         "train.mixup_prob": 0.0,
         "train.tta": False,
         "train.class_weights": "balanced",
+        "train.baseline": ["bandpower", "tangent"],
     },
     ("wavenet.yaml", "hms/wavenet.yaml"): {
         "data.storage": "recordings",
@@ -527,11 +531,38 @@ def test_on_and_off_are_words_and_only_true_and_false_are_booleans(tmp_path):
         cfg = load_config(overrides=[f"train.mixed_precision={value}"])
         assert cfg.train.mixed_precision == value
     path = tmp_path / "words.yaml"
-    path.write_text("train:\n  mixed_precision: on\n  tta: True\n  baseline: false\n")
+    path.write_text(
+        "preprocess:\n  standardize: false\ntrain:\n  mixed_precision: on\n  tta: True\n"
+    )
     cfg = load_config(path)
-    assert (cfg.train.mixed_precision, cfg.train.tta, cfg.train.baseline) == ("on", True, False)
+    assert (cfg.train.mixed_precision, cfg.train.tta, cfg.preprocess.standardize) == (
+        "on",
+        True,
+        False,
+    )
     with pytest.raises(ConfigError, match=r"train\.tta: expected bool, got str 'yes'"):
         load_config(overrides=["train.tta=yes"])
+
+
+def test_baselines_are_a_list_of_names_both_by_default_and_band_power_for_hms():
+    """``train.baseline`` names the baselines to fit; the old boolean, an unknown name or a
+    bare name is an error naming the key. HMS keeps band power alone (a tangent space of
+    16-channel 50 s windows on ~100k rows is slow)."""
+    from hmsbrain.runs import BASELINE_LABELS
+
+    assert Config().train.baseline == ["bandpower", "tangent"]
+    assert hms_config().train.baseline == ["bandpower"]
+    assert load_config(overrides=["train.baseline=[]"]).train.baseline == []
+    assert load_config(overrides=["train.baseline=[tangent]"]).train.baseline == ["tangent"]
+    for value, error in (
+        ("false", "expected a list, got False"),
+        ("[riemann]", r"train\.baseline\[0\]: 'riemann' is not one of"),
+        ("tangent", "expected a list, got 'tangent'"),
+    ):
+        with pytest.raises(ConfigError, match=error):
+            load_config(overrides=[f"train.baseline={value}"])
+    # Every name the config accepts has its label in tables and reports.
+    assert set(BASELINE_LABELS) == set(typing.get_args(Baseline))
 
 
 def test_the_backbone_names_are_the_registered_models():

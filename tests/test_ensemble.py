@@ -126,6 +126,40 @@ def test_nested_cv_fits_each_fold_on_the_other_folds_only() -> None:
     np.testing.assert_allclose(list(result.weights.values()), weights)
 
 
+def test_a_run_blended_with_its_baselines_is_scored_by_the_same_nested_cv() -> None:
+    """``with_baselines``: the run's band-power and tangent-space OOF are members of the blend,
+    whose CV is nested exactly as any blend's; they have no test predictions, so no submission
+    is written. Without it, they are rows of the table and the run's test is the submission."""
+    rng, ids, votes, truth = _dataset(90, seed=8)
+    folds = rng.permutation(np.arange(90) % 3)
+    preds = [0.5 * truth + 0.5 * rng.dirichlet(np.ones(6) * s, 90) for s in (1.0, 3.0, 0.5)]
+    test = _frame([1, 2], rng.dirichlet(np.ones(6), 2), -1)
+    baselines = {"bandpower": _frame(ids, preds[1], folds), "tangent": _frame(ids, preds[2], folds)}
+    run = RunPredictions("a", _frame(ids, preds[0], folds), test, baselines=baselines)
+    result = ensemble([run], _rows(ids, votes), with_baselines=True)
+    expected = np.empty_like(truth)
+    for k in range(3):
+        method, weights = fit_blend([p[folds != k] for p in preds], truth[folds != k])
+        expected[folds == k] = blend([p[folds == k] for p in preds], weights, method)
+    assert result.cv == pytest.approx(kl_score(truth, expected), rel=1e-9)
+    assert result.best_single == pytest.approx(min(kl_score(truth, p) for p in preds))
+    assert list(result.weights) == [
+        "a",
+        "band-power baseline (a's folds)",
+        "tangent-space baseline (a's folds)",
+    ]
+    assert result.submission is None
+    assert any("no submission is written" in n for n in result.notes)
+    alone = ensemble([run], _rows(ids, votes))
+    assert alone.cv == pytest.approx(kl_score(truth, preds[0]))
+    rows = alone.table.set_index("run")
+    assert rows.loc["tangent-space baseline (a's folds)", "cv"] == pytest.approx(
+        kl_score(truth, preds[2])
+    )
+    assert np.isnan(rows.loc["band-power baseline (a's folds)", "weight"])
+    assert alone.submission is not None and len(alone.submission) == 2
+
+
 def test_nested_cv_exposes_a_blend_that_only_fits_noise() -> None:
     """One run and twelve copies of it with random noise on 60 EEGs: the copies add no
     information, yet fitted on the EEGs it is scored on, the blend finds weights that fit their

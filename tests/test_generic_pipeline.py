@@ -227,11 +227,11 @@ def test_hard_label_run_reports_every_metric_beside_the_baseline(tmp_path, capsy
     assert summary["hard"] and summary["classes"] == ["std", "tgt"]
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "per_class", "confusion"):
         assert key in summary["metrics"], key
-    assert "balanced_accuracy" in summary["baseline"]
+    assert "balanced_accuracy" in summary["baselines"]["bandpower"]
     oof = pd.read_parquet(run / "fold0" / "oof.parquet")
     assert list(oof.columns) == ["epoch", "fold", "std", "tgt"]
     report = json.loads((run / "report.json").read_text())
-    assert report["model"]["units"] == 120 and "baseline" in report
+    assert report["model"]["units"] == 120 and set(report["baselines"]) == {"bandpower", "tangent"}
     assert sum(map(sum, report["model"]["confusion"])) == 120
     confusion = pd.read_csv(run / "confusion.csv", index_col=0)
     assert list(confusion.columns) == ["std", "tgt"] and confusion.to_numpy().sum() == 120
@@ -354,7 +354,7 @@ def test_generic_runs_export_predict_and_ensemble_unchanged(tmp_path, capsys) ->
     fold = tmp_path / "out" / "bandpower" / "fold0"
     np.testing.assert_allclose(
         pd.read_parquet(fold / "oof.parquet")[["std", "tgt"]],
-        pd.read_parquet(fold / "baseline_oof.parquet")[["std", "tgt"]],
+        pd.read_parquet(fold / "baseline_bandpower_oof.parquet")[["std", "tgt"]],
         atol=1e-5,
     )
 

@@ -19,6 +19,7 @@ from hmsbrain.config import (
     recipe_path,
 )
 from hmsbrain.data.base import DataError
+from hmsbrain.runs import baseline_figures
 from hmsbrain.training.folds import FoldError
 
 # TensorFlow's C++ INFO lines (CPU features, one graph-optimiser session per export) bury the
@@ -141,33 +142,30 @@ def command_config(config: Path | None, overrides: list[str]) -> Config:
 
 
 def cv_table(summaries: list[dict]) -> str:
-    """Per fold: the CV, the class prior and the band-power baseline on the same units."""
+    """Per fold: the CV, the class prior and each baseline on the same units."""
     hard = summaries[0].get("hard", False)
     lines = []
     for s in summaries:
+        baselines = s.get("baselines", {})
         text = f"fold {s['fold']}: CV {s['cv_kl']:.4f} (class prior {s['class_prior_kl']:.4f}"
-        if "baseline" in s:
-            text += f", band-power baseline {s['baseline']['kl']:.4f}"
-        text += ")"
+        text += "".join(f", {b}" for b in baseline_figures(baselines, "kl", ".4f")) + ")"
         if hard:
             text += f"  balanced accuracy {s['metrics']['balanced_accuracy']:.3f}"
-            if "baseline" in s:
-                text += f" (baseline {s['baseline']['balanced_accuracy']:.3f})"
+            if baselines:
+                text += f" ({', '.join(baseline_figures(baselines, 'balanced_accuracy', '.3f'))})"
         lines.append(text)
     return "\n".join(lines)
 
 
 def overall_line(report: dict) -> str:
-    """The run's CV over every fold's OOF, beside the baseline and chance."""
-    model = report["model"]
+    """The run's CV over every fold's OOF, beside each baseline and chance."""
+    model, baselines = report["model"], report.get("baselines", {})
     text = f"all folds: KL {model['kl']:.4f} (class prior {report['class_prior']['kl']:.4f}"
-    if "baseline" in report:
-        text += f", band-power baseline {report['baseline']['kl']:.4f}"
-    text += ")"
+    text += "".join(f", {b}" for b in baseline_figures(baselines, "kl", ".4f")) + ")"
     if report["hard"]:
         text += f"; balanced accuracy {model['balanced_accuracy']:.3f}"
-        if "baseline" in report:
-            text += f" (band-power baseline {report['baseline']['balanced_accuracy']:.3f})"
+        if baselines:
+            text += f" ({', '.join(baseline_figures(baselines, 'balanced_accuracy', '.3f'))})"
         text += f", chance {model['chance_balanced_accuracy']:.3f}"
     return text
 
@@ -310,6 +308,13 @@ def ensemble_main(argv: list[str] | None = None) -> None:
         "sample_submission.csv the submission must match (default: the one "
         "the runs predicted)",
     )
+    parser.add_argument(
+        "--with-baselines",
+        action="store_true",
+        help="blend each run's baselines (train.baseline: band power, tangent space) as members "
+        "too; they have out-of-fold predictions only, so the blend is scored by nested CV and "
+        "no submission is written",
+    )
     args = parser.parse_args(argv)
     from hmsbrain.atomic import atomic_path
     from hmsbrain.core.predictions import PredictionError
@@ -326,7 +331,7 @@ def ensemble_main(argv: list[str] | None = None) -> None:
 
     try:
         runs = [load_run(r) for r in args.runs]
-        result = ensemble(runs, truth_of_run(args.runs[0]))
+        result = ensemble(runs, truth_of_run(args.runs[0]), args.with_baselines)
         for note in result.notes:
             print(f"note: {note}")
         print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -81,6 +81,7 @@ SelectOn = Literal["auto", "outer", "inner", "last"]
 SelectMetric = Literal["auto", "kl", "balanced_accuracy"]
 MixedPrecision = Literal["auto", "on", "off"]
 Strategy = Literal["none", "mirrored", "data_parallel"]
+Baseline = Literal["bandpower", "tangent"]
 
 # Every valid model.backbone, without importing Keras: hmsbrain.models.imagenet registers the
 # image ones and its backbone_names() must list exactly these (a test holds them together).
@@ -386,8 +387,12 @@ class TrainConfig:
         "What picks the best epoch: kl (log loss) or balanced_accuracy; auto: kl for soft "
         "labels, balanced_accuracy for hard ones.",
     )
-    baseline: bool = _f(
-        True, "Fit the band-power baseline in the same folds and report it beside the CV."
+    baseline: list[Baseline] = _f(
+        ["bandpower", "tangent"],
+        "Classical baselines fitted in the same folds and reported beside the CV: bandpower "
+        "(log band power per channel) and tangent (Riemannian tangent space of the channel "
+        "covariance), each into a logistic regression whose L2 strength is chosen from "
+        "model.bandpower.cs; [] fits none.",
     )
     select_on: SelectOn = _f(
         "auto",

@@ -19,7 +19,22 @@ PARITY_INPUTS = "parity.npz"  # the preprocessed windows the export was checked 
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 OOF_FILE = "oof.parquet"
-BASELINE_OOF_FILE = "baseline_oof.parquet"
+# Every baseline name of train.baseline (config.Baseline), as tables and reports call it.
+BASELINE_LABELS: dict[str, str] = {
+    "bandpower": "band-power baseline",
+    "tangent": "tangent-space baseline",
+}
+
+
+def baseline_figures(baselines: dict[str, dict], key: str, spec: str) -> list[str]:
+    """``["band-power baseline 0.774", ...]``: figure ``key`` of each baseline of a summary or
+    report (``{name: figures}``), formatted with ``spec``."""
+    return [f"{BASELINE_LABELS[name]} {f[key]:{spec}}" for name, f in baselines.items()]
+
+
+def baseline_oof_file(name: str) -> str:
+    """The OOF file of baseline ``name`` in a fold's folder: ``baseline_<name>_oof.parquet``."""
+    return f"baseline_{name}_oof.parquet"
 
 
 @dataclass
@@ -35,7 +50,6 @@ class RunPaths:
             "history": "history.csv",
             "curves": "curves.png",
             "oof": OOF_FILE,
-            "baseline_oof": BASELINE_OOF_FILE,
             "summary": SUMMARY_FILE,
             "checkpoint": "checkpoint/last.keras",
             "state": "checkpoint/state.json",
@@ -44,6 +58,9 @@ class RunPaths:
         if name not in files:
             raise AttributeError(name)
         return self.root / files[name]
+
+    def baseline_oof(self, name: str) -> Path:
+        return self.root / baseline_oof_file(name)
 
 
 def run_root(cfg: Config) -> Path:

@@ -14,8 +14,10 @@ blend more the more runs it has) is reported beside it, named as such, and never
 
 Runs are blended only when they were predicted the same way: OOF and test with the same TTA
 setting (inside each run and across runs), the same selection subset, the same classes and the
-same folds. Every table also shows the band-power baseline of the first run, fitted in the same
-folds.
+same folds. Every table also shows the classical baselines of the first run that has them
+(band power, tangent space: ``train.baseline``), fitted in the same folds. With
+``with_baselines``, every run's baselines are blend members too; they have OOF predictions only,
+so such a blend is scored in CV (nested, as any blend) and no submission is written.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ from hmsbrain.core.metrics import METRIC_EPSILON, classification_metrics, kl_sco
 from hmsbrain.core.predictions import probability_columns, read_predictions
 from hmsbrain.core.truth import Truth, read_truth
 from hmsbrain.runs import (
-    BASELINE_OOF_FILE,
+    BASELINE_LABELS,
     OOF_FILE,
     SUMMARY_FILE,
+    baseline_oof_file,
     fold_dirs,
     fold_summary,
     run_config,
@@ -61,7 +64,8 @@ class RunPredictions:
     tta: bool = True
     select_min_votes: int = 0
     test_info: dict = field(default_factory=dict)  # the test file's metadata
-    baseline: pd.DataFrame | None = None  # the band-power baseline's OOF, same folds
+    # Each baseline's OOF (same folds, same schema) by its train.baseline name.
+    baselines: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def id_column(self) -> str:
@@ -113,11 +117,13 @@ def load_run(run: str | Path) -> RunPredictions:
                 f"Re-run `python src/predict.py {run}` (it uses the run's train.tta)"
             )
         test = predicted.frame.sort_values(predicted.frame.columns[0], ignore_index=True)
-    baseline = _concat_oof(run, BASELINE_OOF_FILE)
+    baselines = {}
+    for name in BASELINE_LABELS:
+        found = _concat_oof(run, baseline_oof_file(name))
+        if found is not None:
+            baselines[name] = found[0]
     select = run_config(run).train.select_min_votes
-    return RunPredictions(
-        run.name, oof, test, tta, select, info, None if baseline is None else baseline[0]
-    )
+    return RunPredictions(run.name, oof, test, tta, select, info, baselines)
 
 
 def _on(flag: bool) -> str:
@@ -257,10 +263,27 @@ class _Scoring:
         return out
 
 
-def ensemble(runs: list[RunPredictions], truth: Truth) -> EnsembleResult:
+def _baseline_name(name: str, run: RunPredictions) -> str:
+    return f"{BASELINE_LABELS[name]} ({run.name}'s folds)"
+
+
+def baseline_members(runs: list[RunPredictions]) -> list[RunPredictions]:
+    """Each run's baselines as blend members of their own: OOF only (they predict no test
+    data), made without TTA, on the run's selection subset."""
+    return [
+        RunPredictions(_baseline_name(name, r), frame, None, False, r.select_min_votes)
+        for r in runs
+        for name, frame in r.baselines.items()
+    ]
+
+
+def ensemble(
+    runs: list[RunPredictions], truth: Truth, with_baselines: bool = False
+) -> EnsembleResult:
     """Score every run on its OOF, fit blend weights on the common units, score the blend by
     nested CV, blend the test files. ``truth`` holds the targets of the data the runs were
-    trained on (:func:`truth_of_run`)."""
+    trained on (:func:`truth_of_run`). ``with_baselines`` makes every run's baselines blend
+    members too (:func:`baseline_members`); that blend has no test predictions to blend."""
     tta = bool(_one([r.tta for r in runs], "TTA (train.tta)", runs))
     select = int(_one([r.select_min_votes for r in runs], "train.select_min_votes", runs))
     classes = list(_one([r.classes for r in runs], "classes", runs))  # type: ignore[call-overload]
@@ -269,12 +292,17 @@ def ensemble(runs: list[RunPredictions], truth: Truth) -> EnsembleResult:
             f"the runs predict classes {classes}, their training data has {truth.classes}"
         )
     notes = []
+    # The baselines join after the checks of TTA and selection, which are the runs': made
+    # without TTA, they predict OOF only, never a test file the weights would be applied to.
+    members = [*runs, *(baseline_members(runs) if with_baselines else [])]
+    if with_baselines and len(members) == len(runs):
+        notes.append("no run has baseline OOF files (train.baseline): the runs are blended alone")
     id_column = runs[0].id_column
     common = set(runs[0].oof[id_column])
-    for r in runs[1:]:
+    for r in members[1:]:
         common &= set(r.oof[id_column])
-    if any(set(r.oof[id_column]) != common for r in runs):
-        sizes = ", ".join(f"{r.name}: {len(r.oof)}" for r in runs)
+    if any(set(r.oof[id_column]) != common for r in members):
+        sizes = ", ".join(f"{r.name}: {len(r.oof)}" for r in members)
         notes.append(
             f"runs cover different OOF units ({sizes}); blending on the {len(common)} they share"
         )
@@ -282,11 +310,11 @@ def ensemble(runs: list[RunPredictions], truth: Truth) -> EnsembleResult:
     scoring = _Scoring(truth, select)
     targets = truth.targets.loc[ids].to_numpy()
     selected = (truth.votes.loc[ids] >= select).to_numpy()
-    folds = _common_folds(runs, ids)
-    preds = [r.oof.set_index(id_column).loc[ids, classes].to_numpy() for r in runs]
+    folds = _common_folds(members, ids)
+    preds = [r.oof.set_index(id_column).loc[ids, classes].to_numpy() for r in members]
 
     rows = []
-    for r in runs:  # each run over all its own OOF units
+    for r in members:  # each run over all its own OOF units
         own = r.oof.set_index(id_column)
         rows.append(
             {
@@ -295,19 +323,22 @@ def ensemble(runs: list[RunPredictions], truth: Truth) -> EnsembleResult:
                 **scoring.scores(own.index.to_numpy(), own[classes].to_numpy()),
             }
         )
-    baseline = next((r for r in runs if r.baseline is not None), None)
-    if baseline is not None:
-        own = baseline.baseline.set_index(id_column)  # type: ignore[union-attr]
-        rows.append(
-            {
-                "run": f"band-power baseline ({baseline.name}'s folds)",
-                "units": len(own),
-                **scoring.scores(own.index.to_numpy(), own[classes].to_numpy()),
-            }
-        )
+    # Blended, the baselines are rows above; otherwise those of the first run that has them,
+    # shown beside the runs without a weight.
+    shown = None if with_baselines else next((r for r in runs if r.baselines), None)
+    if shown is not None:
+        for name, frame in shown.baselines.items():
+            own = frame.set_index(id_column)
+            rows.append(
+                {
+                    "run": _baseline_name(name, shown),
+                    "units": len(own),
+                    **scoring.scores(own.index.to_numpy(), own[classes].to_numpy()),
+                }
+            )
     method, weights = fit_blend([p[selected] for p in preds], targets[selected])
     in_sample = scoring.scores(ids, blend(preds, weights, method))
-    if len(runs) == 1:
+    if len(members) == 1:
         nested = dict(in_sample)  # nothing is fitted to a single run
     elif len(np.unique(folds)) < 2:
         nested = dict.fromkeys(in_sample, np.nan)
@@ -319,7 +350,7 @@ def ensemble(runs: list[RunPredictions], truth: Truth) -> EnsembleResult:
         nested = scoring.scores(ids, nested_blend(preds, targets, folds, selected))
     single = min(scoring.scores(ids, p)["cv"] for p in preds)
     table = pd.DataFrame(rows)
-    table["weight"] = [*weights, *([np.nan] if baseline is not None else [])]
+    table["weight"] = [*weights, *[np.nan] * (len(rows) - len(members))]
     for label, figures in (("nested CV", nested), ("in-sample", in_sample)):
         table.loc[len(table)] = {
             "run": f"blend ({method}), {label}",
@@ -329,7 +360,7 @@ def ensemble(runs: list[RunPredictions], truth: Truth) -> EnsembleResult:
         }
     prior = truth.targets.mean(axis=0).to_numpy()
     submission, fallback = None, {}
-    if all(r.test is not None for r in runs):
+    if all(r.test is not None for r in members):
         names = [f"{r.name}/test.parquet" for r in runs]
         submission = blend_frames([r.test for r in runs], names, weights, method)
         for r in runs:
@@ -342,12 +373,17 @@ def ensemble(runs: list[RunPredictions], truth: Truth) -> EnsembleResult:
                 f"{len(fallback)} test units could not be read and get the class prior: "
                 f"{sorted(fallback)[:10]}"
             )
+    elif len(members) > len(runs):
+        notes.append(
+            "the baselines have out-of-fold predictions only (no test.parquet): the blend with "
+            "them is scored in CV only and no submission is written"
+        )
     else:
         notes.append("some runs have no test.parquet (run predict.py): no submission written")
     return EnsembleResult(
         table,
         method,
-        dict(zip([r.name for r in runs], weights.tolist(), strict=True)),
+        dict(zip([r.name for r in members], weights.tolist(), strict=True)),
         nested["cv"],
         nested["cv_selected"],
         in_sample["cv"],

@@ -1,4 +1,4 @@
-"""A run's report over all its folds: the CV of the network and of the band-power baseline in
+"""A run's report over all its folds: the CV of the network and of each classical baseline in
 the same folds, per fold and overall, and for hard labels every classification metric with the
 confusion matrix (``report.json``, ``report.md``, ``confusion.csv``, ``confusion.png``)."""
 
@@ -13,7 +13,9 @@ from hmsbrain.atomic import atomic_path, write_json, write_text
 from hmsbrain.core.metrics import classification_metrics, kl_score
 from hmsbrain.core.truth import Truth
 from hmsbrain.inference.ensemble import load_run, truth_of_run
-from hmsbrain.runs import fold_dirs, fold_summary
+from hmsbrain.runs import BASELINE_LABELS, fold_dirs, fold_summary
+
+FOLD_FIGURES = ("kl", "balanced_accuracy")  # a baseline's figures in the per-fold lines
 
 
 def _figures(truth: Truth, frame: pd.DataFrame) -> dict[str, object]:
@@ -51,17 +53,17 @@ def write_run_report(run: str | Path) -> dict[str, object]:
                 "cv_kl": s["cv_kl"],
                 "class_prior_kl": s["class_prior_kl"],
                 **({"balanced_accuracy": s["metrics"].get("balanced_accuracy")} if hard else {}),
-                **(
-                    {"baseline": {k: s["baseline"].get(k) for k in ("kl", "balanced_accuracy")}}
-                    if "baseline" in s
-                    else {}
-                ),
+                "baselines": {
+                    name: {k: figures.get(k) for k in FOLD_FIGURES}
+                    for name, figures in s.get("baselines", {}).items()
+                },
             }
             for s in summaries
         ],
+        "baselines": {
+            name: _figures(truth, frame) for name, frame in predictions.baselines.items()
+        },
     }
-    if predictions.baseline is not None:
-        report["baseline"] = _figures(truth, predictions.baseline)
     write_json(run / "report.json", report)
     write_text(run / "report.md", _markdown(report))
     if hard:
@@ -74,15 +76,14 @@ def _markdown(report: dict) -> str:
     cols = ["kl", "balanced_accuracy", "accuracy", "macro_f1", "roc_auc"] if hard else ["kl"]
     lines = [f"# CV report: {report['run']}", "", f"classes: {', '.join(report['classes'])}", ""]
     lines += ["| | units | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
-    for label, key in (
-        ("model", "model"),
-        ("band-power baseline", "baseline"),
-        ("class prior", "class_prior"),
-    ):
-        if key in report:
-            figures = report[key]
-            cells = [_cell(figures.get(c)) for c in cols]
-            lines.append(f"| {label} | {figures['units']} | " + " | ".join(cells) + " |")
+    rows = [
+        ("model", report["model"]),
+        *((BASELINE_LABELS[name], figures) for name, figures in report["baselines"].items()),
+        ("class prior", report["class_prior"]),
+    ]
+    for label, figures in rows:
+        cells = [_cell(figures.get(c)) for c in cols]
+        lines.append(f"| {label} | {figures['units']} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Chance balanced accuracy: "
@@ -100,9 +101,8 @@ def _markdown(report: dict) -> str:
         )
         if hard:
             text += f", balanced accuracy {fold['balanced_accuracy']:.3f}"
-        if "baseline" in fold:
-            base = fold["baseline"]
-            text += f"; baseline KL {base['kl']:.4f}"
+        for name, base in fold["baselines"].items():
+            text += f"; {BASELINE_LABELS[name]} KL {base['kl']:.4f}"
             if hard:
                 text += f", balanced accuracy {base['balanced_accuracy']:.3f}"
         lines.append(text)

@@ -139,8 +139,7 @@ def fit_features(
     above the class prior's) and makes a straw man of the baseline."""
     scaler = StandardScaler().fit(features)
     x = scaler.transform(features)
-    rows, classes = np.nonzero(targets > 0)
-    sample_weight = targets[rows, classes] * (1.0 if weights is None else weights[rows])
+    rows, classes, sample_weight = soft_rows(targets, weights)
     n_classes = targets.shape[1]
     coef = np.zeros((n_classes, x.shape[1]))
     intercept = np.full(n_classes, MISSING_CLASS_BIAS)
@@ -149,9 +148,8 @@ def fit_features(
     if len(present) == 1:  # one class in the fold: predict it
         intercept[present[0]] = 0.0
     else:
-        row_groups = None if groups is None else np.asarray(groups)[rows]
-        clf = _logistic(x[rows], classes, sample_weight, cs, row_groups, rows)
-        c = float(clf.C_ if isinstance(clf, LogisticRegressionCV) else clf.C)
+        clf = logistic(x, rows, classes, sample_weight, cs, groups)
+        c = strength(clf)
         if len(present) == 2:  # scikit-learn's binary model is a sigmoid of one logit
             coef[present[1]], intercept[present[0]], intercept[present[1]] = (
                 clf.coef_[0],
@@ -164,17 +162,29 @@ def fit_features(
     return BandpowerFit(period, scaler.mean_, var, coef, intercept, c)
 
 
-def _logistic(
+def soft_rows(
+    targets: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Soft targets ``(n, K)`` as weighted hard labels: the epoch and class of each nonzero
+    target, and its weight (the target's probability times the epoch's ``weights``)."""
+    rows, classes = np.nonzero(targets > 0)
+    return rows, classes, targets[rows, classes] * (1.0 if weights is None else weights[rows])
+
+
+def logistic(
     x: np.ndarray,
+    rows: np.ndarray,
     y: np.ndarray,
     sample_weight: np.ndarray,
     cs: Sequence[float],
-    groups: np.ndarray | None,
-    epochs: np.ndarray,
+    groups: np.ndarray | None = None,
 ) -> LogisticRegression | LogisticRegressionCV:
-    """One fixed strength, or LogisticRegressionCV over ``cs`` scored by weighted log loss.
-    Inner folds keep each group (else each epoch: its soft-label copies) on one side."""
-    keys = epochs if groups is None else groups
+    """The classifier of every classical baseline, fitted on the epochs' features ``x`` as the
+    :func:`soft_rows` ``rows``, ``y`` and ``sample_weight``: one fixed strength, or
+    LogisticRegressionCV over ``cs`` scored by weighted log loss. Inner folds keep each group
+    (``groups``, per epoch; else each epoch: its soft-label copies) on one side."""
+    keys = rows if groups is None else np.asarray(groups)[rows]
+    x = x[rows]
     if len(cs) == 1 or len(np.unique(keys)) < INNER_FOLDS:
         return LogisticRegression(C=cs[-1], max_iter=5000).fit(x, y, sample_weight=sample_weight)
     splits = list(GroupKFold(INNER_FOLDS).split(x, groups=keys))
@@ -190,6 +200,11 @@ def _logistic(
             scoring=scorer.set_score_request(sample_weight=True),
             use_legacy_attributes=False,
         ).fit(x, y, sample_weight=sample_weight)
+
+
+def strength(clf: LogisticRegression | LogisticRegressionCV) -> float:
+    """The inverse L2 strength :func:`logistic` fitted with (the chosen one, for CV)."""
+    return float(clf.C_ if isinstance(clf, LogisticRegressionCV) else clf.C)
 
 
 def bandpower_model(fit: BandpowerFit, raw_shape: tuple[int, ...], name: str) -> keras.Model:

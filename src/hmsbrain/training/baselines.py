@@ -1,10 +1,13 @@
-"""The classical baseline fitted in the same folds as the network: log band power per channel
-plus a logistic regression (:mod:`hmsbrain.models.bandpower`), its fit read in chunks so memory
+"""The classical baselines fitted in the same folds as the network (``train.baseline``): log band
+power per channel plus a logistic regression (:mod:`hmsbrain.models.bandpower`), and the
+Riemannian tangent space of the channel covariance plus the same classifier
+(:mod:`hmsbrain.models.tangent`). Both read the training rows' raw inputs in chunks, so memory
 stays small whatever the dataset's size."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -14,8 +17,9 @@ from hmsbrain.core.inputs import RAW_INPUT
 from hmsbrain.core.predict import BatchSource
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.models.bandpower import BandpowerFit, Periodogram, fit_features
+from hmsbrain.models.tangent import TangentFit, fit_tangent_space
 
-BASELINE_MAX_ROWS = 20_000  # rows the band-power baseline is fitted on (enough for 7 x 20 terms)
+BASELINE_MAX_ROWS = 20_000  # rows a baseline is fitted on (enough for 7 x 20 terms)
 CHUNK = 512  # rows read at a time
 
 
@@ -61,6 +65,47 @@ def fit_bandpower(
     return fit_features(features, targets, period, cfg.model.bandpower.cs, weights, groups)
 
 
-def predict_bandpower(fit: BandpowerFit, inputs: BatchSource, rows: np.ndarray) -> np.ndarray:
-    """The fitted baseline's probabilities for ``rows``."""
+def fit_tangent(
+    cfg: Config, data: Dataset, inputs: BatchSource, train_rows: pd.DataFrame
+) -> TangentFit:
+    """The tangent-space baseline fitted on the training folds' rows (:func:`fit_rows`); its
+    reference point is their Riemannian mean. Its L2 strengths are band power's
+    (``model.bandpower.cs``), so the two are chosen alike."""
+    index = fit_rows(cfg, train_rows)
+    targets = data.row_targets(train_rows.loc[index])
+    groups = train_rows.loc[index, "group"].to_numpy()
+    weights = sample_weights(cfg, targets)
+    chunks = raw_chunks(inputs, index)
+    return fit_tangent_space(chunks, targets, cfg.model.bandpower.cs, weights, groups)
+
+
+class BaselineFit(Protocol):
+    """What a fitted baseline offers its fold: probabilities of raw epochs, and the inverse L2
+    strength it chose (reported in the fold summary)."""
+
+    c: float
+
+    def predict(self, raw: np.ndarray) -> np.ndarray: ...
+
+
+def fit_baselines(
+    cfg: Config,
+    data: Dataset,
+    inputs: BatchSource,
+    train_rows: pd.DataFrame,
+    raw_len: int,
+    sample_rate: float,
+) -> dict[str, BaselineFit]:
+    """Every baseline ``train.baseline`` names, by name, fitted on the training folds' rows."""
+    fits: dict[str, BaselineFit] = {}
+    for name in cfg.train.baseline:
+        if name == "bandpower":
+            fits[name] = fit_bandpower(cfg, data, inputs, train_rows, raw_len, sample_rate)
+        else:
+            fits[name] = fit_tangent(cfg, data, inputs, train_rows)
+    return fits
+
+
+def predict_baseline(fit: BaselineFit, inputs: BatchSource, rows: np.ndarray) -> np.ndarray:
+    """A fitted baseline's probabilities for ``rows``."""
     return np.concatenate([fit.predict(raw) for raw in raw_chunks(inputs, rows)])

@@ -2,7 +2,7 @@
 
 :func:`train_folds` opens the experiment once (data, folds, inputs: :mod:`.setup`) and trains
 the folds asked for; :func:`train_fold` is one of them. A fold's fit loop is :func:`_fit`, and
-everything else is a function it calls: devices (:mod:`.devices`), the band-power baseline
+everything else is a function it calls: devices (:mod:`.devices`), the classical baselines
 (:mod:`.baselines`), the outputs and the run folder's policy (:mod:`.outputs`).
 """
 
@@ -20,11 +20,16 @@ from hmsbrain.atomic import write_json
 from hmsbrain.config import Config, save_config
 from hmsbrain.core.inputs import RAW_INPUT
 from hmsbrain.core.predict import cpu_count, predict_rows
-from hmsbrain.models.bandpower import BandpowerFit
 from hmsbrain.models.registry import fit_model, model_spec
 from hmsbrain.models.runtime import KerasRuntime
 from hmsbrain.runs import RunPaths, run_dir
-from hmsbrain.training.baselines import fit_bandpower, fit_rows, raw_chunks, sample_weights
+from hmsbrain.training.baselines import (
+    BaselineFit,
+    fit_baselines,
+    fit_rows,
+    raw_chunks,
+    sample_weights,
+)
 from hmsbrain.training.batches import EpochBatches
 from hmsbrain.training.devices import (
     configure_precision,
@@ -60,7 +65,7 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
 
 
 def run_fold(exp: Experiment, fold: int, resume: bool = False, overwrite: bool = False) -> dict:
-    """One fold of ``exp``: its folder, baseline and model, the fit, its outputs."""
+    """One fold of ``exp``: its folder, baselines and model, the fit, its outputs."""
     cfg = exp.cfg
     keras.utils.set_random_seed(cfg.train.seed)  # the one place seeds are fixed
     exp.check_fold(fold)
@@ -69,12 +74,12 @@ def run_fold(exp: Experiment, fold: int, resume: bool = False, overwrite: bool =
     paths.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, paths.config)
     setup = setup_fold(exp, fold)
-    baseline = _fit_baseline(exp, setup) if cfg.train.baseline else None
+    baselines = _fit_baselines(exp, setup)
     policy = configure_precision(cfg.train.mixed_precision)
     state = {"epoch": 0, "best": math.inf, "best_epoch": -1, "history": []}
     if model_spec(cfg.model.backbone).kind == "fitted":  # nothing to train
         _use_fitted(exp, setup, paths, state)
-        return finish(exp, setup, paths, state, baseline)
+        return finish(exp, setup, paths, state, baselines)
     if resume and paths.state.is_file():
         state = json.loads(paths.state.read_text())
         with strategy_scope(cfg):
@@ -87,7 +92,7 @@ def run_fold(exp: Experiment, fold: int, resume: bool = False, overwrite: bool =
             synchronise_batch_norm(model, cfg)
     _announce(exp, setup, paths, model, policy)
     _fit(exp, setup, paths, model, state)
-    return finish(exp, setup, paths, state, baseline)
+    return finish(exp, setup, paths, state, baselines)
 
 
 def _fit(
@@ -178,9 +183,11 @@ def _announce(
     )
 
 
-def _fit_baseline(exp: Experiment, setup: FoldSetup) -> BandpowerFit:
+def _fit_baselines(exp: Experiment, setup: FoldSetup) -> dict[str, BaselineFit]:
+    if not exp.cfg.train.baseline:  # no raw input need be there
+        return {}
     raw_len = exp.inputs.input_shape(RAW_INPUT)[0]
-    return fit_bandpower(
+    return fit_baselines(
         exp.cfg, exp.data, exp.inputs, setup.train_rows, raw_len, raw_sample_rate(exp.cfg)
     )
 
@@ -201,11 +208,11 @@ def _use_fitted(exp: Experiment, setup: FoldSetup, paths: RunPaths, state: dict)
         setup.train_rows.loc[index, "group"].to_numpy(),
     )
     mirror = exp.data.montage if cfg.train.tta else None
-    val_index = setup.val.rows.index.to_numpy()
+    val_index = setup.score.rows.index.to_numpy()
     probs = predict_rows(
         KerasRuntime(model), exp.inputs, val_index, cfg.train.val_batch_size, mirror
     )
-    scores = setup.val.scores(setup.val.oof(probs))
+    scores = setup.score.scores(setup.score.oof(probs))
     state["history"] = [
         {
             "epoch": 1,

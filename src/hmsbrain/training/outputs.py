@@ -2,9 +2,9 @@
 resumed with another recipe by accident.
 
 ``<output_dir>/<run_name>/fold<k>/``: ``model.keras``, ``config.yaml``, ``history.csv``,
-``curves.png``, ``oof.parquet``, ``summary.json`` and, with a baseline, ``baseline_oof.parquet``
-(the band-power baseline in the same fold); ``checkpoint/`` holds the last epoch (model,
-optimizer and loop state) for ``--resume``.
+``curves.png``, ``oof.parquet``, ``summary.json`` and, per baseline of ``train.baseline``,
+``baseline_<name>_oof.parquet`` (the baseline in the same fold); ``checkpoint/`` holds the last
+epoch (model, optimizer and loop state) for ``--resume``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from hmsbrain.core.metrics import classification_metrics
 from hmsbrain.core.parity import parity_rows, save_parity_inputs
 from hmsbrain.core.predict import predict_rows
 from hmsbrain.core.predictions import write_predictions
-from hmsbrain.models.bandpower import BandpowerFit
 from hmsbrain.models.runtime import KerasRuntime
-from hmsbrain.runs import PARITY_INPUTS, RunPaths
-from hmsbrain.training.baselines import predict_bandpower
+from hmsbrain.runs import PARITY_INPUTS, RunPaths, baseline_figures
+from hmsbrain.training.baselines import BaselineFit, predict_baseline
 from hmsbrain.training.setup import Experiment, FoldSetup
 from hmsbrain.training.validation import Validation
 
@@ -105,10 +104,10 @@ def finish(
     setup: FoldSetup,
     paths: RunPaths,
     state: dict,
-    baseline: BandpowerFit | None,
+    baselines: dict[str, BaselineFit],
 ) -> dict:
-    """Best model -> model.keras (without optimizer), OOF, baseline OOF, history, curves and
-    summary; returns the summary."""
+    """Best model -> model.keras (without optimizer), OOF, each baseline's OOF, history, curves
+    and summary; returns the summary."""
     # The outer fold, scored once with the model its selection units picked.
     cfg, val, fold = exp.cfg, setup.score, setup.fold
     best = keras.saving.load_model(paths.best)
@@ -131,15 +130,17 @@ def finish(
     parity = exp.inputs.batch(parity_rows(len(exp.data)))
     save_parity_inputs(paths.root / PARITY_INPUTS, {k: parity[k] for k in exp.names})
     summary = fold_summary(exp, setup, paths, state, scores_of(val, oof))
-    if baseline is not None:
+    figures: dict[str, dict[str, object]] = {}
+    for name, fit in baselines.items():
         base = _write_oof(
             val,
-            predict_bandpower(baseline, exp.inputs, val_index),
+            predict_baseline(fit, exp.inputs, val_index),
             fold,
-            paths.baseline_oof,
-            {**meta, "kind": "baseline_oof"},
+            paths.baseline_oof(name),
+            {**meta, "kind": "baseline_oof", "baseline": name},
         )
-        summary["baseline"] = {**scores_of(val, base), "c": baseline.c}
+        figures[name] = {**scores_of(val, base), "c": fit.c}
+    summary["baselines"] = figures
     history = pd.DataFrame(state["history"])
     with atomic_path(paths.history) as tmp:
         history.to_csv(tmp, index=False)
@@ -198,13 +199,14 @@ def _print_result(summary: dict, cfg: Config) -> None:
         f"units): {summary['cv_kl']:.4f}   class prior on the same units: "
         f"{summary['class_prior_kl']:.4f}   ratio {summary['ratio']:.2f}"
     )
+    baselines = summary["baselines"]
     if hard:
         line = f"fold {fold} balanced accuracy {metrics['balanced_accuracy']:.3f}"
-        if "baseline" in summary:
-            line += f" (band-power baseline {summary['baseline']['balanced_accuracy']:.3f})"
+        if baselines:
+            line += f" ({', '.join(baseline_figures(baselines, 'balanced_accuracy', '.3f'))})"
         print(f"{line}, chance {metrics['chance_balanced_accuracy']:.3f}")
-    elif "baseline" in summary:
-        print(f"fold {fold} band-power baseline KL {summary['baseline']['kl']:.4f}")
+    elif baselines:
+        print(f"fold {fold} KL of the {', '.join(baseline_figures(baselines, 'kl', '.4f'))}")
     if cfg.train.select_min_votes > 0:
         print(
             f"fold {fold} CV on the {summary['n_selected']} units with >= "
