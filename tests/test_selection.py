@@ -112,3 +112,15 @@ def test_last_keeps_the_plans_last_epoch(arrays, tmp_path):
     )
     summary = train_fold(cfg, fold=0)
     assert summary["select_on"] == "last" and summary["best_epoch"] == 3
+
+
+def test_the_report_names_the_selection(arrays, tmp_path):
+    from hmsbrain.inference.report import write_run_report
+    from hmsbrain.training.loop import train_folds
+
+    cfg = config(arrays, tmp_path, "model.backbone=shallow", "train.stage1_epochs=1")
+    train_folds(cfg, range(4))
+    report = write_run_report(tmp_path / "outputs" / "shallow")
+    assert {fold["select_on"] for fold in report["folds"]} == {"inner"}
+    text = (tmp_path / "outputs" / "shallow" / "report.md").read_text()
+    assert "Epoch selection: inner (on an inner split of the training folds" in text

@@ -52,6 +52,8 @@ def write_run_report(run: str | Path) -> dict[str, object]:
                 "fold": s["fold"],
                 "cv_kl": s["cv_kl"],
                 "class_prior_kl": s["class_prior_kl"],
+                # Older summaries picked the epoch on the scored fold.
+                "select_on": s.get("select_on", "outer"),
                 **({"balanced_accuracy": s["metrics"].get("balanced_accuracy")} if hard else {}),
                 "baselines": {
                     name: {k: figures.get(k) for k in FOLD_FIGURES}
@@ -90,6 +92,8 @@ def _markdown(report: dict) -> str:
         f"{report['model'].get('chance_balanced_accuracy', float('nan')):.3f}"
         if hard
         else "",
+        "",
+        f"Epoch selection: {_selection(report['folds'])}",
         "",
         "## Folds",
         "",
@@ -151,3 +155,16 @@ def _confusion(matrix: list[list[int]], classes: list[str], run: Path) -> None:
     with atomic_path(run / "confusion.png") as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+SELECTIONS = {
+    "outer": "on the validation fold the CV scores (optimistic on small folds)",
+    "inner": "on an inner split of the training folds; each outer fold scored once",
+    "last": "none; the last epoch of the plan is kept",
+}
+
+
+def _selection(folds: list[dict]) -> str:
+    """How the folds picked their epoch (train.select_on), in words."""
+    kinds = sorted({fold["select_on"] for fold in folds})
+    return "; ".join(f"{kind} ({SELECTIONS[kind]})" for kind in kinds)
