@@ -1,6 +1,6 @@
 """Honest epoch selection on small data: with ``train.select_on=inner`` the epoch is picked on
 a grouped split of the training folds, and the outer fold, which the CV reports, is scored
-once; ``auto`` does this below 2,000 units."""
+once; with ``last`` nothing is picked; ``auto`` keeps the last epoch below 2,000 units."""
 
 from __future__ import annotations
 
@@ -69,10 +69,10 @@ def test_outer_selection_picks_on_the_scored_fold(arrays, tmp_path):
     assert setup.select_on == "outer" and setup.val is setup.score
 
 
-def test_auto_selects_inner_on_small_data_only(arrays, tmp_path, monkeypatch):
+def test_auto_keeps_the_last_epoch_on_small_data_only(arrays, tmp_path, monkeypatch):
     exp = open_experiment(config(arrays, tmp_path))
-    assert setup_fold(exp, 0).select_on == "inner"  # 48 units
-    monkeypatch.setattr(training_setup, "INNER_BELOW", 40)
+    assert setup_fold(exp, 0).select_on == "last"  # 48 units
+    monkeypatch.setattr(training_setup, "SMALL_BELOW", 40)
     assert setup_fold(exp, 0).select_on == "outer"
 
 
@@ -118,7 +118,9 @@ def test_the_report_names_the_selection(arrays, tmp_path):
     from hmsbrain.inference.report import write_run_report
     from hmsbrain.training.loop import train_folds
 
-    cfg = config(arrays, tmp_path, "model.backbone=shallow", "train.stage1_epochs=1")
+    cfg = config(
+        arrays, tmp_path, "model.backbone=shallow", "train.stage1_epochs=1", "train.select_on=inner"
+    )
     train_folds(cfg, range(4))
     report = write_run_report(tmp_path / "outputs" / "shallow")
     assert {fold["select_on"] for fold in report["folds"]} == {"inner"}

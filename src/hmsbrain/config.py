@@ -398,7 +398,7 @@ class TrainConfig:
         "auto",
         "Which units pick the best epoch: outer (the validation fold, which the CV then scores: "
         "optimistic on small data), inner (a grouped split of the training folds; the outer "
-        "fold is scored once), last (no pick: the last epoch of the plan), or auto: inner "
+        "fold is scored once), last (no pick: the last epoch of the plan), or auto: last "
         "below 2,000 units, outer above (README).",
     )
     select_min_votes: int = _f(

@@ -177,7 +177,9 @@ class Context:
         """The model as ``train_fold`` builds and compiles it (AdamW, the run's loss)."""
         keras.utils.set_random_seed(self.seed)
         # On one device: train.strategy spreads this same model over several.
-        model = training_setup.build_network(self.cfg, self.data, self.cache, self.raw_stats)
+        model = training_setup.build_network(
+            self.cfg, self.data, self.cache, self.raw_stats, self.loss
+        )
         self.initial_weights = model.get_weights()
         return model
 

@@ -98,10 +98,11 @@ def build_network(
     data: Dataset,
     inputs: BatchSource,
     raw_stats: tuple[np.ndarray, np.ndarray] | None,
+    loss: object = None,
 ) -> keras.Model:
-    """The model of ``cfg`` for ``data``'s inputs, compiled with AdamW and the run's loss.
-    Input shapes come from one row of ``inputs``; ``raw_stats`` standardise the raw input
-    inside the model (None: no standardisation)."""
+    """The model of ``cfg`` for ``data``'s inputs, compiled with AdamW and ``loss`` (default the
+    run's, :func:`training_loss`). Input shapes come from one row of ``inputs``; ``raw_stats``
+    standardise the raw input inside the model (None: no standardisation)."""
     shapes = {name: value.shape[1:] for name, value in inputs.batch(np.array([0])).items()}
     graph = None
     if MONTAGE_INPUT in shapes:  # preprocess.spectrogram=graph: the model builds its image
@@ -120,7 +121,7 @@ def build_network(
     optimizer = keras.optimizers.AdamW(
         learning_rate=cfg.train.lr, weight_decay=cfg.train.weight_decay
     )
-    model.compile(optimizer=optimizer, loss=training_loss(cfg, data))
+    model.compile(optimizer=optimizer, loss=loss or training_loss(cfg, data))
     return model
 
 
@@ -171,7 +172,7 @@ def open_experiment(cfg: Config) -> Experiment:
     return Experiment(cfg, data, attach_folds(data.rows, folds, data.id_column), path, truth)
 
 
-INNER_BELOW = 2000  # select_on=auto: datasets with fewer units pick the epoch on an inner split
+SMALL_BELOW = 2000  # select_on=auto: datasets with fewer units keep the last epoch
 
 
 @dataclass
@@ -245,7 +246,7 @@ def _selection(
     n_units = exp.rows[data.id_column].nunique()
     wanted = cfg.train.select_on
     if wanted == "auto":
-        wanted = "inner" if n_units < INNER_BELOW else "outer"
+        wanted = "last" if n_units < SMALL_BELOW else "outer"
     # A fitted model picks no epoch: it learns from every training fold.
     if wanted == "last":  # nothing is picked: every training unit trains
         return train_rows, val_rows, "last"
