@@ -38,13 +38,10 @@ def bench_input(
     labels: Path = DEFAULT_LABELS,
 ) -> dict[str, list[float]]:
     """Windows/s of the input pipeline and of the model's training step, per repeat."""
-    import keras
 
-    from hmsbrain.core.inputs import KAGGLE_INPUT, MONTAGE_INPUT
     from hmsbrain.core.predict import cpu_count
-    from hmsbrain.models.registry import GraphImage, build_model
     from hmsbrain.training.batches import EpochBatches, StageData
-    from hmsbrain.training.losses import kl_divergence_loss
+    from hmsbrain.training.setup import build_network
 
     data_dir, counts = ensure_fullscale(root / f"fraction-{fraction:g}", fraction, 0, labels)
     cfg.data.data_dir, cfg.data.storage = str(data_dir), "recordings"
@@ -58,21 +55,7 @@ def bench_input(
     epoch = EpochBatches(stage, inputs, names, cfg.train, [0, 0, 0], data.montage, workers)
     batch = epoch[0]
     shapes = {n: a.shape[1:] for n, a in zip(names, batch[0], strict=True)}
-    graph = None
-    if MONTAGE_INPUT in shapes:
-        graph = GraphImage(
-            cfg.preprocess, data.montage.groups, shapes[MONTAGE_INPUT], shapes.get(KAGGLE_INPUT)
-        )
-    model = build_model(
-        cfg.model,
-        shapes.get("image"),
-        shapes.get("raw"),
-        len(data.classes),
-        cfg.preprocess.sample_rate / cfg.preprocess.raw_downsample,
-        None,
-        graph,
-    )
-    model.compile(optimizer=keras.optimizers.AdamW(cfg.train.lr), loss=kl_divergence_loss)
+    model = build_network(cfg, data, inputs, None)  # as training builds and compiles it
     model.train_on_batch(*batch)  # build and trace outside the timing
     size = cfg.train.batch_size
     rates: dict[str, list[float]] = {"pipeline": [], "model": []}
