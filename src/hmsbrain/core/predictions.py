@@ -71,20 +71,31 @@ def write_predictions(
 
     ``source(id)`` names the input file of a row, for the error message."""
     check_finite(frame, source)
+    return write_table(frame, path, meta)
+
+
+def write_table(frame: pd.DataFrame, path: str | Path, meta: dict[str, Any]) -> Path:
+    """``frame`` (without its index) as parquet with ``meta`` as JSON in the schema metadata,
+    written atomically: the one way the project stores a table and its description."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    schema_meta = dict(table.schema.metadata or {})
-    schema_meta[META_KEY] = json.dumps(meta).encode()
+    schema_meta = {**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()}
     path = Path(path)
     with atomic_path(path) as tmp:
         pq.write_table(table.replace_schema_metadata(schema_meta), tmp)
     return path
 
 
-def read_predictions(path: str | Path) -> Predictions:
-    """A prediction file and its metadata (empty for files written before it was recorded)."""
+def read_table(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A table :func:`write_table` wrote and its metadata (empty when it has none); a missing
+    file is an error naming it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     table = pq.read_table(path)
     raw = (table.schema.metadata or {}).get(META_KEY)
-    return Predictions(table.to_pandas(), json.loads(raw) if raw else {})
+    return table.to_pandas(), json.loads(raw) if raw else {}
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """A prediction file and its metadata (empty for files written before it was recorded)."""
+    return Predictions(*read_table(path))

@@ -12,17 +12,13 @@ recording.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from hmsbrain.atomic import atomic_path
+from hmsbrain.core.predictions import read_table, write_table
 
-META_KEY = b"hmsbrain"  # the schema metadata key of every parquet file the project writes
 KIND = "truth"
 GROUP = "group"
 VOTES = "votes"
@@ -57,7 +53,6 @@ def write_truth(path: str | Path, truth: Truth) -> Path:
     frame = truth.targets.copy()
     frame.insert(0, VOTES, truth.votes.loc[frame.index].to_numpy())
     frame.insert(0, GROUP, truth.groups.loc[frame.index].to_numpy())
-    table = pa.Table.from_pandas(frame.reset_index(), preserve_index=False)
     meta = {
         "kind": KIND,
         "id_column": truth.id_column,
@@ -65,24 +60,15 @@ def write_truth(path: str | Path, truth: Truth) -> Path:
         "hard": truth.hard,
         "root": truth.root,
     }
-    schema_meta = {**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()}
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        pq.write_table(table.replace_schema_metadata(schema_meta), tmp)
-    return path
+    return write_table(frame.reset_index(), path, meta)
 
 
 def read_truth(path: str | Path) -> Truth:
     """The truth file at ``path``; a missing or foreign file is an error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    table = pq.read_table(path)
-    raw = (table.schema.metadata or {}).get(META_KEY)
-    meta = json.loads(raw) if raw else {}
+    frame, meta = read_table(path)
     if meta.get("kind") != KIND:
         raise ValueError(f"{path}: not a truth file (no {KIND!r} metadata)")
-    frame = table.to_pandas().set_index(meta["id_column"])
+    frame = frame.set_index(meta["id_column"])
     return Truth(
         frame[meta["classes"]],
         frame[VOTES],
