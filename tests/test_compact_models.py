@@ -117,9 +117,26 @@ def test_eegnet_spatial_filters_keep_max_norm() -> None:
     spatial.set_weights([np.full(spatial.get_weights()[0].shape, 0.9, "float32")])  # norm 2.2
     model.compile(keras.optimizers.SGD(1e-3), "sparse_categorical_crossentropy")
     model.train_on_batch(signals(4, 64, 6), np.array([0, 1, 0, 1]))
-    kernel = spatial.get_weights()[0]  # (1, C, F1, D)
-    norms = np.sqrt((kernel**2).sum(axis=(0, 1)))
+    kernel = spatial.get_weights()[0]  # (C, F1, D)
+    norms = np.sqrt((kernel**2).sum(axis=0))
     np.testing.assert_allclose(norms, 1.0, rtol=1e-3)  # each weight alone is still < 1
+
+
+def test_eegnet_spatial_filters_are_the_papers_depthwise_convolution() -> None:
+    """The einsum computes what the paper's depthwise (1, C) convolution with depth multiplier
+    D computes, output channel f * D + d for band f's filter d, on the same kernel."""
+    model = build("eegnet", 64, 6, 128.0, n_classes=2)
+    spatial = model.get_layer("eegnet_spatial")
+    kernel = np.random.default_rng(0).standard_normal(spatial.get_weights()[0].shape)
+    spatial.set_weights([kernel.astype("float32")])
+    maps = model.get_layer("eegnet_temporal_bn").output
+    probe = keras.Model(model.inputs, [maps, model.get_layer("eegnet_spatial_maps").output])
+    bands, got = probe(signals(3, 64, 6), training=False)
+    n_chans, _, d = kernel.shape
+    reference = keras.layers.DepthwiseConv2D((1, n_chans), depth_multiplier=d, use_bias=False)
+    reference.build(bands.shape)
+    reference.set_weights([kernel[None].astype("float32")])  # (1, C, F1, D)
+    np.testing.assert_allclose(got, reference(bands), rtol=1e-5, atol=1e-5)
 
 
 def burst_task(n: int, n_time: int, n_chans: int, sample_rate: float, seed: int):

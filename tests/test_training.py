@@ -196,7 +196,13 @@ def test_every_batch_pairs_each_row_with_its_own_eegs_target() -> None:
     stage = StageData.from_rows(train, _VotesOnly())
     expected = eeg_targets(train)
     cfg = TrainConfig(
-        batch_size=5, samples_per_eeg=3, swap_prob=0.0, time_masks=0, freq_masks=0, mixup_prob=0.0
+        batch_size=5,
+        samples_per_eeg=3,
+        min_steps_per_epoch=0,
+        swap_prob=0.0,
+        time_masks=0,
+        freq_masks=0,
+        mixup_prob=0.0,
     )
     batches = EpochBatches(stage, _RowIndexCache(), ("raw",), cfg, [1, 2, 3], HMS_MONTAGE)
     seen = []
@@ -208,6 +214,23 @@ def test_every_batch_pairs_each_row_with_its_own_eegs_target() -> None:
             seen.append(eeg)
     counts = pd.Series(seen).value_counts()
     assert set(counts.index) == set(train["eeg_id"]) and (counts == 3).all()
+
+
+def test_small_stages_draw_each_unit_until_an_epoch_has_its_minimum_of_steps() -> None:
+    """30 units in batches of 32 make one step per epoch; with a floor of 20 steps every unit
+    is drawn 22 times (ceil(20 * 32 / 30)), each draw a row of its own; a large stage keeps
+    samples_per_eeg."""
+    rows = pd.DataFrame({"eeg_id": np.arange(30), **{c: 1 for c in VOTE_COLUMNS}})
+    stage = StageData.from_rows(rows, _VotesOnly())
+    cfg = TrainConfig(batch_size=32, samples_per_eeg=1, min_steps_per_epoch=20)
+    assert stage.draws_per_unit(cfg) == 22 and stage.steps(cfg) == 21
+    batches = EpochBatches(stage, _RowIndexCache(), ("raw",), cfg, [0, 0, 0], HMS_MONTAGE)
+    assert len(batches) == 21 and (np.bincount(batches.order) == 22).all()
+    assert stage.draws_per_unit(TrainConfig(batch_size=32, min_steps_per_epoch=0)) == 1
+    big = StageData.from_rows(
+        pd.concat([rows] * 40, ignore_index=True).assign(eeg_id=np.arange(1200)), _VotesOnly()
+    )
+    assert big.draws_per_unit(TrainConfig(batch_size=32, samples_per_eeg=2)) == 2
 
 
 def test_validation_scores_every_eeg_and_the_selection_subset() -> None:

@@ -146,12 +146,13 @@ class PreprocessConfig:
     )
     stride_seconds: float = _f(0.0, "Sliding-window stride; 0: half the window.")
     crop_seconds: float = _f(
-        0.0,
-        "Cropped training (generic epochs): cut each epoch into crops of this length; training "
-        "draws a random crop, validation and prediction average an epoch's crops. 0: whole "
-        "epochs.",
+        2.0,
+        "Cropped training (generic epochs; HMS windows have their own sub-windows): cut each "
+        "epoch into crops of this length; training draws a random crop, validation and "
+        "prediction average an epoch's crops. An epoch this long or shorter is used whole. "
+        "0: whole epochs.",
     )
-    crop_stride_seconds: float = _f(0.0, "Step between an epoch's crops; 0: a quarter crop.")
+    crop_stride_seconds: float = _f(0.25, "Step between an epoch's crops; 0: a quarter crop.")
     bandpass_low: float = _f(0.5, "Band-pass lower edge in Hz (zero-phase Butterworth).")
     bandpass_high: float = _f(40.0, "Band-pass upper edge in Hz.")
     filter_order: int = _f(4, "Butterworth order of the band-pass (doubled by filtfilt).")
@@ -335,7 +336,17 @@ class TrainConfig:
     run_name: str = _f("", "Run folder name under output_dir; empty means the backbone name.")
     output_dir: str = _f("outputs", "Root of all run folders.")
     batch_size: int = _f(32, "Training batch size.")
-    samples_per_eeg: int = _f(1, "Sub-windows drawn per EEG per epoch (random time shifts).")
+    samples_per_eeg: int = _f(
+        1,
+        "Sub-windows drawn per EEG per epoch (random time shifts, or random crops); raised "
+        "where min_steps_per_epoch asks for more.",
+    )
+    min_steps_per_epoch: int = _f(
+        20,
+        "Small data: draw each unit often enough that every epoch has at least this many "
+        "batches (each draw a new crop or shift), so a run trains for at least epochs x this "
+        "many steps; 0: samples_per_eeg alone.",
+    )
     shift_seconds: float = _f(
         0.0,
         "data.storage=recordings: move each training window by up to this many seconds either "

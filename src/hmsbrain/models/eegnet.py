@@ -89,14 +89,17 @@ def eegnet_features(
     # Block 1: temporal filter bank, then per-band spatial filters.
     x = layers.Conv2D(f1, (kernel, 1), padding="same", use_bias=False, name="eegnet_temporal")(x)
     x = layers.BatchNormalization(name="eegnet_temporal_bn")(x)
-    # axis=(0, 1): the norm of each spatial filter, over the electrodes of its (1, C) kernel.
-    x = layers.DepthwiseConv2D(
-        (1, n_chans),
-        depth_multiplier=d,
-        use_bias=False,
-        depthwise_constraint=constraints.MaxNorm(SPATIAL_MAX_NORM, axis=(0, 1)),
+    # The paper's depthwise (1, C) convolution with depth multiplier D, written as the same sum
+    # over electrodes in an einsum: TensorFlow's CPU depthwise kernel took 200 ms of a 240 ms
+    # training step at 64 electrodes, the einsum 28 ms. Output channel f * D + d is band f's
+    # spatial filter d, as in the depthwise layout; axis=0: each filter's norm over electrodes.
+    x = layers.EinsumDense(
+        "btcf,cfd->btfd",
+        output_shape=(n_time, f1, d),
+        kernel_constraint=constraints.MaxNorm(SPATIAL_MAX_NORM, axis=0),
         name="eegnet_spatial",
     )(x)
+    x = layers.Reshape((n_time, 1, f1 * d), name="eegnet_spatial_maps")(x)
     x = layers.BatchNormalization(name="eegnet_spatial_bn")(x)
     x = layers.Activation("elu", name="eegnet_elu_1")(x)
     x = layers.AveragePooling2D(

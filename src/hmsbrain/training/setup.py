@@ -25,7 +25,7 @@ from hmsbrain.data.cache import Inputs, open_inputs
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.data.sources import demo_name, open_dataset
 from hmsbrain.models.registry import GraphImage, build_model, model_spec
-from hmsbrain.training.batches import StageData, drop_remainder
+from hmsbrain.training.batches import StageData
 from hmsbrain.training.folds import attach_folds, inner_split, load_or_make_folds
 from hmsbrain.training.losses import kl_divergence_loss
 from hmsbrain.training.schedule import Plan
@@ -206,9 +206,8 @@ def setup_fold(exp: Experiment, fold: int) -> FoldSetup:
     stage1 = StageData.from_rows(fit_rows, data, balance)
     stage2_rows = fit_rows[data.row_votes(fit_rows) >= train.stage2_min_votes]
     stage2 = StageData.from_rows(stage2_rows, data, balance) if len(stage2_rows) else None
-    drop = drop_remainder(train)
-    steps1 = stage1.steps(train.batch_size, train.samples_per_eeg, drop)
-    steps2 = stage2.steps(train.batch_size, train.samples_per_eeg, drop) if stage2 else 0
+    steps1 = stage1.steps(train)
+    steps2 = stage2.steps(train) if stage2 else 0
     if steps1 == 0:
         raise ConfigError(
             f"fold {fold}: {len(stage1.unit_ids)} training units make no full batch of "
