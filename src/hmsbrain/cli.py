@@ -80,6 +80,12 @@ def train_main(argv: list[str] | None = None) -> None:
         help="several devices: mirrored (one host, its GPUs) or data_parallel (KERAS_BACKEND=jax, "
         "one or several hosts); default: the config's train.strategy",
     )
+    parser.add_argument(
+        "--pseudo-from",
+        default=None,
+        help="second round: relabel the low-vote training EEGs from this finished run's OOF "
+        "(train.pseudo_from; the mix is train.pseudo_mix)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run")
     parser.add_argument("overrides", nargs="*", help="section.key=value config overrides")
@@ -93,6 +99,7 @@ def train_main(argv: list[str] | None = None) -> None:
             "data_dir": "data.data_dir",
             "run_name": "train.run_name",
             "strategy": "train.strategy",
+            "pseudo_from": "train.pseudo_from",
         },
     )
     # Imported before the try: its except clause names these classes.
@@ -142,7 +149,8 @@ def command_config(config: Path | None, overrides: list[str]) -> Config:
 
 
 def cv_table(summaries: list[dict]) -> str:
-    """Per fold: the CV, the class prior and each baseline on the same units."""
+    """Per fold: the CV, the class prior and each baseline on the same units, the CV on the
+    selection subset (``train.select_min_votes``), and which rows trained, by what rule."""
     hard = summaries[0].get("hard", False)
     lines = []
     for s in summaries:
@@ -153,7 +161,11 @@ def cv_table(summaries: list[dict]) -> str:
             text += f"  balanced accuracy {s['metrics']['balanced_accuracy']:.3f}"
             if baselines:
                 text += f" ({', '.join(baseline_figures(baselines, 'balanced_accuracy', '.3f'))})"
+        if "cv_kl_selected" in s and s.get("select_min_votes", 0) > 0:
+            text += f"  >= {s['select_min_votes']} votes: CV {s['cv_kl_selected']:.4f}"
         lines.append(text)
+        if "training" in s:  # summaries written before issue 20 do not say
+            lines.append(f"  trained on {s['training']['rule']}")
     return "\n".join(lines)
 
 
