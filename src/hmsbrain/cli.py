@@ -327,6 +327,14 @@ def ensemble_main(argv: list[str] | None = None) -> None:
         "too; they have out-of-fold predictions only, so the blend is scored by nested CV and "
         "no submission is written",
     )
+    parser.add_argument(
+        "--method",
+        default="auto",
+        choices=["auto", "linear", "log", "logit-bias"],
+        help="auto (default): the better of linear (weighted mean of probabilities) and log "
+        "(weighted geometric mean), both with non-negative weights summing to one; logit-bias: "
+        "softmax of non-negative weights on the log-probabilities plus a per-class bias",
+    )
     args = parser.parse_args(argv)
     from hmsbrain.atomic import atomic_path
     from hmsbrain.core.predictions import PredictionError
@@ -343,7 +351,7 @@ def ensemble_main(argv: list[str] | None = None) -> None:
 
     try:
         runs = [load_run(r) for r in args.runs]
-        result = ensemble(runs, truth_of_run(args.runs[0]), args.with_baselines)
+        result = ensemble(runs, truth_of_run(args.runs[0]), args.with_baselines, args.method)
         for note in result.notes:
             print(f"note: {note}")
         print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -359,6 +367,9 @@ def ensemble_main(argv: list[str] | None = None) -> None:
             f"optimistic) | best single run {result.best_single:.4f} | {result.method} blend, "
             f"TTA {'on' if result.tta else 'off'}"
         )
+        if result.bias is not None:
+            bias = zip(runs[0].classes, result.bias, strict=True)
+            print("logit-bias per-class bias: " + ", ".join(f"{c} {b:+.3f}" for c, b in bias))
         if result.submission is None:
             return
         data_dir = args.data_dir or runs[0].test_info.get("data_dir")
