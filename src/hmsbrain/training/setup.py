@@ -212,14 +212,14 @@ def setup_fold(exp: Experiment, fold: int) -> FoldSetup:
     train_rows, val_rows = exp.rows[exp.rows["fold"] != fold], exp.rows[exp.rows["fold"] == fold]
     fit_rows, select_rows, select_on = _selection(exp, train_rows, val_rows)
     votes = data.row_votes(fit_rows)
-    low1, low2 = stage_min_votes(exp.cfg.data, 1), stage_min_votes(exp.cfg.data, 2)
-    if not (votes >= low1).any():
+    min1, min2 = stage_min_votes(exp.cfg.data, 1), stage_min_votes(exp.cfg.data, 2)
+    if not (votes >= min1).any():
         raise ConfigError(
-            f"data.min_votes: no training row of fold {fold} has at least {low1} votes for "
+            f"data.min_votes: no training row of fold {fold} has at least {min1} votes for "
             "stage 1; lower it"
         )
-    stage1 = _stage(exp, fit_rows[votes >= low1])
-    stage2_rows = fit_rows[votes >= low2]
+    stage1 = _stage(exp, fit_rows[votes >= min1])
+    stage2_rows = fit_rows[votes >= min2]
     stage2 = _stage(exp, stage2_rows) if len(stage2_rows) else None
     drop = drop_remainder(train)
     steps1 = stage1.steps(train.batch_size, train.samples_per_eeg, drop)
@@ -237,7 +237,7 @@ def setup_fold(exp: Experiment, fold: int) -> FoldSetup:
         )
         stage2 = None
     elif stage2 is None and train.stage2_epochs:
-        print(f"Stage 2 skipped: no training row has at least {low2} votes (data.min_votes).")
+        print(f"Stage 2 skipped: no training row has at least {min2} votes (data.min_votes).")
     plan = Plan(train.stage1_epochs, train.stage2_epochs if stage2 else 0, steps1, steps2, train)
     metric = select_metric(train.select_metric, data.hard)
     # The class prior of every training unit's votes, whatever the stages keep or relabel: the
