@@ -248,7 +248,7 @@ def tiny_config(data_dir: Path, tmp_path: Path, backbone: str = "effnetv2"):
             "train.batch_size=4",
             "train.stage1_epochs=2",
             "train.stage2_epochs=1",
-            "train.stage2_min_votes=3",
+            "data.min_votes=[0, 3]",
             "train.val_batch_size=8",
         ]
     )

@@ -55,6 +55,10 @@ HMS_RESOLVED: dict[str, object] = {
     "data.cache_dir": "outputs/cache",
     "data.storage": "windows",
     "data.store_dtype": "float16",
+    # Data selection (issue 20): stage 2's threshold moved here from train.stage2_min_votes
+    # (10, unchanged); no dedup.
+    "data.min_votes": [0, 10],
+    "data.dedup": False,
     "folds.n_folds": 5,
     "folds.seed": 42,
     "preprocess.sample_rate": 200.0,
@@ -111,8 +115,13 @@ HMS_RESOLVED: dict[str, object] = {
     "train.workers": 0,
     "train.stage1_epochs": 10,
     "train.stage2_epochs": 5,
-    "train.stage2_min_votes": 10,
     "train.stage2_lr_scale": 0.3,
+    # Vote weights and the second round (issue 20): off, so no recipe changed.
+    "train.low_votes": 10,
+    "train.vote_weight": 0.0,
+    "train.vote_weight_decay": 1.0,
+    "train.pseudo_from": "",
+    "train.pseudo_mix": 0.1,
     "train.lr": 0.001,
     "train.min_lr": 1e-06,
     "train.weight_decay": 0.01,

@@ -117,13 +117,13 @@ def test_nested_cv_fits_each_fold_on_the_other_folds_only() -> None:
     result = ensemble(runs, _rows(ids, votes))
     expected = np.empty_like(truth)
     for k in range(3):
-        method, weights = fit_blend([p[folds != k] for p in preds], truth[folds != k])
-        expected[folds == k] = blend([p[folds == k] for p in preds], weights, method)
+        fitted = fit_blend([p[folds != k] for p in preds], truth[folds != k])
+        expected[folds == k] = fitted.apply([p[folds == k] for p in preds])
     assert result.cv == pytest.approx(kl_score(truth, expected), rel=1e-9)
-    method, weights = fit_blend(preds, truth)
-    assert result.cv_in_sample == pytest.approx(kl_score(truth, blend(preds, weights, method)))
-    assert result.method == method
-    np.testing.assert_allclose(list(result.weights.values()), weights)
+    fitted = fit_blend(preds, truth)
+    assert result.cv_in_sample == pytest.approx(kl_score(truth, fitted.apply(preds)))
+    assert result.method == fitted.method
+    np.testing.assert_allclose(list(result.weights.values()), fitted.weights)
 
 
 def test_a_run_blended_with_its_baselines_is_scored_by_the_same_nested_cv() -> None:
@@ -139,8 +139,8 @@ def test_a_run_blended_with_its_baselines_is_scored_by_the_same_nested_cv() -> N
     result = ensemble([run], _rows(ids, votes), with_baselines=True)
     expected = np.empty_like(truth)
     for k in range(3):
-        method, weights = fit_blend([p[folds != k] for p in preds], truth[folds != k])
-        expected[folds == k] = blend([p[folds == k] for p in preds], weights, method)
+        fitted = fit_blend([p[folds != k] for p in preds], truth[folds != k])
+        expected[folds == k] = fitted.apply([p[folds == k] for p in preds])
     assert result.cv == pytest.approx(kl_score(truth, expected), rel=1e-9)
     assert result.best_single == pytest.approx(min(kl_score(truth, p) for p in preds))
     assert list(result.weights) == [

@@ -80,6 +80,12 @@ def train_main(argv: list[str] | None = None) -> None:
         help="several devices: mirrored (one host, its GPUs) or data_parallel (KERAS_BACKEND=jax, "
         "one or several hosts); default: the config's train.strategy",
     )
+    parser.add_argument(
+        "--pseudo-from",
+        default=None,
+        help="second round: relabel the low-vote training EEGs from this finished run's OOF "
+        "(train.pseudo_from; the mix is train.pseudo_mix)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run")
     parser.add_argument("overrides", nargs="*", help="section.key=value config overrides")
@@ -93,6 +99,7 @@ def train_main(argv: list[str] | None = None) -> None:
             "data_dir": "data.data_dir",
             "run_name": "train.run_name",
             "strategy": "train.strategy",
+            "pseudo_from": "train.pseudo_from",
         },
     )
     # Imported before the try: its except clause names these classes.
@@ -142,7 +149,8 @@ def command_config(config: Path | None, overrides: list[str]) -> Config:
 
 
 def cv_table(summaries: list[dict]) -> str:
-    """Per fold: the CV, the class prior and each baseline on the same units."""
+    """Per fold: the CV, the class prior and each baseline on the same units, the CV on the
+    selection subset (``train.select_min_votes``), and which rows trained, by what rule."""
     hard = summaries[0].get("hard", False)
     lines = []
     for s in summaries:
@@ -153,7 +161,11 @@ def cv_table(summaries: list[dict]) -> str:
             text += f"  balanced accuracy {s['metrics']['balanced_accuracy']:.3f}"
             if baselines:
                 text += f" ({', '.join(baseline_figures(baselines, 'balanced_accuracy', '.3f'))})"
+        if "cv_kl_selected" in s and s.get("select_min_votes", 0) > 0:
+            text += f"  >= {s['select_min_votes']} votes: CV {s['cv_kl_selected']:.4f}"
         lines.append(text)
+        if "training" in s:  # summaries written before issue 20 do not say
+            lines.append(f"  trained on {s['training']['rule']}")
     return "\n".join(lines)
 
 
@@ -315,6 +327,14 @@ def ensemble_main(argv: list[str] | None = None) -> None:
         "too; they have out-of-fold predictions only, so the blend is scored by nested CV and "
         "no submission is written",
     )
+    parser.add_argument(
+        "--method",
+        default="auto",
+        choices=["auto", "linear", "log", "logit-bias"],
+        help="auto (default): the better of linear (weighted mean of probabilities) and log "
+        "(weighted geometric mean), both with non-negative weights summing to one; logit-bias: "
+        "softmax of non-negative weights on the log-probabilities plus a per-class bias",
+    )
     args = parser.parse_args(argv)
     from hmsbrain.atomic import atomic_path
     from hmsbrain.core.predictions import PredictionError
@@ -331,7 +351,7 @@ def ensemble_main(argv: list[str] | None = None) -> None:
 
     try:
         runs = [load_run(r) for r in args.runs]
-        result = ensemble(runs, truth_of_run(args.runs[0]), args.with_baselines)
+        result = ensemble(runs, truth_of_run(args.runs[0]), args.with_baselines, args.method)
         for note in result.notes:
             print(f"note: {note}")
         print(result.table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -347,6 +367,9 @@ def ensemble_main(argv: list[str] | None = None) -> None:
             f"optimistic) | best single run {result.best_single:.4f} | {result.method} blend, "
             f"TTA {'on' if result.tta else 'off'}"
         )
+        if result.bias is not None:
+            bias = zip(runs[0].classes, result.bias, strict=True)
+            print("logit-bias per-class bias: " + ", ".join(f"{c} {b:+.3f}" for c, b in bias))
         if result.submission is None:
             return
         data_dir = args.data_dir or runs[0].test_info.get("data_dir")

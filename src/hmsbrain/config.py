@@ -109,6 +109,19 @@ class DataConfig:
     store_dtype: StoreDtype = _f(
         "float16", "Sample type of the recording store: float16 (half the disk) or float32."
     )
+    min_votes: list[int] = _f(
+        [0, 10],
+        "Training rows' vote threshold per stage, [stage 1, stage 2] (one value: both stages): "
+        "a stage trains on the rows with at least this many votes (HMS: the sub-window's raters; "
+        "1 for a hard label). Validation and CV always score every validation unit.",
+    )
+    dedup: bool = _f(
+        False,
+        "Training units: false, one per scoring unit (an HMS EEG, its target the sum of its "
+        "sub-windows' votes); true, one per unit and vote pattern: the overlapping sub-windows "
+        "of one EEG that share their votes collapse into one unit with that target, as top HMS "
+        "teams trained. Scoring stays per EEG.",
+    )
 
 
 @dataclass
@@ -357,10 +370,35 @@ class TrainConfig:
     )
     stage1_epochs: int = _f(20, "Epochs of stage 1 (all EEGs).")
     stage2_epochs: int = _f(
-        0, "Epochs of stage 2 (HMS: EEGs with at least stage2_min_votes votes); 0: no stage 2."
+        0, "Epochs of stage 2 (the rows with at least data.min_votes[1] votes); 0: no stage 2."
     )
-    stage2_min_votes: int = _f(10, "Vote threshold of stage 2 rows.")
     stage2_lr_scale: float = _f(0.3, "Peak learning rate of stage 2 relative to stage 1.")
+    low_votes: int = _f(
+        10,
+        "A training unit with fewer votes than this is low-vote: its loss weight decays by "
+        "train.vote_weight_decay and train.pseudo_from relabels it.",
+    )
+    vote_weight: float = _f(
+        0.0,
+        "Weight each training unit's loss by its votes to this power (0: unweighted; 1: by vote "
+        "count), times the class weights; the weights of a stage average 1, so the learning rate "
+        "keeps its meaning.",
+    )
+    vote_weight_decay: float = _f(
+        1.0,
+        "Per epoch, the loss weight of low-vote units (train.low_votes) is multiplied by this, in "
+        "(0, 1]: decay^epoch at epoch 0, 1, ... (1: no decay).",
+    )
+    pseudo_from: str = _f(
+        "",
+        "Second round on soft labels: a finished run folder (every fold, the same folds file) "
+        "whose out-of-fold predictions relabel the low-vote training units (train.low_votes): "
+        "pseudo_mix x votes + (1 - pseudo_mix) x the OOF of the fold that held the EEG out. "
+        "Validation targets and the CV stay the votes. Empty: no second round.",
+    )
+    pseudo_mix: float = _f(
+        0.1, "Share of the votes in a pseudo target, in [0, 1] (top HMS teams: 0.1)."
+    )
     lr: float = _f(2e-3, "Peak learning rate (AdamW).")
     min_lr: float = _f(1e-6, "Learning rate at the end of each cosine decay.")
     weight_decay: float = _f(1e-2, "AdamW decoupled weight decay.")
@@ -516,6 +554,38 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
     return value
 
 
+# Keys that moved, and where: a recipe or a run's saved config.yaml naming the old key is told
+# the new one rather than handed the list of valid keys.
+MOVED_KEYS = {
+    "train.stage2_min_votes": "data.min_votes, one threshold per stage: [stage 1, stage 2]",
+}
+
+
+def _check_values(cfg: Config) -> None:
+    """The ranges a type cannot state, checked once the whole config is read."""
+    if len(cfg.data.min_votes) not in (1, 2) or min(cfg.data.min_votes) < 0:
+        raise ConfigError(
+            f"data.min_votes: expected 1 or 2 thresholds >= 0 ([stage 1, stage 2]), got "
+            f"{cfg.data.min_votes}"
+        )
+    if cfg.train.vote_weight < 0:
+        raise ConfigError(f"train.vote_weight: expected >= 0, got {cfg.train.vote_weight}")
+    if not 0 < cfg.train.vote_weight_decay <= 1:
+        raise ConfigError(
+            "train.vote_weight_decay: expected a value in (0, 1], got "
+            f"{cfg.train.vote_weight_decay}"
+        )
+    if not 0 <= cfg.train.pseudo_mix <= 1:
+        raise ConfigError(
+            f"train.pseudo_mix: expected a value in [0, 1], got {cfg.train.pseudo_mix}"
+        )
+
+
+def stage_min_votes(cfg: DataConfig, stage: int) -> int:
+    """The vote threshold of stage ``stage`` (1 or 2) of ``data.min_votes``."""
+    return cfg.min_votes[min(stage, len(cfg.min_votes)) - 1]
+
+
 def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
     """Write a nested mapping into the dataclass tree ``obj``, checking every key and type."""
     if not isinstance(updates, dict):
@@ -524,6 +594,8 @@ def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in updates.items():
         dotted = f"{prefix}{key}"
+        if dotted in MOVED_KEYS:
+            raise ConfigError(f"{dotted} is now {MOVED_KEYS[dotted]}")
         if key not in names:
             raise ConfigError(f"unknown config key {dotted!r}; valid keys here: {sorted(names)}")
         current = getattr(obj, key)
@@ -585,6 +657,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"{recipe}: {exc}") from None
     for text in overrides or []:
         _apply(cfg, parse_override(text))
+    _check_values(cfg)
     return cfg
 
 

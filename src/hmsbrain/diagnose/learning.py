@@ -180,6 +180,7 @@ def check_shuffled_labels(ctx: Context) -> Check:
         ctx.stage.unit_ids,
         ctx.stage.row_groups,
         shuffled.loc[ctx.stage.unit_ids].to_numpy(np.float32),
+        votes=ctx.stage.votes,
     )
     model = ctx.fresh_model(ctx.cfg.train.lr)
     batches = ctx.training_batches(stage, ctx.seed + 2)

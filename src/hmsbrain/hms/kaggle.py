@@ -5,7 +5,8 @@
 
 - ``<out>/<dataset slug>/``: the ``hmsbrain`` package itself, every fold of every blended run
   (``model.onnx`` checked by export, ``model.keras`` as the fallback runtime, ``config.yaml``,
-  ``export.json``), ``ensemble.json`` (blend method and weights) and ``dataset-metadata.json``;
+  ``export.json``), ``ensemble.json`` (blend method, weights and, for logit-bias, the bias)
+  and ``dataset-metadata.json``;
 - ``<out>/kernel/``: the notebook and a ``kernel-metadata.json`` naming that dataset.
 
 ``run_kernel`` is the notebook's body: predict every packaged run with the same code as
@@ -67,6 +68,8 @@ def _read_report(report_path: Path) -> dict:
             raise PackageError(
                 f"{report_path}: no {key!r}; it was written by an older ensemble.py, re-run it"
             )
+    if report["method"] == "logit-bias" and not report.get("bias"):
+        raise PackageError(f"{report_path}: a logit-bias blend without its per-class 'bias'")
     return report
 
 
@@ -129,6 +132,7 @@ def build_package(
             "runs": names,
             "method": report["method"],
             "weights": report["weights"],
+            "bias": report.get("bias"),  # per class, for method logit-bias
             # ensemble.py blends only runs whose OOF and test used the same TTA.
             "tta": report["tta"],
             "class_prior": report["class_prior"],
@@ -203,7 +207,15 @@ def predict_package(
             for name in names
         ]
     weights = np.array([manifest["weights"][n] for n in names], dtype=float)
-    blended = blend_frames([p.frame for p in predictions], names, weights, manifest["method"])
+    # Manifests written before the logit-bias method have no bias (nor need one).
+    bias = manifest.get("bias")
+    blended = blend_frames(
+        [p.frame for p in predictions],
+        names,
+        weights,
+        manifest["method"],
+        None if bias is None else np.asarray(bias, dtype=float),
+    )
     fallback = {k: v for p in predictions for k, v in p.fallback.items()}
     if fallback:
         apply_fallback(

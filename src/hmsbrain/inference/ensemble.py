@@ -1,11 +1,15 @@
 """Blending runs from their OOF and test files and the truth file of the data they were trained
 on (:mod:`hmsbrain.core.truth`) alone: no model is ever loaded, no data folder opened.
 
-Weights are non-negative and sum to one, chosen to minimise the official KL (the log loss, for
-hard labels) on the OOF units that every run covers and that the runs' selection subset keeps
-(``train.select_min_votes``: all units, or those with at least N votes); blending is tried on
-probabilities (weighted mean) and in log space (weighted geometric mean, renormalised), and the
-better of the two is kept.
+Weights are chosen to minimise the official KL (the log loss, for hard labels) on the OOF units
+that every run covers and that the runs' selection subset keeps (``train.select_min_votes``: all
+units, or those with at least N votes). The method is ``auto`` by default: non-negative,
+sum-to-one weights on probabilities (weighted mean, ``linear``) and in log space (weighted
+geometric mean, renormalised, ``log``) are both tried and the better is kept. ``logit-bias``
+(the 3rd place HMS blend) is a softmax of non-negative weights on the runs' log-probabilities
+plus a per-class bias: the weights need not sum to one (their sum is a temperature) and the bias
+recalibrates the class prior; it is a convex fit (a multinomial logistic regression on fixed
+features), done exactly with its gradient.
 
 The blend's CV is scored out of sample, by nested cross-validation over the folds the OOF files
 record: for each fold, weights and method are fitted on the other folds' units and scored on
@@ -47,7 +51,8 @@ from hmsbrain.runs import (
 )
 
 HIGH_VOTES = 10  # the "high-quality" units top HMS teams report CV on
-METHODS = ("linear", "log")
+METHODS = ("linear", "log", "logit-bias")
+AUTO_METHODS = ("linear", "log")  # what --method auto chooses between
 # Classification figures shown in the table for hard labels.
 TABLE_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "roc_auc")
 
@@ -130,18 +135,51 @@ def _on(flag: bool) -> str:
     return "on" if flag else "off"
 
 
-def blend(preds: list[np.ndarray], weights: np.ndarray, method: str) -> np.ndarray:
-    """Weighted mean of probability arrays, or their weighted geometric mean (``log``)."""
-    stack = np.stack(preds)
-    if method == "linear":
-        out = np.tensordot(weights, stack, axes=1)
-    else:
-        out = np.exp(np.tensordot(weights, np.log(np.clip(stack, METRIC_EPSILON, 1.0)), axes=1))
+def _log_probs(stack: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(stack, METRIC_EPSILON, 1.0))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    out = np.exp(z)
     return out / out.sum(axis=1, keepdims=True)
 
 
+def blend(
+    preds: list[np.ndarray], weights: np.ndarray, method: str, bias: np.ndarray | None = None
+) -> np.ndarray:
+    """Weighted mean of probability arrays (``linear``), their weighted geometric mean
+    (``log``), or softmax(sum of weights x log-probabilities + ``bias``) (``logit-bias``)."""
+    stack = np.stack(preds)
+    if method == "logit-bias":
+        if bias is None:
+            raise EnsembleError("a logit-bias blend needs its per-class bias")
+        return _softmax(np.tensordot(weights, _log_probs(stack), axes=1) + bias)
+    if method == "linear":
+        out = np.tensordot(weights, stack, axes=1)
+    else:
+        out = np.exp(np.tensordot(weights, _log_probs(stack), axes=1))
+    return out / out.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Blend:
+    """A fitted blend: its method, one weight per run and, for ``logit-bias``, a bias per class."""
+
+    method: str
+    weights: np.ndarray
+    bias: np.ndarray | None = None
+
+    def apply(self, preds: list[np.ndarray]) -> np.ndarray:
+        return blend(preds, self.weights, self.method, self.bias)
+
+
 def blend_frames(
-    frames: list[pd.DataFrame], names: list[str], weights: np.ndarray, method: str
+    frames: list[pd.DataFrame],
+    names: list[str],
+    weights: np.ndarray,
+    method: str,
+    bias: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Blend per-run prediction frames (id + class columns) that cover the same units;
     ensemble.py and the Kaggle kernel both blend test predictions through this."""
@@ -153,7 +191,7 @@ def blend_frames(
         if not np.array_equal(frame[id_column].to_numpy(), ids):
             raise EnsembleError(f"{name}: predicts other units than {names[0]}")
     out = pd.DataFrame(
-        blend([f[classes].to_numpy() for f in frames], weights, method), columns=classes
+        blend([f[classes].to_numpy() for f in frames], weights, method, bias), columns=classes
     )
     out.insert(0, id_column, ids)
     return out
@@ -179,27 +217,71 @@ def fit_weights(preds: list[np.ndarray], target: np.ndarray, method: str) -> np.
     return weights / weights.sum()
 
 
-def fit_blend(preds: list[np.ndarray], target: np.ndarray) -> tuple[str, np.ndarray]:
-    """The better method and its weights, both chosen on ``target``'s rows only."""
-    fitted = {m: fit_weights(preds, target, m) for m in METHODS}
-    score = {m: kl_score(target, blend(preds, w, m)) for m, w in fitted.items()}
-    method = min(score, key=score.__getitem__)
-    return method, fitted[method]
+def fit_logit_bias(preds: list[np.ndarray], target: np.ndarray) -> Blend:
+    """Non-negative weights on the log-probabilities and a per-class bias minimising OOF KL.
+
+    KL(target || softmax(z)) is convex in z, and z is linear in (weights, bias), so L-BFGS-B
+    with the exact gradient finds the one optimum from the geometric mean (equal weights, no
+    bias). A shift of every class's bias changes nothing; the bias returned sums to zero."""
+    logs = _log_probs(np.stack(preds))  # (runs, units, classes)
+    n, rows = len(preds), len(target)
+    target = np.asarray(target, np.float64)
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        z = np.tensordot(params[:n], logs, axes=1) + params[n:]
+        z = z - z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        # The target's entropy is a constant: the cross-entropy has the KL's optimum.
+        value = -float((target * log_p).sum()) / rows
+        residual = (np.exp(log_p) - target) / rows
+        grad = np.concatenate([np.einsum("ruc,uc->r", logs, residual), residual.sum(axis=0)])
+        return value, grad
+
+    start = np.concatenate([np.full(n, 1.0 / n), np.zeros(target.shape[1])])
+    result = scipy.optimize.minimize(
+        loss,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0.0, None)] * n + [(None, None)] * target.shape[1],
+        options={"maxiter": 2000, "ftol": 1e-12, "gtol": 1e-9},
+    )
+    if not result.success:
+        raise EnsembleError(
+            f"fitting logit-bias blend weights on {rows} units failed: {result.message}"
+        )
+    bias = result.x[n:]
+    return Blend("logit-bias", result.x[:n], bias - bias.mean())
+
+
+def fit_blend(preds: list[np.ndarray], target: np.ndarray, method: str = "auto") -> Blend:
+    """The blend of ``method`` fitted on ``target``'s rows only; ``auto``: the better of
+    :data:`AUTO_METHODS` there."""
+    if method == "logit-bias":
+        return fit_logit_bias(preds, target)
+    if method != "auto":
+        return Blend(method, fit_weights(preds, target, method))
+    fitted = [Blend(m, fit_weights(preds, target, m)) for m in AUTO_METHODS]
+    return min(fitted, key=lambda b: kl_score(target, b.apply(preds)))
 
 
 def nested_blend(
-    preds: list[np.ndarray], target: np.ndarray, folds: np.ndarray, fit_rows: np.ndarray
+    preds: list[np.ndarray],
+    target: np.ndarray,
+    folds: np.ndarray,
+    fit_rows: np.ndarray,
+    method: str = "auto",
 ) -> np.ndarray:
-    """Out-of-sample blend of every row: each fold blended with the method and weights fitted
-    on the ``fit_rows`` of the other folds."""
+    """Out-of-sample blend of every row: each fold blended as ``method`` is fitted (the method
+    itself too, for ``auto``) on the ``fit_rows`` of the other folds."""
     out = np.empty_like(preds[0], dtype=np.float64)
     for k in np.unique(folds):
         held = folds == k
         train = ~held & fit_rows
         if not train.any():
             raise EnsembleError(f"no unit outside fold {k} to fit the blend on")
-        method, weights = fit_blend([p[train] for p in preds], target[train])
-        out[held] = blend([p[held] for p in preds], weights, method)
+        fitted = fit_blend([p[train] for p in preds], target[train], method)
+        out[held] = fitted.apply([p[held] for p in preds])
     return out
 
 
@@ -219,6 +301,7 @@ class EnsembleResult:
     notes: list[str]
     fallback: dict[object, str] = field(default_factory=dict)  # test unit id -> why
     metrics: dict[str, object] = field(default_factory=dict)  # nested blend, hard labels
+    bias: np.ndarray | None = None  # per class, for the logit-bias method
 
 
 def _common_folds(runs: list[RunPredictions], ids: np.ndarray) -> np.ndarray:
@@ -278,12 +361,15 @@ def baseline_members(runs: list[RunPredictions]) -> list[RunPredictions]:
 
 
 def ensemble(
-    runs: list[RunPredictions], truth: Truth, with_baselines: bool = False
+    runs: list[RunPredictions], truth: Truth, with_baselines: bool = False, method: str = "auto"
 ) -> EnsembleResult:
-    """Score every run on its OOF, fit blend weights on the common units, score the blend by
-    nested CV, blend the test files. ``truth`` holds the targets of the data the runs were
-    trained on (:func:`truth_of_run`). ``with_baselines`` makes every run's baselines blend
-    members too (:func:`baseline_members`); that blend has no test predictions to blend."""
+    """Score every run on its OOF, fit the blend of ``method`` (:data:`METHODS`, or ``auto``)
+    on the common units, score it by nested CV, blend the test files. ``truth`` holds the
+    targets of the data the runs were trained on (:func:`truth_of_run`). ``with_baselines``
+    makes every run's baselines blend members too (:func:`baseline_members`); that blend has no
+    test predictions to blend."""
+    if method != "auto" and method not in METHODS:
+        raise EnsembleError(f"--method {method!r} is not auto or one of {list(METHODS)}")
     tta = bool(_one([r.tta for r in runs], "TTA (train.tta)", runs))
     select = int(_one([r.select_min_votes for r in runs], "train.select_min_votes", runs))
     classes = list(_one([r.classes for r in runs], "classes", runs))  # type: ignore[call-overload]
@@ -336,10 +422,11 @@ def ensemble(
                     **scoring.scores(own.index.to_numpy(), own[classes].to_numpy()),
                 }
             )
-    method, weights = fit_blend([p[selected] for p in preds], targets[selected])
-    in_sample = scoring.scores(ids, blend(preds, weights, method))
-    if len(members) == 1:
-        nested = dict(in_sample)  # nothing is fitted to a single run
+    fitted = fit_blend([p[selected] for p in preds], targets[selected], method)
+    weights = fitted.weights
+    in_sample = scoring.scores(ids, fitted.apply(preds))
+    if len(members) == 1 and fitted.method != "logit-bias":
+        nested = dict(in_sample)  # nothing is fitted to a single run's probabilities
     elif len(np.unique(folds)) < 2:
         nested = dict.fromkeys(in_sample, np.nan)
         notes.append(
@@ -347,13 +434,13 @@ def ensemble(
             "CV needs at least 2 folds); its CV is unknown"
         )
     else:
-        nested = scoring.scores(ids, nested_blend(preds, targets, folds, selected))
+        nested = scoring.scores(ids, nested_blend(preds, targets, folds, selected, method))
     single = min(scoring.scores(ids, p)["cv"] for p in preds)
     table = pd.DataFrame(rows)
     table["weight"] = [*weights, *[np.nan] * (len(rows) - len(members))]
     for label, figures in (("nested CV", nested), ("in-sample", in_sample)):
         table.loc[len(table)] = {
-            "run": f"blend ({method}), {label}",
+            "run": f"blend ({fitted.method}), {label}",
             "units": len(ids),
             **figures,
             "weight": weights.sum(),
@@ -362,7 +449,9 @@ def ensemble(
     submission, fallback = None, {}
     if all(r.test is not None for r in members):
         names = [f"{r.name}/test.parquet" for r in runs]
-        submission = blend_frames([r.test for r in runs], names, weights, method)
+        submission = blend_frames(
+            [r.test for r in runs], names, weights, fitted.method, fitted.bias
+        )
         for r in runs:
             fallback.update(r.test_info.get("fallback", {}))
         if fallback:
@@ -382,7 +471,7 @@ def ensemble(
         notes.append("some runs have no test.parquet (run predict.py): no submission written")
     return EnsembleResult(
         table,
-        method,
+        fitted.method,
         dict(zip([r.name for r in members], weights.tolist(), strict=True)),
         nested["cv"],
         nested["cv_selected"],
@@ -395,6 +484,7 @@ def ensemble(
         notes,
         fallback,
         {k: nested[k] for k in TABLE_METRICS if k in nested},
+        fitted.bias,
     )
 
 
@@ -430,6 +520,8 @@ def write_report(
         "runs": runs,
         "method": result.method,
         "weights": result.weights,
+        # Per class (the truth's order), for method logit-bias; None for the others.
+        "bias": None if result.bias is None else result.bias.tolist(),
         "blend_cv": _finite(result.cv),
         "blend_cv_selected": _finite(result.cv_selected),
         "blend_cv_in_sample": result.cv_in_sample,

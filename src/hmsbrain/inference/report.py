@@ -54,6 +54,9 @@ def write_run_report(run: str | Path) -> dict[str, object]:
                 "class_prior_kl": s["class_prior_kl"],
                 # Older summaries picked the epoch on the scored fold.
                 "select_on": s.get("select_on", "outer"),
+                # Which rows trained (data.min_votes, data.dedup, vote weights, pseudo labels);
+                # summaries written before issue 20 do not say.
+                "training": s.get("training", {}).get("rule"),
                 **({"balanced_accuracy": s["metrics"].get("balanced_accuracy")} if hard else {}),
                 "baselines": {
                     name: {k: figures.get(k) for k in FOLD_FIGURES}
@@ -109,6 +112,8 @@ def _markdown(report: dict) -> str:
             text += f"; {BASELINE_LABELS[name]} KL {base['kl']:.4f}"
             if hard:
                 text += f", balanced accuracy {base['balanced_accuracy']:.3f}"
+        if fold["training"]:
+            text += f"; trained on {fold['training']}"
         lines.append(text)
     if hard:
         lines += [

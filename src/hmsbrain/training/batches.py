@@ -20,26 +20,64 @@ from hmsbrain.training.augment import augment_raw
 
 @dataclass
 class StageData:
-    """The rows one stage trains on: per unit (an HMS EEG, an epoch), its row indices, its
-    target and, with class weighting, its weight."""
+    """The rows one stage trains on: per training unit, its scoring unit's id (an HMS EEG, an
+    epoch; with ``data.dedup`` an EEG has one training unit per vote pattern, so ids repeat), its
+    row indices, its target, its votes and, with class weighting, its weight."""
 
     unit_ids: np.ndarray
     row_groups: list[np.ndarray]
     targets: np.ndarray  # (units, classes)
-    weights: np.ndarray | None = None  # (units,)
+    weights: np.ndarray | None = None  # (units,) class weights
+    votes: np.ndarray | None = None  # (units,) raters behind each target
 
     @classmethod
-    def from_rows(cls, rows: pd.DataFrame, data: Dataset, balance: bool = False) -> StageData:
-        groups = rows.groupby(data.id_column, sort=True).indices  # positions in the row table
-        target = data.unit_targets(rows)
-        ids = target.index.to_numpy()
-        targets = target.to_numpy(np.float32)
+    def from_rows(
+        cls, rows: pd.DataFrame, data: Dataset, balance: bool = False, dedup: bool = False
+    ) -> StageData:
+        """One unit per scoring unit of ``rows`` (its target the unit target of its rows), or
+        with ``dedup`` one per scoring unit and label pattern: the rows' own class columns (HMS:
+        the sub-window's vote counts), the unit's target that pattern normalised."""
+        if dedup:
+            groups = list(rows.groupby([data.id_column, *data.classes], sort=True).indices.values())
+            first = rows.iloc[[g[0] for g in groups]]
+            ids = first[data.id_column].to_numpy()
+            targets = data.row_targets(first)
+            votes = np.asarray(data.row_votes(first), np.float64)
+        else:
+            by_unit = rows.groupby(data.id_column, sort=True).indices  # positions in the table
+            target = data.unit_targets(rows)
+            ids = target.index.to_numpy()
+            groups = [by_unit[i] for i in ids]
+            targets = target.to_numpy(np.float32)
+            votes = data.unit_votes(rows).loc[ids].to_numpy(np.float64)
         weights = None
         if balance:  # inverse class frequency, so every class weighs the same in the loss
             counts = np.bincount(targets.argmax(axis=1), minlength=targets.shape[1])
             per_class = len(targets) / (np.maximum(counts, 1) * (counts > 0).sum())
             weights = per_class[targets.argmax(axis=1)].astype(np.float32)
-        return cls(ids, [rows.index.to_numpy()[groups[i]] for i in ids], targets, weights)
+        row_groups = [rows.index.to_numpy()[g] for g in groups]
+        return cls(ids, row_groups, targets.astype(np.float32), weights, votes)
+
+    @property
+    def n_rows(self) -> int:
+        return sum(len(g) for g in self.row_groups)
+
+    def epoch_weights(self, cfg: TrainConfig, epoch: int) -> np.ndarray | None:
+        """Each unit's loss weight in epoch ``epoch`` (0-based, counted over the whole plan):
+        its class weight times votes ** ``train.vote_weight``, low-vote units (fewer than
+        ``train.low_votes``) times ``train.vote_weight_decay ** epoch``, scaled to average 1
+        over the stage. None where nothing weighs (every unit 1)."""
+        weights = None if self.weights is None else self.weights.astype(np.float64)
+        if cfg.vote_weight > 0 or cfg.vote_weight_decay < 1:
+            if self.votes is None:
+                raise ValueError("train.vote_weight needs the stage's vote counts")
+            by_votes = self.votes**cfg.vote_weight
+            low = self.votes < cfg.low_votes
+            by_votes = np.where(low, by_votes * cfg.vote_weight_decay**epoch, by_votes)
+            weights = by_votes if weights is None else weights * by_votes
+        if weights is None:
+            return None
+        return (weights / weights.mean()).astype(np.float32)
 
     def draws_per_unit(self, cfg: TrainConfig) -> int:
         """How often an epoch draws each unit: ``samples_per_eeg``, or more where the stage is
@@ -113,9 +151,10 @@ class EpochBatches(keras.utils.PyDataset):
     recording), moved by up to ``shift_seconds`` where the inputs stream from the recording
     store. Batches are prepared ahead of the model by ``workers`` threads (the preprocessing
     releases the GIL). Every draw is seeded by (seed, fold, epoch) and the batch index, so a
-    resumed run sees the same data whatever the threads' timing. With class weights, batches
-    carry them as Keras sample weights. ``raw_rate``, the raw input's sample rate in Hz, is what
-    ``train.augment`` needs (its time and frequency shifts are in seconds and Hz)."""
+    resumed run sees the same data whatever the threads' timing. With class or vote weights
+    (:meth:`StageData.epoch_weights`), batches carry them as Keras sample weights. ``raw_rate``,
+    the raw input's sample rate in Hz, is what ``train.augment`` needs (its time and frequency
+    shifts are in seconds and Hz)."""
 
     def __init__(
         self,
@@ -128,13 +167,16 @@ class EpochBatches(keras.utils.PyDataset):
         workers: int = 1,
         shard: tuple[int, int] = (0, 1),
         raw_rate: float | None = None,
+        epoch: int = 0,
     ) -> None:
         """``shard`` = (this process, processes): with several hosts, each process feeds its
-        share of every global batch (the same draws everywhere, so the shares partition it)."""
+        share of every global batch (the same draws everywhere, so the shares partition it).
+        ``epoch`` (of the whole plan) sets the decay of low-vote weights."""
         super().__init__(workers=workers, use_multiprocessing=False)
         self.stage, self.cache, self.names, self.cfg = stage, cache, names, cfg
         self.montage, self.seed, self.shard = montage, list(seed), shard
         self.raw_rate = raw_rate
+        self.weights = stage.epoch_weights(cfg, epoch)
         rng = np.random.default_rng(seed)
         units = np.repeat(np.arange(len(stage.unit_ids)), stage.draws_per_unit(cfg))
         self.order = rng.permutation(units)  # positions in the stage's unit list
@@ -155,6 +197,6 @@ class EpochBatches(keras.utils.PyDataset):
         targets = self.stage.targets[self.order[mine]].copy()
         inputs, targets = augment(inputs, targets, rng, self.cfg, self.montage, self.raw_rate)
         x = tuple(inputs[k] for k in self.names)
-        if self.stage.weights is None:
+        if self.weights is None:
             return x, targets
-        return x, targets, self.stage.weights[self.order[mine]]
+        return x, targets, self.weights[self.order[mine]]

@@ -119,6 +119,7 @@ def _fit(
             cfg.train.workers or cpu_count(),
             process_shard(cfg),
             raw_rate=raw_sample_rate(cfg),
+            epoch=epoch,
         )
         fit = model.fit(
             batches,
@@ -167,7 +168,6 @@ def _announce(
     exp: Experiment, setup: FoldSetup, paths: RunPaths, model: keras.Model, policy: str
 ) -> None:
     cfg, val = exp.cfg, setup.val
-    stage2 = len(setup.stage2.unit_ids) if setup.stage2 else 0
     pick = "the plan's last epoch is kept"
     if setup.select_on != "last":
         where = "the validation fold" if setup.select_on == "outer" else "an inner split"
@@ -177,9 +177,8 @@ def _announce(
         )
     print(
         f"{paths.root}: {model.count_params():,} parameters, inputs {list(exp.names)}, {policy}; "
-        f"{len(setup.stage1.unit_ids)} train units (stage 2: {stage2}), "
-        f"{len(setup.score.targets)} validation units; {pick}; "
-        f"TTA {'on' if cfg.train.tta else 'off'}."
+        f"training rows: {setup.training['rule']}; {len(setup.score.targets)} validation units; "
+        f"{pick}; TTA {'on' if cfg.train.tta else 'off'}."
     )
 
 

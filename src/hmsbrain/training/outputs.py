@@ -185,6 +185,7 @@ def fold_summary(
         "window_seconds": data.epoch_seconds,
         "best_epoch": state["best_epoch"],
         "n_val_units": len(val.targets),
+        "training": setup.training,
         "run_dir": str(paths.root),
         "truth": str(exp.truth_path),
         "metrics": {k: v for k, v in scores.items() if k not in ("kl", "kl_selected")},
@@ -199,6 +200,7 @@ def _print_result(summary: dict, cfg: Config) -> None:
         f"units): {summary['cv_kl']:.4f}   class prior on the same units: "
         f"{summary['class_prior_kl']:.4f}   ratio {summary['ratio']:.2f}"
     )
+    print(f"fold {fold} trained on {summary['training']['rule']}")
     baselines = summary["baselines"]
     if hard:
         line = f"fold {fold} balanced accuracy {metrics['balanced_accuracy']:.3f}"

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from hmsbrain.config import Config, ConfigError
+from hmsbrain.config import Config, ConfigError, stage_min_votes
 from hmsbrain.core.inputs import KAGGLE_INPUT, MONTAGE_INPUT, RAW_INPUT, cached_inputs, model_inputs
 from hmsbrain.core.predict import BatchSource
 from hmsbrain.data.cache import Inputs, open_inputs
@@ -28,6 +28,7 @@ from hmsbrain.models.registry import GraphImage, build_model, model_spec
 from hmsbrain.training.batches import StageData
 from hmsbrain.training.folds import attach_folds, inner_split, load_or_make_folds
 from hmsbrain.training.losses import kl_divergence_loss
+from hmsbrain.training.pseudo import read_pseudo_oof, relabel
 from hmsbrain.training.schedule import Plan
 from hmsbrain.training.truth import truth_path, write_truth_of
 from hmsbrain.training.validation import Validation, select_metric
@@ -141,6 +142,8 @@ class Experiment:
     rows: pd.DataFrame
     folds_path: Path
     truth_path: Path  # every unit's target, votes and group: all an ensemble scores against
+    # train.pseudo_from's OOF (index: unit id as text; fold, classes), checked against the folds
+    pseudo: pd.DataFrame | None = None
 
     @functools.cached_property
     def inputs(self) -> Inputs:
@@ -169,7 +172,11 @@ def open_experiment(cfg: Config) -> Experiment:
     )
     # The unit targets beside the folds, so ensembles and reports need no data folder.
     truth = write_truth_of(data, truth_path(cfg.data.cache_dir, dataset_tag(data)))
-    return Experiment(cfg, data, attach_folds(data.rows, folds, data.id_column), path, truth)
+    pseudo = None
+    if cfg.train.pseudo_from:
+        pseudo = read_pseudo_oof(cfg.train.pseudo_from, folds, list(data.classes))
+    rows = attach_folds(data.rows, folds, data.id_column)
+    return Experiment(cfg, data, rows, path, truth, pseudo)
 
 
 SMALL_BELOW = 2000  # select_on=auto: datasets with fewer units keep the last epoch
@@ -188,6 +195,7 @@ class FoldSetup:
     val: Validation
     score: Validation
     select_on: str  # "outer", "inner" or "last"
+    training: dict  # which rows trained, by what rule (the summary's "training")
 
     def stage_data(self, epoch: int) -> StageData:
         stage = self.stage1 if self.plan.stage(epoch) == 1 else self.stage2
@@ -196,16 +204,23 @@ class FoldSetup:
 
 
 def setup_fold(exp: Experiment, fold: int) -> FoldSetup:
-    """Fold ``fold``: stage 1 trains on every training unit (less the inner selection units,
-    with ``select_on=inner``), stage 2 on those with at least ``train.stage2_min_votes``
-    raters; the selection units pick the epoch and the outer fold is scored."""
+    """Fold ``fold``: each stage trains on the training units (less the inner selection units,
+    with ``select_on=inner``) whose rows have at least its ``data.min_votes`` votes, grouped
+    as ``data.dedup`` says, low-vote targets relabelled by ``train.pseudo_from``; the selection
+    units pick the epoch and the outer fold is scored against the votes."""
     data, train = exp.data, exp.cfg.train
     train_rows, val_rows = exp.rows[exp.rows["fold"] != fold], exp.rows[exp.rows["fold"] == fold]
     fit_rows, select_rows, select_on = _selection(exp, train_rows, val_rows)
-    balance = train.class_weights == "balanced"
-    stage1 = StageData.from_rows(fit_rows, data, balance)
-    stage2_rows = fit_rows[data.row_votes(fit_rows) >= train.stage2_min_votes]
-    stage2 = StageData.from_rows(stage2_rows, data, balance) if len(stage2_rows) else None
+    votes = data.row_votes(fit_rows)
+    min1, min2 = stage_min_votes(exp.cfg.data, 1), stage_min_votes(exp.cfg.data, 2)
+    if not (votes >= min1).any():
+        raise ConfigError(
+            f"data.min_votes: no training row of fold {fold} has at least {min1} votes for "
+            "stage 1; lower it"
+        )
+    stage1 = _stage(exp, fit_rows[votes >= min1])
+    stage2_rows = fit_rows[votes >= min2]
+    stage2 = _stage(exp, stage2_rows) if len(stage2_rows) else None
     steps1 = stage1.steps(train)
     steps2 = stage2.steps(train) if stage2 else 0
     if steps1 == 0:
@@ -221,15 +236,78 @@ def setup_fold(exp: Experiment, fold: int) -> FoldSetup:
         )
         stage2 = None
     elif stage2 is None and train.stage2_epochs:
-        print(f"Stage 2 skipped: no training row has at least {train.stage2_min_votes} votes.")
+        print(f"Stage 2 skipped: no training row has at least {min2} votes (data.min_votes).")
     plan = Plan(train.stage1_epochs, train.stage2_epochs if stage2 else 0, steps1, steps2, train)
     metric = select_metric(train.select_metric, data.hard)
-    prior = stage1.targets.mean(axis=0)
+    # The class prior of every training unit's votes, whatever the stages keep or relabel: the
+    # baseline each CV is read against stays the same across selection settings.
+    prior = data.unit_targets(fit_rows).to_numpy().mean(axis=0)
     score = Validation.of(val_rows, data, prior, train.select_min_votes, fold, metric)
     val = score
     if select_on == "inner":
         val = Validation.of(select_rows, data, prior, train.select_min_votes, fold, metric)
-    return FoldSetup(fold, train_rows, stage1, stage2, plan, val, score, select_on)
+    training = training_rows(exp, stage1, stage2 if plan.stage2_epochs else None)
+    return FoldSetup(fold, train_rows, stage1, stage2, plan, val, score, select_on, training)
+
+
+def _stage(exp: Experiment, rows: pd.DataFrame) -> StageData:
+    """The units of ``rows`` as ``data.dedup`` groups them, class weighted as the recipe says,
+    the low-vote ones relabelled from ``train.pseudo_from``'s OOF where it is set."""
+    cfg = exp.cfg
+    stage = StageData.from_rows(
+        rows, exp.data, cfg.train.class_weights == "balanced", cfg.data.dedup
+    )
+    if exp.pseudo is None:
+        return stage
+    return relabel(stage, exp.pseudo, cfg.train.pseudo_mix, cfg.train.low_votes)
+
+
+def training_rows(exp: Experiment, stage1: StageData, stage2: StageData | None) -> dict:
+    """Which rows each stage trains on and by what rule: counts, thresholds, the unit grouping,
+    loss weights and pseudo labels, with a one-line ``rule`` for tables."""
+    cfg, data = exp.cfg, exp.data
+    per = f"one per {data.id_column}" + (" and vote pattern" if cfg.data.dedup else "")
+    stages: dict[str, dict | None] = {}
+    texts = []
+    for number, stage in ((1, stage1), (2, stage2)):
+        if stage is None:
+            stages[f"stage{number}"] = None
+            continue
+        assert stage.votes is not None
+        low = int((stage.votes < cfg.train.low_votes).sum())
+        figures = {
+            "rows": stage.n_rows,
+            "units": len(stage.unit_ids),
+            "min_votes": stage_min_votes(cfg.data, number),
+            "low_vote_units": low,
+        }
+        stages[f"stage{number}"] = figures
+        texts.append(
+            f"stage {number}: {figures['rows']} rows with >= {figures['min_votes']} votes, "
+            f"{figures['units']} units"
+        )
+    rule = f"{'; '.join(texts)} ({per})"
+    train = cfg.train
+    if train.vote_weight > 0 or train.vote_weight_decay < 1:
+        rule += (
+            f"; loss weight votes^{train.vote_weight:g}, units below {train.low_votes} votes "
+            f"x {train.vote_weight_decay:g} per epoch"
+        )
+    if exp.pseudo is not None:
+        rule += (
+            f"; units below {train.low_votes} votes relabelled {train.pseudo_mix:g} x votes + "
+            f"{1 - train.pseudo_mix:g} x the OOF of {train.pseudo_from}"
+        )
+    return {
+        **stages,
+        "dedup": cfg.data.dedup,
+        "vote_weight": train.vote_weight,
+        "vote_weight_decay": train.vote_weight_decay,
+        "low_votes": train.low_votes,
+        "pseudo_from": train.pseudo_from,
+        "pseudo_mix": train.pseudo_mix if exp.pseudo is not None else None,
+        "rule": rule,
+    }
 
 
 def _selection(
