@@ -69,7 +69,7 @@ HMS_RESOLVED: dict[str, object] = {
     "preprocess.window_seconds": 0.0,
     "preprocess.stride_seconds": 0.0,
     "preprocess.crop_seconds": 0.0,
-    "preprocess.crop_stride_seconds": 0.0,
+    "preprocess.crop_stride_seconds": 0.25,
     "preprocess.bandpass_low": 0.5,
     "preprocess.bandpass_high": 20.0,
     "preprocess.filter_order": 4,
@@ -111,6 +111,7 @@ HMS_RESOLVED: dict[str, object] = {
     "train.output_dir": "outputs",
     "train.batch_size": 16,
     "train.samples_per_eeg": 1,
+    "train.min_steps_per_epoch": 0,
     "train.shift_seconds": 0.0,
     "train.workers": 0,
     "train.stage1_epochs": 10,
@@ -185,6 +186,8 @@ RESOLVED_RECIPES = {
         "train.lr": 0.0003,
     },
     ("eeg_cpu.yaml", "eeg_cpu.yaml"): {
+        "preprocess.crop_seconds": 2.0,
+        "train.min_steps_per_epoch": 20,
         "train.select_on": "auto",
         "preprocess.sample_rate": 128.0,
         "preprocess.standardize": True,
@@ -240,6 +243,8 @@ RESOLVED_RECIPES = {
         "train.lr": 0.0005,
     },
     ("trials64_broken.yaml", "trials64_broken.yaml"): {
+        "preprocess.crop_seconds": 2.0,
+        "train.min_steps_per_epoch": 20,
         "train.select_on": "auto",
         "preprocess.sample_rate": 128.0,
         "preprocess.bandpass_high": 40.0,
@@ -738,7 +743,8 @@ def test_the_hms_base_is_the_old_schema_defaults():
 )
 def test_every_shipped_recipe_resolves_as_before_the_redesign(old, new):
     """Moving the HMS settings out of the defaults and the recipes onto bases changed no value:
-    each recipe resolves to what its old file did (frozen from the code before the change)."""
+    each recipe resolves to what its old file did (frozen from the code before the change),
+    plus the generic recipe's later, deliberate change: 2 s crops and a floor of steps."""
     expected = {**HMS_RESOLVED, **RESOLVED_RECIPES[old, new]}
     assert _flat(config_to_dict(load_config(recipe_path(new)))) == expected
 
