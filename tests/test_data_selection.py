@@ -105,7 +105,12 @@ def test_every_batch_weighs_each_row_by_its_units_votes_of_that_epoch() -> None:
     rows = _table(np.arange(5) + 100, np.outer(votes, [1, 0, 0, 0, 0, 0]))
     stage = StageData.from_rows(rows, _Labels(rows))
     cfg = TrainConfig(
-        batch_size=2, swap_prob=0.0, mixup_prob=0.0, vote_weight=1.0, vote_weight_decay=0.3
+        batch_size=2,
+        min_steps_per_epoch=0,  # each unit once
+        swap_prob=0.0,
+        mixup_prob=0.0,
+        vote_weight=1.0,
+        vote_weight_decay=0.3,
     )
     epoch = 2
     expected = votes * np.where(votes < cfg.low_votes, 0.3**epoch, 1.0)
