@@ -70,6 +70,9 @@ Storage = Literal["windows", "recordings"]
 StoreDtype = Literal["float16", "float32"]
 Montage = Literal["auto", "double_banana", "identity", "average"]
 SpectrogramPlace = Literal["cpu", "graph"]
+# The views of the signal the image can show side by side (hmsbrain.dsp.views registers exactly
+# these; a test holds them together).
+View = Literal["mel", "zoom", "stft", "stft_signals", "cwt", "raw"]
 ImageBackbone = Literal["effnetv2", "resnet50v2", "mobilenetv3", "densenet201"]
 RawBackbone = Literal["wavenet", "eegnet", "shallow", "bandpower"]
 Backbone = Literal[ImageBackbone, RawBackbone]
@@ -87,6 +90,7 @@ Baseline = Literal["bandpower", "tangent"]
 # image ones and its backbone_names() must list exactly these (a test holds them together).
 IMAGE_BACKBONES: tuple[str, ...] = typing.get_args(ImageBackbone)
 RAW_BACKBONE_NAMES: tuple[str, ...] = typing.get_args(RawBackbone)
+VIEW_NAMES: tuple[str, ...] = typing.get_args(View)
 BACKBONE_NAMES: tuple[str, ...] = (*IMAGE_BACKBONES, *RAW_BACKBONE_NAMES)
 
 
@@ -138,6 +142,22 @@ class PreprocessConfig:
         "with the windows) or graph (inside the model, from the clean montage: no CPU work on "
         "a GPU machine, and exported with the model).",
     )
+    views: list[View] = _f(
+        ["mel"],
+        "The views of the clean montage the image shows, side by side, each as one tile per "
+        "channel group of n_mels rows: mel (dB mel spectrogram), zoom (mel of the central "
+        "zoom_seconds at a finer time step), stft (log power STFT, per group), stft_signals "
+        "(log power STFT of every signal, stacked in its group's tile), cwt (complex Morlet "
+        "filter bank, log-spaced cwt_fmin..cwt_fmax), raw (the signals folded into rows).",
+    )
+    zoom_seconds: float = _f(10.0, "views=zoom: seconds at the centre of each window it shows.")
+    cwt_fmin: float = _f(0.5, "views=cwt: lowest Morlet frequency in Hz (log-spaced rows).")
+    cwt_fmax: float = _f(20.0, "views=cwt: highest Morlet frequency in Hz.")
+    cwt_cycles: float = _f(
+        7.0,
+        "views=cwt: cycles per Morlet wavelet (Gaussian std = cycles / (2 pi f)); more "
+        "cycles: finer frequency, coarser time.",
+    )
     max_image_groups: int = _f(
         8, "Most spectrogram tiles in the image: channels are grouped by region beyond this."
     )
@@ -159,10 +179,10 @@ class PreprocessConfig:
     scale_uv: float = _f(1.0, "Divide bipolar signals by this before the model sees them.")
     n_fft: int = _f(256, "FFT size of the mel spectrogram.")
     win_length: int = _f(64, "STFT window length in samples (Hann).")
-    n_mels: int = _f(32, "Mel bands per chain tile (image rows per tile).")
+    n_mels: int = _f(32, "Rows of every view's tile: mel bands, STFT bins, CWT frequencies.")
     n_frames: int = _f(32, "STFT frames per tile (image columns); hop = window // n_frames.")
-    fmin: float = _f(0.0, "Lowest mel frequency in Hz.")
-    fmax: float = _f(40.0, "Highest mel frequency in Hz.")
+    fmin: float = _f(0.0, "Lowest mel (and STFT) frequency in Hz.")
+    fmax: float = _f(40.0, "Highest mel (and STFT) frequency in Hz.")
     top_db: float = _f(80.0, "Dynamic range kept below each signal's peak, in dB.")
     use_kaggle_spectrogram: bool = _f(
         False, "HMS: append the Kaggle 10-minute spectrogram tiles beside the EEG tiles."
