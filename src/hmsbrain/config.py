@@ -74,7 +74,7 @@ SpectrogramPlace = Literal["cpu", "graph"]
 # these; a test holds them together).
 View = Literal["mel", "zoom", "stft", "stft_signals", "cwt", "raw"]
 ImageBackbone = Literal["effnetv2", "resnet50v2", "mobilenetv3", "densenet201"]
-RawBackbone = Literal["wavenet", "eegnet", "shallow", "bandpower"]
+RawBackbone = Literal["wavenet", "conformer", "eegnet", "shallow", "bandpower"]
 Backbone = Literal[ImageBackbone, RawBackbone]
 EffNetV2Size = Literal["B0", "B1", "B2", "B3", "S", "M", "L"]
 MobileNetV3Size = Literal["large", "small"]
@@ -225,6 +225,17 @@ class WaveNetConfig:
 
 
 @dataclass
+class ConformerConfig:
+    filters: int = _f(64, "Conformer: channels of every layer (a multiple of heads).")
+    stem_layers: int = _f(4, "Conformer: depthwise-separable stem layers, each halving time.")
+    stem_kernel: int = _f(7, "Conformer: depthwise kernel of the stem, in samples.")
+    blocks: int = _f(3, "Conformer: Conformer blocks after the stem.")
+    heads: int = _f(4, "Conformer: attention heads per block.")
+    kernel: int = _f(15, "Conformer: depthwise kernel of each block's convolution module.")
+    dropout: float = _f(0.1, "Conformer: dropout inside every block.")
+
+
+@dataclass
 class BandpowerConfig:
     bands: list[float] = _f(
         [1.0, 4.0, 8.0, 13.0, 20.0, 30.0, 45.0],
@@ -252,7 +263,8 @@ class ModelConfig:
     backbone: Backbone = _f(
         "eegnet",
         "Image backbone (its spectrogram image, with the WaveNet branch if use_wavenet), or a "
-        "raw-signal model (wavenet, eegnet, shallow; bandpower: the fitted baseline alone).",
+        "raw-signal model (wavenet, conformer, eegnet, shallow; bandpower: the fitted baseline "
+        "alone).",
     )
     weights: str = _f(
         "none", "Image backbone weights: 'imagenet', 'none', or a .h5/.weights.h5 path."
@@ -265,6 +277,7 @@ class ModelConfig:
     eegnet: EEGNetConfig = field(default_factory=EEGNetConfig)
     shallow: ShallowConfig = field(default_factory=ShallowConfig)
     wavenet: WaveNetConfig = field(default_factory=WaveNetConfig)
+    conformer: ConformerConfig = field(default_factory=ConformerConfig)
     bandpower: BandpowerConfig = field(default_factory=BandpowerConfig)
     effnetv2: EffNetV2Config = field(default_factory=EffNetV2Config)
     mobilenetv3: MobileNetV3Config = field(default_factory=MobileNetV3Config)
