@@ -241,3 +241,23 @@ def test_every_view_is_cached_per_window(tiny_kaggle, tmp_path):
     # Another view is another cache.
     cfg.preprocess.views = ["mel"]
     assert open_cache(data, cfg, (IMAGE_INPUT,)).root != cache.root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("views", [["zoom", "stft"], ["stft_signals", "cwt", "raw"]])
+def test_an_image_model_of_the_views_exports_to_onnx_with_parity(small_demo, tmp_path, views):
+    """The views are computed before the model, so an image model of any of them exports as
+    the mel one does: real preprocessed windows of the views, ONNX within the parity bound."""
+    from hmsbrain.inference.export import PARITY_RTOL, export_model, parity_inputs
+    from hmsbrain.models.registry import build_model
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(small_demo, tmp_path)
+    cfg.preprocess.views, cfg.preprocess.n_mels = views, 16
+    cfg.preprocess.win_length, cfg.model.use_wavenet = 32, False
+    inputs = parity_inputs(cfg, n_rows=4)
+    widths = {"zoom": 16, "stft": 16, "stft_signals": 16, "cwt": 16, "raw": 500}
+    assert inputs[IMAGE_INPUT].shape == (4, 64, sum(widths[v] for v in views) + 16, 3)
+    model = build_model(cfg.model, inputs[IMAGE_INPUT].shape[1:], None, 6)
+    report = export_model(model, tmp_path / "model.onnx", inputs)
+    assert report["parity"]["logits_rel_err"] <= PARITY_RTOL
