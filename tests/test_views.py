@@ -261,3 +261,16 @@ def test_an_image_model_of_the_views_exports_to_onnx_with_parity(small_demo, tmp
     model = build_model(cfg.model, inputs[IMAGE_INPUT].shape[1:], None, 6)
     report = export_model(model, tmp_path / "model.onnx", inputs)
     assert report["parity"]["logits_rel_err"] <= PARITY_RTOL
+
+
+def test_a_view_the_graph_cannot_compute_is_refused_by_name() -> None:
+    from hmsbrain.config import load_config
+    from hmsbrain.core.inputs import model_inputs
+
+    cfg = hms_config(["preprocess.spectrogram=graph", "model.use_wavenet=false"])
+    assert model_inputs(cfg.model, cfg.preprocess) == ("montage", "kaggle")
+    cfg.preprocess.views = ["mel", "cwt"]
+    with pytest.raises(ConfigError, match=r"preprocess\.views=\['mel', 'cwt'\].*spectrogram=cpu"):
+        model_inputs(cfg.model, cfg.preprocess)
+    with pytest.raises(ConfigError, match=r"preprocess\.views\[1\]: 'superlet' is not one of"):
+        load_config(overrides=["preprocess.views=[mel, superlet]"])
