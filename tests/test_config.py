@@ -26,6 +26,7 @@ from hmsbrain.config import (
     Baseline,
     Config,
     ConfigError,
+    ConformerConfig,
     EEGNetConfig,
     EffNetV2Config,
     MobileNetV3Config,
@@ -65,6 +66,11 @@ HMS_RESOLVED: dict[str, object] = {
     "preprocess.montage": "auto",
     "preprocess.standardize": False,
     "preprocess.spectrogram": "cpu",
+    "preprocess.views": ["mel"],
+    "preprocess.zoom_seconds": 10.0,
+    "preprocess.cwt_fmin": 0.5,
+    "preprocess.cwt_fmax": 20.0,
+    "preprocess.cwt_cycles": 7.0,
     "preprocess.max_image_groups": 8,
     "preprocess.window_seconds": 0.0,
     "preprocess.stride_seconds": 0.0,
@@ -92,6 +98,13 @@ HMS_RESOLVED: dict[str, object] = {
     "model.wavenet.filters": 32,
     "model.wavenet.dilations": [1, 2, 4, 8],
     "model.wavenet.blocks": 3,
+    "model.conformer.filters": 64,
+    "model.conformer.stem_layers": 4,
+    "model.conformer.stem_kernel": 7,
+    "model.conformer.blocks": 3,
+    "model.conformer.heads": 4,
+    "model.conformer.kernel": 15,
+    "model.conformer.dropout": 0.1,
     "model.dropout": 0.2,
     "model.bn_momentum": 0.0,
     "model.eegnet.f1": 8,
@@ -433,10 +446,30 @@ def test_save_then_load_round_trips(tmp_path):
     assert again != Config()
 
 
+# The ensemble members of other views and the 1D model (GPU), and a CPU demo of each.
+VIEW_RECIPES = (
+    "mel_zoom_effnetv2.yaml",
+    "stft_effnetv2.yaml",
+    "stft_resnet50v2.yaml",
+    "stft_signals_effnetv2.yaml",
+    "cwt_effnetv2.yaml",
+    "cwt_densenet201.yaml",
+    "raw_effnetv2.yaml",
+    "conformer.yaml",
+    "demo_zoom.yaml",
+    "demo_stft.yaml",
+    "demo_stft_signals.yaml",
+    "demo_cwt.yaml",
+    "demo_raw.yaml",
+    "demo_conformer.yaml",
+)
+
+
 def test_shipped_configs_validate():
     """Every YAML the project ships must load against the current schema."""
     paths = sorted((REPO / "configs").glob("**/*.yaml"))
-    assert len(paths) == len(RESOLVED_RECIPES) + 2, paths  # + hms/base.yaml and hms/full.yaml
+    # + hms/base.yaml, hms/full.yaml and the ensemble members and demos of more views
+    assert len(paths) == len(RESOLVED_RECIPES) + 2 + len(VIEW_RECIPES), paths
     for path in paths:
         load_config(path)
 
@@ -601,6 +634,7 @@ def test_the_config_imports_no_deep_learning_framework():
 
 
 def _builders() -> dict[type, object]:
+    from hmsbrain.models.conformer import conformer_features
     from hmsbrain.models.registry import MODELS
     from hmsbrain.models.wavenet import wavenet_features
 
@@ -608,6 +642,7 @@ def _builders() -> dict[type, object]:
         EEGNetConfig: MODELS["eegnet"].build,
         ShallowConfig: MODELS["shallow"].build,
         WaveNetConfig: wavenet_features,
+        ConformerConfig: conformer_features,
         BandpowerConfig: MODELS["bandpower"].build,
         EffNetV2Config: MODELS["effnetv2"].build,
         MobileNetV3Config: MODELS["mobilenetv3"].build,

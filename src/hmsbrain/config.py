@@ -70,8 +70,11 @@ Storage = Literal["windows", "recordings"]
 StoreDtype = Literal["float16", "float32"]
 Montage = Literal["auto", "double_banana", "identity", "average"]
 SpectrogramPlace = Literal["cpu", "graph"]
+# The views of the signal the image can show side by side (hmsbrain.dsp.views registers exactly
+# these; a test holds them together).
+View = Literal["mel", "zoom", "stft", "stft_signals", "cwt", "raw"]
 ImageBackbone = Literal["effnetv2", "resnet50v2", "mobilenetv3", "densenet201"]
-RawBackbone = Literal["wavenet", "eegnet", "shallow", "bandpower"]
+RawBackbone = Literal["wavenet", "conformer", "eegnet", "shallow", "bandpower"]
 Backbone = Literal[ImageBackbone, RawBackbone]
 EffNetV2Size = Literal["B0", "B1", "B2", "B3", "S", "M", "L"]
 MobileNetV3Size = Literal["large", "small"]
@@ -87,6 +90,7 @@ Baseline = Literal["bandpower", "tangent"]
 # image ones and its backbone_names() must list exactly these (a test holds them together).
 IMAGE_BACKBONES: tuple[str, ...] = typing.get_args(ImageBackbone)
 RAW_BACKBONE_NAMES: tuple[str, ...] = typing.get_args(RawBackbone)
+VIEW_NAMES: tuple[str, ...] = typing.get_args(View)
 BACKBONE_NAMES: tuple[str, ...] = (*IMAGE_BACKBONES, *RAW_BACKBONE_NAMES)
 
 
@@ -151,6 +155,22 @@ class PreprocessConfig:
         "with the windows) or graph (inside the model, from the clean montage: no CPU work on "
         "a GPU machine, and exported with the model).",
     )
+    views: list[View] = _f(
+        ["mel"],
+        "The views of the clean montage the image shows, side by side, each as one tile per "
+        "channel group of n_mels rows: mel (dB mel spectrogram), zoom (mel of the central "
+        "zoom_seconds at a finer time step), stft (log power STFT, per group), stft_signals "
+        "(log power STFT of every signal, stacked in its group's tile), cwt (complex Morlet "
+        "filter bank, log-spaced cwt_fmin..cwt_fmax), raw (the signals folded into rows).",
+    )
+    zoom_seconds: float = _f(10.0, "views=zoom: seconds at the centre of each window it shows.")
+    cwt_fmin: float = _f(0.5, "views=cwt: lowest Morlet frequency in Hz (log-spaced rows).")
+    cwt_fmax: float = _f(20.0, "views=cwt: highest Morlet frequency in Hz.")
+    cwt_cycles: float = _f(
+        7.0,
+        "views=cwt: cycles per Morlet wavelet (Gaussian std = cycles / (2 pi f)); more "
+        "cycles: finer frequency, coarser time.",
+    )
     max_image_groups: int = _f(
         8, "Most spectrogram tiles in the image: channels are grouped by region beyond this."
     )
@@ -173,10 +193,10 @@ class PreprocessConfig:
     scale_uv: float = _f(1.0, "Divide bipolar signals by this before the model sees them.")
     n_fft: int = _f(256, "FFT size of the mel spectrogram.")
     win_length: int = _f(64, "STFT window length in samples (Hann).")
-    n_mels: int = _f(32, "Mel bands per chain tile (image rows per tile).")
+    n_mels: int = _f(32, "Rows of every view's tile: mel bands, STFT bins, CWT frequencies.")
     n_frames: int = _f(32, "STFT frames per tile (image columns); hop = window // n_frames.")
-    fmin: float = _f(0.0, "Lowest mel frequency in Hz.")
-    fmax: float = _f(40.0, "Highest mel frequency in Hz.")
+    fmin: float = _f(0.0, "Lowest mel (and STFT) frequency in Hz.")
+    fmax: float = _f(40.0, "Highest mel (and STFT) frequency in Hz.")
     top_db: float = _f(80.0, "Dynamic range kept below each signal's peak, in dB.")
     use_kaggle_spectrogram: bool = _f(
         False, "HMS: append the Kaggle 10-minute spectrogram tiles beside the EEG tiles."
@@ -219,6 +239,17 @@ class WaveNetConfig:
 
 
 @dataclass
+class ConformerConfig:
+    filters: int = _f(64, "Conformer: channels of every layer (a multiple of heads).")
+    stem_layers: int = _f(4, "Conformer: depthwise-separable stem layers, each halving time.")
+    stem_kernel: int = _f(7, "Conformer: depthwise kernel of the stem, in samples.")
+    blocks: int = _f(3, "Conformer: Conformer blocks after the stem.")
+    heads: int = _f(4, "Conformer: attention heads per block.")
+    kernel: int = _f(15, "Conformer: depthwise kernel of each block's convolution module.")
+    dropout: float = _f(0.1, "Conformer: dropout inside every block.")
+
+
+@dataclass
 class BandpowerConfig:
     bands: list[float] = _f(
         [1.0, 4.0, 8.0, 13.0, 20.0, 30.0, 45.0],
@@ -246,7 +277,8 @@ class ModelConfig:
     backbone: Backbone = _f(
         "eegnet",
         "Image backbone (its spectrogram image, with the WaveNet branch if use_wavenet), or a "
-        "raw-signal model (wavenet, eegnet, shallow; bandpower: the fitted baseline alone).",
+        "raw-signal model (wavenet, conformer, eegnet, shallow; bandpower: the fitted baseline "
+        "alone).",
     )
     weights: str = _f(
         "none", "Image backbone weights: 'imagenet', 'none', or a .h5/.weights.h5 path."
@@ -259,6 +291,7 @@ class ModelConfig:
     eegnet: EEGNetConfig = field(default_factory=EEGNetConfig)
     shallow: ShallowConfig = field(default_factory=ShallowConfig)
     wavenet: WaveNetConfig = field(default_factory=WaveNetConfig)
+    conformer: ConformerConfig = field(default_factory=ConformerConfig)
     bandpower: BandpowerConfig = field(default_factory=BandpowerConfig)
     effnetv2: EffNetV2Config = field(default_factory=EffNetV2Config)
     mobilenetv3: MobileNetV3Config = field(default_factory=MobileNetV3Config)

@@ -2,7 +2,8 @@
 
 Every model reads some of these inputs, by name:
 
-- ``image``: a spectrogram image for ImageNet backbones, ``(rows, H, W, 3)``;
+- ``image``: the image of the signal's views (``preprocess.views``: mel spectrogram, zoomed
+  centre, STFT, CWT, the raw signals folded) for ImageNet backbones, ``(rows, H, W, 3)``;
 - ``raw``: the clean montage for the 1D models, ``(rows, time, channels)``;
 - ``montage``: the clean montage the model turns into its image itself
   (``preprocess.spectrogram=graph``), ``(rows, channels, samples)``;
@@ -22,7 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hmsbrain.config import RAW_BACKBONE_NAMES, Config, ModelConfig, PreprocessConfig
+from hmsbrain.config import (
+    RAW_BACKBONE_NAMES,
+    Config,
+    ConfigError,
+    ModelConfig,
+    PreprocessConfig,
+)
 
 IMAGE_INPUT = "image"
 RAW_INPUT = "raw"
@@ -37,6 +44,11 @@ INPUT_LAYOUTS = {
 }
 ALL_INPUTS = (IMAGE_INPUT, RAW_INPUT)
 WAVENET = "wavenet"  # the backbone name of the 1D WaveNet branch alone
+# The views the model can compute itself (preprocess.spectrogram=graph): the others stay on the
+# CPU (hmsbrain.dsp.views): stft_signals and cwt have no graph form written yet (the CWT's
+# 0.5 Hz wavelets are 13 s long, a convolution the CPU does by FFT), and raw is the samples
+# themselves, so the graph would spare the CPU no spectral work.
+GRAPH_VIEWS = ("mel",)
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,11 @@ def model_inputs(cfg: ModelConfig, preprocess: PreprocessConfig | None = None) -
         return (RAW_INPUT,)
     image: tuple[str, ...] = (IMAGE_INPUT,)
     if preprocess is not None and preprocess.spectrogram == "graph":
+        if set(preprocess.views) - set(GRAPH_VIEWS):
+            raise ConfigError(
+                f"preprocess.views={preprocess.views}: preprocess.spectrogram=graph computes "
+                f"only {list(GRAPH_VIEWS)} in the model; use preprocess.spectrogram=cpu"
+            )
         kaggle = (KAGGLE_INPUT,) if preprocess.use_kaggle_spectrogram else ()
         image = (MONTAGE_INPUT, *kaggle)
     return (*image, RAW_INPUT) if cfg.use_wavenet else image

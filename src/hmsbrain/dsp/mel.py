@@ -88,13 +88,21 @@ def group_tiles(
     signals: np.ndarray, groups: tuple[tuple[int, ...], ...], cfg: PreprocessConfig
 ) -> np.ndarray:
     """Clean montage ``(..., channels, samples)`` -> one tile per channel group,
-    ``(..., groups, n_mels, n_frames)``.
+    ``(..., groups, n_mels, n_frames)``: :func:`power_tiles` of the mel power."""
+    return power_tiles(mel_power(signals, cfg), groups, cfg)
 
-    Each tile is the mean of its channels' dB mel spectrograms, scaled so that the peak is
-    about +1 and the ``top_db`` floor is -1. dB is relative to each window's peak over all its
-    channels (:func:`power_to_db`), so one region's dominance over another survives.
+
+def power_tiles(
+    power: np.ndarray, groups: tuple[tuple[int, ...], ...], cfg: PreprocessConfig
+) -> np.ndarray:
+    """Power ``(..., channels, rows, frames)`` of any time-frequency view -> one tile per
+    channel group, ``(..., groups, rows, frames)``.
+
+    Each tile is the mean of its channels' dB power, scaled so that the peak is about +1 and the
+    ``top_db`` floor is -1. dB is relative to each window's peak over all its channels
+    (:func:`power_to_db`), so one region's dominance over another survives.
     """
-    db = power_to_db(mel_power(signals, cfg), cfg.top_db)
+    db = power_to_db(power, cfg.top_db)
     sizes = {len(g) for g in groups}
     if len(sizes) == 1 and np.array_equal(np.concatenate(groups), np.arange(db.shape[-3])):
         # Equal consecutive groups (the double banana's four chains of four): one reshape.
@@ -102,5 +110,10 @@ def group_tiles(
         tiles = db.reshape(shape).mean(axis=-3)
     else:
         tiles = np.stack([db[..., list(g), :, :].mean(axis=-3) for g in groups], axis=-3)
+    return scale_db(tiles, cfg)
+
+
+def scale_db(db: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """dB in ``[-top_db, 0]`` -> about ``[-1, 1]``, the range of every spectral tile."""
     half = cfg.top_db / 2.0
-    return ((tiles + half) / half).astype(np.float32)
+    return ((db + half) / half).astype(np.float32)

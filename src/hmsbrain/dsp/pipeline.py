@@ -15,9 +15,9 @@ from hmsbrain.config import PreprocessConfig
 from hmsbrain.core.inputs import IMAGE_INPUT, KAGGLE_INPUT, MONTAGE_INPUT, RAW_INPUT, Batch
 from hmsbrain.dsp.filters import bandpass, decimate, resample
 from hmsbrain.dsp.image import build_image, stack_tiles
-from hmsbrain.dsp.mel import group_tiles
 from hmsbrain.dsp.montage import Montage
 from hmsbrain.dsp.parallel import map_batch
+from hmsbrain.dsp.views import view_tiles
 
 # Bump whenever a change to preprocessing changes what it computes from the same data: the
 # input cache is keyed on it, so inputs made by older code are never reused.
@@ -50,11 +50,11 @@ def montage_inputs(
     side_tiles: np.ndarray | None = None,
 ) -> Batch:
     """Clean montage signals ``(n, montage channels, samples)`` -> the model inputs ``names``:
-    the image (or, when the model computes it, the montage itself and the side tiles stacked
-    like the image's right half) and the raw branch."""
+    the image of ``preprocess.views`` (or, when the model computes it, the montage itself and
+    the side tiles stacked like the image's right half) and the raw branch."""
     batch = Batch()
     if IMAGE_INPUT in names:
-        tiles = map_batch(lambda m: group_tiles(m, montage.groups, cfg), clean_signals)
+        tiles = map_batch(lambda m: view_tiles(m, montage.groups, cfg), clean_signals)
         batch[IMAGE_INPUT] = build_image(tiles, side_tiles)
     if MONTAGE_INPUT in names:
         batch[MONTAGE_INPUT] = np.asarray(clean_signals, np.float32)

@@ -4,8 +4,9 @@ The models register themselves (:mod:`hmsbrain.models.base`); this module import
 ``MODELS`` is complete here. Image backbones (:mod:`hmsbrain.models.imagenet`) read the
 spectrogram image, joined with the WaveNet branch over the raw montage when
 ``model.use_wavenet`` is on (the HMS hybrid). Raw-signal models read the montage alone:
-``wavenet``, ``eegnet`` (Lawhern et al. 2018) and ``shallow`` (Schirrmeister et al. 2017) are
-trained; ``bandpower`` is fitted (:mod:`hmsbrain.models.bandpower`).
+``wavenet``, ``conformer`` (a depthwise-separable stem into Conformer blocks), ``eegnet``
+(Lawhern et al. 2018) and ``shallow`` (Schirrmeister et al. 2017) are trained; ``bandpower``
+is fitted (:mod:`hmsbrain.models.bandpower`).
 
 Every model ends in a ``logits`` layer and a float32 softmax ``probs``, is built from Keras core
 layers and ``keras.applications`` only, and so reloads with plain ``keras.saving.load_model``
@@ -30,13 +31,13 @@ from hmsbrain.core.inputs import (
     WAVENET,
     model_inputs,
 )
-from hmsbrain.models import bandpower, eegnet, imagenet, shallow, wavenet
+from hmsbrain.models import bandpower, conformer, eegnet, imagenet, shallow, wavenet
 from hmsbrain.models.base import MODELS, ModelSpec, all_layers
 from hmsbrain.models.imagenet import build_backbone
 from hmsbrain.models.spectrogram import mel_image
 
 # The modules whose import registers their models: a new model's module is added here.
-MODEL_MODULES = (imagenet, wavenet, eegnet, shallow, bandpower)
+MODEL_MODULES = (imagenet, wavenet, conformer, eegnet, shallow, bandpower)
 
 
 def model_spec(name: str) -> ModelSpec:
