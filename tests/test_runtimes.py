@@ -3,11 +3,8 @@ why, and an explicit runtime that cannot run is a one-line error, never a silent
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
-import zipfile
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -34,6 +31,7 @@ from hmsbrain.inference.runtimes import (
 )
 from hmsbrain.inference.tensorrt_runtime import unavailable_reason as tensorrt_reason
 from hmsbrain.runs import KERAS_FILE
+from tests.conftest import resave_keras
 
 
 @pytest.fixture(scope="module")
@@ -205,22 +203,6 @@ def test_auto_passes_over_a_runtime_whose_fold_does_not_open(exported_run, monke
 # --- the Keras fallback knows its limits --------------------------------------------------------
 
 
-def _resave(fold: Path, keras_version: str, class_name: str | None = None) -> None:
-    """Rewrite the fold's model.keras as if Keras ``keras_version`` had saved it (and, with
-    ``class_name``, as a model of a class this Keras does not know)."""
-    path = fold / KERAS_FILE
-    with zipfile.ZipFile(path) as archive:
-        entries = {name: archive.read(name) for name in archive.namelist()}
-    meta = json.loads(entries["metadata.json"])
-    entries["metadata.json"] = json.dumps({**meta, "keras_version": keras_version}).encode()
-    if class_name is not None:
-        config = json.loads(entries["config.json"])
-        entries["config.json"] = json.dumps({**config, "class_name": class_name}).encode()
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-
-
 def test_keras_version_gap() -> None:
     assert keras_version_gap("3.15.1", "3.15.1") is None
     assert keras_version_gap("3.15.1", "3.15.0") is None  # a patch release reads its files
@@ -236,11 +218,11 @@ def test_keras_says_when_it_is_older_than_the_models_and_when_it_cannot_load_the
     fold = tmp_path / "fold1"
     shutil.copytree(fold_dirs(exported_run)[0], fold)
     assert saved_keras_version(fold / KERAS_FILE) == keras.__version__  # Keras records it
-    _resave(fold, "3.99.0")
+    resave_keras(fold, "3.99.0")
     with caplog.at_level("WARNING"):
         assert open_runtime("keras", fold, tmp_path).name == "keras"  # older, yet it loads
     assert f"saved by Keras 3.99.0; Keras {keras.__version__} here is older" in caplog.text
-    _resave(fold, "3.99.0", class_name="ModelOfKeras399")
+    resave_keras(fold, "3.99.0", class_name="ModelOfKeras399")
     with pytest.raises(RuntimeUnavailableError) as error:
         open_runtime("keras", fold, tmp_path)
     message = str(error.value)

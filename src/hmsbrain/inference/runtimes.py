@@ -154,6 +154,8 @@ def open_fold_runtimes(
                 break
             try:
                 runtimes.append(open_fold_runtime(name, fold, cache, auto, log_line))
+            except RuntimeUnavailableError as exc:  # one line naming the file already
+                reason = str(exc)
             except Exception as exc:  # any failure to open rules the runtime out, see above
                 reason = f"{fold} does not open: {_first_line(exc)}"
         if reason is None:
