@@ -2,7 +2,8 @@
 
 A fresh virtualenv holds only ``kernels/kaggle-image.txt`` (no onnxruntime, TensorFlow or
 Keras), and pip can download nothing: no index (``PIP_NO_INDEX``, pip's configuration ignored,
-no find-links but the dataset's wheels) and a dead proxy for anything that would still try.
+no find-links but the dataset's wheels), and every proxy setting points at a trap that counts
+the connections anything makes to it: the notebook must make none.
 The notebook must install onnxruntime from the model dataset's wheels and submit; without
 wheels, it must still submit the class prior and say why; and the ``.ipynb`` itself must run
 under ``jupyter nbconvert --execute``, as Kaggle runs it.
@@ -18,8 +19,11 @@ import hashlib
 import json
 import os
 import shutil
+import socketserver
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import jupytext
@@ -37,7 +41,6 @@ from hmsbrain.hms.wheels import WHEELS_DIR, installed_onnxruntime, sha256
 IMAGE = KERNELS_DIR / "kaggle-image.txt"
 CACHE = Path.home() / ".cache" / "hmsbrain"
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-DEAD_PROXY = "http://127.0.0.1:9"  # nothing listens there: any download fails at once
 
 pytestmark = pytest.mark.slow
 
@@ -56,17 +59,42 @@ def _filled(folder: Path, what: list[str]) -> Path:
     return folder
 
 
-def _offline_env(**extra: str) -> dict[str, str]:
-    """This environment with pip and the network shut: no index, no configuration file, no
-    find-links, a proxy that refuses every connection; no PYTHONPATH to this checkout."""
+class Trap(socketserver.ThreadingTCPServer):
+    """A proxy on a free local port that answers nothing: it counts each connection made to
+    it and closes it."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), socketserver.BaseRequestHandler)
+        self.connections = 0
+
+    def verify_request(self, request, client_address) -> bool:
+        self.connections += 1
+        return False  # refused: closed unanswered
+
+
+@pytest.fixture
+def trap() -> Iterator[Trap]:
+    """The proxy every download would go through."""
+    with Trap() as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield server
+        server.shutdown()
+
+
+def _offline_env(trap: Trap | None = None, **extra: str) -> dict[str, str]:
+    """This environment with pip shut off the network: no index, no configuration file, no
+    find-links, every proxy the ``trap``; no PYTHONPATH to this checkout."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith("PIP_") and k.lower() not in ("no_proxy", "pythonpath")
     }
     env.update(PIP_NO_INDEX="1", PIP_CONFIG_FILE=os.devnull, PYTHONNOUSERSITE="1")
-    env.update({name: DEAD_PROXY for name in ("HTTP_PROXY", "HTTPS_PROXY")})
-    env.update({name: DEAD_PROXY for name in ("http_proxy", "https_proxy")})
+    if trap is not None:
+        proxy = "http://{}:{}".format(*trap.server_address)
+        env.update({k: proxy for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")})
     return {**env, **extra}
 
 
@@ -136,7 +164,7 @@ def _check_submission(work: Path, hms_sample_dir: Path) -> pd.DataFrame:
 
 
 def test_the_notebook_installs_onnxruntime_from_the_dataset_and_submits(
-    kaggle_python, wheeled, packaged, hms_sample_dir, tmp_path
+    kaggle_python, wheeled, packaged, hms_sample_dir, tmp_path, trap
 ) -> None:
     dataset = wheeled / DATASET_SLUG
     manifest = json.loads((dataset / MANIFEST).read_text())
@@ -155,11 +183,12 @@ def test_the_notebook_installs_onnxruntime_from_the_dataset_and_submits(
     done = _run(
         [str(kaggle_python), str(script)],
         cwd=work,
-        env=_offline_env(HMS_INPUT_DIR=str(inputs)),
+        env=_offline_env(trap, HMS_INPUT_DIR=str(inputs)),
         timeout=900,
     )
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
+    assert trap.connections == 0, "the notebook tried to reach the network"
     assert f"installed {bundled['builds']['cpu']} from {inputs / DATASET_SLUG / WHEELS_DIR}" in log
     assert "(CPU build; " in log
     assert "runtime auto: using onnx" in log
@@ -171,7 +200,7 @@ def test_the_notebook_installs_onnxruntime_from_the_dataset_and_submits(
 
 
 def test_without_wheels_the_notebook_submits_the_class_prior_and_says_why(
-    kaggle_python, packaged, hms_sample_dir, tmp_path
+    kaggle_python, packaged, hms_sample_dir, tmp_path, trap
 ) -> None:
     """The environment the issue reproduced its crash in: no onnxruntime, no Keras."""
     dataset = packaged / "dist" / DATASET_SLUG  # packaged with --no-wheels
@@ -179,11 +208,12 @@ def test_without_wheels_the_notebook_submits_the_class_prior_and_says_why(
     done = _run(
         [str(kaggle_python), str(KERNELS_DIR / "hms_inference.py")],
         cwd=work,
-        env=_offline_env(HMS_INPUT_DIR=str(inputs)),
+        env=_offline_env(trap, HMS_INPUT_DIR=str(inputs)),
         timeout=900,
     )
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
+    assert trap.connections == 0
     assert "bundles no wheels (packaged with --no-wheels)" in log
     assert "onnx: onnxruntime is not installed; keras: keras is not installed" in log
     assert "NO RUNTIME for any run: every test EEG gets the ensemble's class prior" in log
@@ -193,7 +223,7 @@ def test_without_wheels_the_notebook_submits_the_class_prior_and_says_why(
 
 
 def test_the_ipynb_runs_under_nbconvert_as_kaggle_runs_it(
-    kaggle_python, wheeled, packaged, hms_sample_dir, tmp_path
+    kaggle_python, wheeled, packaged, hms_sample_dir, tmp_path, trap
 ) -> None:
     inputs, work = _kaggle_input(tmp_path, hms_sample_dir, wheeled / DATASET_SLUG)
     # Kaggle runs the notebook in its working folder, which is where nbconvert starts the kernel.
@@ -204,10 +234,13 @@ def test_the_ipynb_runs_under_nbconvert_as_kaggle_runs_it(
         [*nbconvert, "--execute", str(notebook), "--output", str(executed)],
         cwd=work,
         # No kernel from the user's own Jupyter folder: only the image's python3 kernel.
-        env=_offline_env(HMS_INPUT_DIR=str(inputs), JUPYTER_DATA_DIR=str(tmp_path / "jupyter")),
+        env=_offline_env(
+            trap, HMS_INPUT_DIR=str(inputs), JUPYTER_DATA_DIR=str(tmp_path / "jupyter")
+        ),
         timeout=900,
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert trap.connections == 0
     outputs = executed.read_text()
     assert "installed onnxruntime==" in outputs and "runtime auto: using onnx" in outputs
     assert f"hmsbrain from {inputs / DATASET_SLUG / 'hmsbrain'}" in outputs

@@ -27,6 +27,7 @@ from hmsbrain.hms.kaggle import (
     run_kernel,
 )
 from hmsbrain.hms.submission import validate_submission
+from hmsbrain.hms.wheels import KAGGLE_PYTHONS, installed_onnxruntime
 from hmsbrain.inference.ensemble import blend_frames
 from hmsbrain.inference.predict import class_prior, predict_run
 from tests.conftest import (
@@ -72,6 +73,28 @@ def test_package_prints_the_upload_commands_and_never_overwrites(packaged, capsy
     assert err.startswith("warning: --no-wheels: the dataset bundles no onnxruntime")
     assert f"kaggle datasets create -p {packaged / 'dist' / DATASET_SLUG}" in out
     assert f"kaggle kernels push -p {packaged / 'dist' / 'kernel'}" in out
+
+
+def test_package_without_reachable_wheels_is_a_one_line_error(packaged, tmp_path, capsys):
+    """Offline, with --wheels-from a folder that lacks them (or is no folder), package.py says
+    what failed and what to do in one line, and leaves no package behind."""
+    args = [str(packaged / "sample.json"), "--out-dir", str(tmp_path / "dist")]
+    args += ["--kaggle-user", "tester", "--wheels-from"]
+    empty, nowhere = tmp_path / "empty", tmp_path / "nowhere"
+    empty.mkdir()
+    errors = []
+    for folder in (empty, nowhere):
+        with pytest.raises(SystemExit) as exit_info:
+            package_main([*args, str(folder)])
+        assert exit_info.value.code == 2
+        errors.append(capsys.readouterr().err.strip())
+    assert all("\n" not in err for err in errors)
+    requirement = f"onnxruntime=={installed_onnxruntime()}"
+    python = KAGGLE_PYTHONS[0]
+    assert errors[0].startswith(f"error: pip download {requirement} for CPython {python} from")
+    assert errors[0].endswith("; offline, pass --wheels-from a folder holding them, or --no-wheels")
+    assert errors[1] == f"error: {nowhere}: no such folder (--wheels-from)"
+    assert not (tmp_path / "dist" / DATASET_SLUG).exists()
 
 
 @pytest.mark.slow
