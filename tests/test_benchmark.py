@@ -65,5 +65,6 @@ def test_the_preprocess_benchmark_reports_its_spread_and_every_step(small_demo, 
     assert speedup > 0
     assert "5 repeats, in turns; median [min-max]" in out
     assert f"speedup over the starter at its best: {speedup:.1f} [" in out
+    assert "speedup on one thread each: " in out
     for step in ("montage", "band-pass filter", "mel spectrogram", "dB and tiles", "image"):
         assert f"\n{step}" in out
