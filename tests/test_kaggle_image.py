@@ -195,8 +195,11 @@ def test_the_notebook_installs_onnxruntime_from_the_dataset_and_submits(
     sub = _check_submission(work, hms_sample_dir)
     expected = pd.read_csv(packaged / "sample.csv")
     np.testing.assert_allclose(sub[list(VOTE_COLUMNS)], expected[list(VOTE_COLUMNS)], atol=1e-5)
-    listed = _run([str(kaggle_python), "-m", "pip", "list"], env=_offline_env())
-    assert "onnxruntime" in listed.stdout  # installed into the image, from the wheels
+    listed = _run([str(kaggle_python), "-m", "pip", "list", "--format=freeze"], env=_offline_env())
+    installed = dict(line.split("==") for line in listed.stdout.split())
+    assert installed["onnxruntime"] == installed_onnxruntime()  # from the wheels
+    # The image's own numpy is kept (the bundled one is newer, and not needed).
+    assert f"numpy=={installed['numpy']}" in IMAGE.read_text().split()
 
 
 def test_without_wheels_the_notebook_submits_the_class_prior_and_says_why(
