@@ -13,14 +13,24 @@
 #
 # Runs the ensemble packaged by `python src/package.py` (the `hmsbrain-models` dataset) on the
 # competition's test EEGs and writes `submission.csv`. It needs no internet: the `hmsbrain`
-# package, the ONNX and Keras fold models and the blend weights all come from the dataset.
+# package, the ONNX and Keras fold models, the blend weights and the ONNX Runtime wheels all
+# come from the dataset.
 #
-# The runtime is picked automatically, fastest first: TensorRT (GPU, if installed, and only
-# after its engine matched ONNX Runtime on packaged windows), ONNX Runtime (CUDA or CPU
-# provider), Keras. Set `HMS_RUNTIME` to force one.
+# Kaggle's image has no ONNX Runtime, so the first cell installs it from the dataset's wheels
+# (the GPU build when a GPU is visible, else the CPU build) with `pip install --no-index`,
+# before anything imports it. A failed install is logged and the notebook goes on.
+#
+# The runtime is picked automatically, fastest first, among those that import and open every
+# fold: TensorRT (GPU, if installed, and only after its engine matched ONNX Runtime on packaged
+# windows), ONNX Runtime (its CUDA provider only after the same check; else the CPU), Keras
+# (which says so when it is older than the Keras that saved the models). Set `HMS_RUNTIME` to
+# force one.
 #
 # It always writes a submission: a test EEG that cannot be read (missing, corrupt, too short,
-# not parquet...) gets the ensemble's class prior, and a log line starting `FALLBACK` names it.
+# not parquet...) gets the ensemble's class prior, and a log line starting `FALLBACK` names it;
+# a run that no runtime can run gets its class prior, in a line starting `NO RUNTIME`. After the
+# first test EEG it logs the projected total time, with a `TIME BUDGET` line when that exceeds
+# `HMS_BUDGET_HOURS` (default 9, Kaggle's limit).
 #
 # Local runs: `HMS_INPUT_DIR` replaces `/kaggle/input`; `HMS_DATA_DIR` and `HMS_MODEL_DIR`
 # point at the competition folder and the model dataset directly.
@@ -40,18 +50,23 @@ DATA_DIR = Path(
 )
 MODEL_DIR = Path(os.environ.get("HMS_MODEL_DIR", INPUT_DIR / "hmsbrain-models"))
 RUNTIME = os.environ.get("HMS_RUNTIME", "auto")
+BUDGET_HOURS = float(os.environ.get("HMS_BUDGET_HOURS", "9"))
 
 # The project package is imported from the model dataset, so the notebook and the models can
 # never drift apart.
 # It is imported by name after the path is set, hence importlib rather than an import statement.
 sys.path.insert(0, str(MODEL_DIR))
-kaggle = importlib.import_module("hmsbrain.hms.kaggle")
-run_kernel = kaggle.run_kernel
+wheels = importlib.import_module("hmsbrain.hms.wheels")  # the standard library only
+wheels.ensure_onnxruntime(MODEL_DIR)
 
+# %%
+kaggle = importlib.import_module("hmsbrain.hms.kaggle")
 print(f"hmsbrain from {Path(kaggle.__file__).parents[1]}")
 print(f"data: {DATA_DIR}\nmodels: {MODEL_DIR}\nruntime: {RUNTIME}")
 
 # %%
-submission = run_kernel(MODEL_DIR, DATA_DIR, "submission.csv", runtime=RUNTIME)
+submission = kaggle.run_kernel(
+    MODEL_DIR, DATA_DIR, "submission.csv", runtime=RUNTIME, budget_hours=BUDGET_HOURS
+)
 print(f"wrote submission.csv: {len(submission)} rows")
 submission.head()

@@ -6,6 +6,8 @@ does not, so every test that needs them is skipped there with the reason below i
 
 from __future__ import annotations
 
+import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,6 +275,58 @@ def tiny_run(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Tiny
     tmp_path = tmp_path_factory.mktemp("tiny_run")
     cfg = tiny_config(small_demo, tmp_path)
     return TinyRun(cfg, train_fold(cfg, fold=1), tmp_path)
+
+
+@pytest.fixture(scope="session")
+def wavenet_run(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tiny run (WaveNet alone, same fold), so a package holds a real blend."""
+    from hmsbrain.training.loop import train_fold
+
+    tmp_path = tmp_path_factory.mktemp("wavenet_run")
+    train_fold(tiny_config(small_demo, tmp_path, backbone="wavenet"), fold=1)
+    return tmp_path / "outputs" / "wavenet"
+
+
+@pytest.fixture(scope="session")
+def packaged(
+    hms_sample_dir: Path,
+    tiny_run: TinyRun,
+    wavenet_run: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Path:
+    """predict.py + ensemble.py on the sample test EEG, then package.py on their report:
+    ``sample.json``, ``sample.csv`` (ensemble.py's submission) and ``dist/`` (the package)."""
+    from hmsbrain.cli import ensemble_main, package_main
+    from hmsbrain.inference.predict import predict_run
+
+    tmp = tmp_path_factory.mktemp("package")
+    runs = [tiny_run.run_dir, wavenet_run]
+    for run in runs:
+        predict_run(run, str(hms_sample_dir), "test")
+    ensemble_main([*map(str, runs), "--name", "sample", "--out-dir", str(tmp)])
+    # Without wheels: most tests run where onnxruntime is installed (tests/test_kaggle_image.py
+    # packages them and installs them in an environment like Kaggle's image).
+    dist = str(tmp / "dist")
+    package_main(
+        [str(tmp / "sample.json"), "--out-dir", dist, "--kaggle-user", "tester", "--no-wheels"]
+    )
+    return tmp
+
+
+def resave_keras(fold: Path, keras_version: str, class_name: str | None = None) -> None:
+    """Rewrite a fold's model.keras as if Keras ``keras_version`` had saved it (and, with
+    ``class_name``, as a model of a class this Keras does not know, so it cannot load it)."""
+    path = fold / "model.keras"
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(entries["metadata.json"])
+    entries["metadata.json"] = json.dumps({**meta, "keras_version": keras_version}).encode()
+    if class_name is not None:
+        config = json.loads(entries["config.json"])
+        entries["config.json"] = json.dumps({**config, "class_name": class_name}).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

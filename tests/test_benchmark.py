@@ -11,6 +11,7 @@ import pytest
 
 from hmsbrain.bench.preprocess import (
     MEL_RTOL,
+    bench_preprocess,
     load_windows,
     relative_error,
     starter_mel_power,
@@ -56,3 +57,14 @@ def test_load_windows_cycles_through_the_dataset(small_demo):
     windows = load_windows(cfg, n + 1)
     assert windows.shape == (n + 1, 10_000, 20)
     np.testing.assert_array_equal(windows[n], windows[0])
+
+
+def test_the_preprocess_benchmark_reports_its_spread_and_every_step(small_demo, capsys):
+    speedup = bench_preprocess(_demo_config(small_demo), 2, 5)
+    out = capsys.readouterr().out
+    assert speedup > 0
+    assert "5 repeats, in turns; median [min-max]" in out
+    assert f"speedup over the starter at its best: {speedup:.1f} [" in out
+    assert "speedup on one thread each: " in out
+    for step in ("montage", "band-pass filter", "mel spectrogram", "dB and tiles", "image"):
+        assert f"\n{step}" in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hmsbrain.cli import ensemble_main, package_main, predict_main
+from hmsbrain.cli import package_main, predict_main
 from hmsbrain.core.predictions import read_predictions
 from hmsbrain.hms.constants import EEG_COLUMNS, VOTE_COLUMNS
 from hmsbrain.hms.kaggle import (
@@ -26,34 +27,22 @@ from hmsbrain.hms.kaggle import (
     run_kernel,
 )
 from hmsbrain.hms.submission import validate_submission
-from hmsbrain.inference.predict import predict_run
-from tests.conftest import spec_columns, tiny_config, write_parquet, write_spectrogram
+from hmsbrain.hms.wheels import KAGGLE_PYTHONS, installed_onnxruntime
+from hmsbrain.inference.ensemble import blend_frames
+from hmsbrain.inference.predict import class_prior, predict_run
+from tests.conftest import (
+    resave_keras,
+    spec_columns,
+    write_parquet,
+    write_spectrogram,
+)
 
 KERNEL_SOURCE = KERNELS_DIR / "hms_inference.py"
-
-
-@pytest.fixture(scope="module")
-def wavenet_run(small_demo, tmp_path_factory) -> Path:
-    """A second tiny run (WaveNet alone, same fold), so the package holds a real blend."""
-    from hmsbrain.training.loop import train_fold
-
-    tmp_path = tmp_path_factory.mktemp("wavenet_run")
-    train_fold(tiny_config(small_demo, tmp_path, backbone="wavenet"), fold=1)
-    return tmp_path / "outputs" / "wavenet"
-
-
-@pytest.fixture(scope="module")
-def packaged(hms_sample_dir, tiny_run, wavenet_run, tmp_path_factory):
-    """predict.py + ensemble.py on the sample test EEG, then package.py on their report."""
-    tmp = tmp_path_factory.mktemp("package")
-    runs = [tiny_run.run_dir, wavenet_run]
-    for run in runs:
-        predict_run(run, str(hms_sample_dir), "test")
-    ensemble_main([*map(str, runs), "--name", "sample", "--out-dir", str(tmp)])
-    package_main(
-        [str(tmp / "sample.json"), "--out-dir", str(tmp / "dist"), "--kaggle-user", "tester"]
-    )
-    return tmp
+# What the kernel path (hmsbrain.hms.kaggle and all it imports, run on ONNX Runtime) must never
+# import: Kaggle's image lacks some (pyriemann, tf2onnx, edfio), and the others are heavy or a
+# version Kaggle does not pin (TensorFlow and Keras only when the Keras runtime runs).
+NOT_ON_THE_KERNEL_PATH = ("tensorflow", "keras", "mne", "edfio", "jax", "matplotlib")
+NOT_ON_THE_KERNEL_PATH += ("tf2onnx", "pyriemann")
 
 
 def test_package_holds_the_project_models_and_metadata(packaged, capsys) -> None:
@@ -79,10 +68,33 @@ def test_package_prints_the_upload_commands_and_never_overwrites(packaged, capsy
         package_main([*args, "--kaggle-user", "tester"])
     assert exit_info.value.code == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
-    package_main([*args, "--kaggle-user", "tester", "--overwrite"])
-    out = capsys.readouterr().out
+    package_main([*args, "--kaggle-user", "tester", "--overwrite", "--no-wheels"])
+    out, err = capsys.readouterr()
+    assert err.startswith("warning: --no-wheels: the dataset bundles no onnxruntime")
     assert f"kaggle datasets create -p {packaged / 'dist' / DATASET_SLUG}" in out
     assert f"kaggle kernels push -p {packaged / 'dist' / 'kernel'}" in out
+
+
+def test_package_without_reachable_wheels_is_a_one_line_error(packaged, tmp_path, capsys):
+    """Offline, with --wheels-from a folder that lacks them (or is no folder), package.py says
+    what failed and what to do in one line, and leaves no package behind."""
+    args = [str(packaged / "sample.json"), "--out-dir", str(tmp_path / "dist")]
+    args += ["--kaggle-user", "tester", "--wheels-from"]
+    empty, nowhere = tmp_path / "empty", tmp_path / "nowhere"
+    empty.mkdir()
+    errors = []
+    for folder in (empty, nowhere):
+        with pytest.raises(SystemExit) as exit_info:
+            package_main([*args, str(folder)])
+        assert exit_info.value.code == 2
+        errors.append(capsys.readouterr().err.strip())
+    assert all("\n" not in err for err in errors)
+    requirement = f"onnxruntime=={installed_onnxruntime()}"
+    python = KAGGLE_PYTHONS[0]
+    assert errors[0].startswith(f"error: pip download {requirement} for CPython {python} from")
+    assert errors[0].endswith("; offline, pass --wheels-from a folder holding them, or --no-wheels")
+    assert errors[1] == f"error: {nowhere}: no such folder (--wheels-from)"
+    assert not (tmp_path / "dist" / DATASET_SLUG).exists()
 
 
 @pytest.mark.slow
@@ -102,10 +114,11 @@ def test_kernel_writes_the_same_submission_as_predict_and_ensemble(
     env["HMS_INPUT_DIR"] = str(inputs)
     env["TMPDIR"] = str(tmp_path / "tmp")  # where the kernel's temporary input cache goes
     (tmp_path / "tmp").mkdir()
-    # Run the notebook source as __main__, then report whether TensorFlow was ever imported.
+    # Run the notebook source as __main__, then report which packages outside Kaggle's image
+    # (or too heavy for the kernel path) it ever imported.
     code = (
         "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__'); "
-        "print('tensorflow imported:', 'tensorflow' in sys.modules)"
+        f"print('imported:', sorted(set({NOT_ON_THE_KERNEL_PATH!r}) & set(sys.modules)))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(KERNEL_SOURCE)],
@@ -120,7 +133,7 @@ def test_kernel_writes_the_same_submission_as_predict_and_ensemble(
     assert f"hmsbrain from {inputs / DATASET_SLUG / 'hmsbrain'}" in done.stdout
     # With ONNX Runtime available the kernel never needs TensorFlow (nor Kaggle's Keras).
     assert "runtime auto: using onnx" in done.stdout + done.stderr
-    assert "tensorflow imported: False" in done.stdout
+    assert "imported: []" in done.stdout
     assert not list((tmp_path / "tmp").glob("hms-cache-*")), "the kernel left its cache behind"
     sub = pd.read_csv(work / "submission.csv")
     validate_submission(sub, hms_sample_dir / "test.csv", hms_sample_dir / "sample_submission.csv")
@@ -246,8 +259,6 @@ def test_predict_stops_on_a_bad_eeg_unless_asked_to_fall_back(
 ) -> None:
     data = _bad_folder(tmp_path / "data", hms_sample_dir, "missing file")
     run = tmp_path / "run"
-    import shutil
-
     shutil.copytree(tiny_run.run_dir, run, ignore=shutil.ignore_patterns("*.parquet", "*.onnx"))
     shutil.copy(tiny_run.run_dir / "fold1" / "oof.parquet", run / "fold1" / "oof.parquet")
     with pytest.raises(SystemExit) as exit_info:
@@ -261,3 +272,89 @@ def test_predict_stops_on_a_bad_eeg_unless_asked_to_fall_back(
     assert "1 EEGs got the class prior" in capsys.readouterr().out
     meta = read_predictions(run / "test.parquet").meta
     assert list(meta["fallback"]) == [str(BAD_EEG)]
+
+
+# --- The notebook submits whatever can or cannot run (issue 19) ---------------------------------
+
+
+def _copy_package(packaged: Path, tmp_path: Path) -> Path:
+    """A copy of the packaged dataset that a test may damage."""
+    return Path(shutil.copytree(packaged / "dist" / DATASET_SLUG, tmp_path / DATASET_SLUG))
+
+
+@pytest.mark.slow
+def test_without_any_runtime_the_kernel_submits_the_class_prior(
+    packaged, hms_sample_dir, tmp_path, monkeypatch, caplog
+) -> None:
+    """The crash a new user met: neither keras nor onnxruntime imports. auto picked keras and
+    the notebook died in open_runtime; now every run gets the class prior, loudly, and the
+    notebook submits."""
+    for module in ("keras", "onnxruntime"):
+        monkeypatch.setitem(sys.modules, module, None)  # `import` of it now fails
+    model_dir = packaged / "dist" / DATASET_SLUG
+    with caplog.at_level("WARNING"):
+        sub = run_kernel(model_dir, hms_sample_dir, tmp_path / "submission.csv")
+    written = pd.read_csv(tmp_path / "submission.csv")
+    validate_submission(
+        written, hms_sample_dir / "test.csv", hms_sample_dir / "sample_submission.csv"
+    )
+    manifest = json.loads((model_dir / MANIFEST).read_text())
+    for run in manifest["runs"]:
+        assert f"NO RUNTIME for {model_dir / 'runs' / run}: runtime auto: " in caplog.text
+    assert "onnx: onnxruntime is not installed; keras: keras is not installed" in caplog.text
+    assert "NO RUNTIME for any run: every test EEG gets the ensemble's class prior" in caplog.text
+    np.testing.assert_allclose(sub[list(VOTE_COLUMNS)], [manifest["class_prior"]], atol=1e-12)
+
+
+@pytest.mark.slow
+def test_a_run_keras_cannot_load_gets_its_class_prior_and_the_ensemble_submits(
+    packaged, hms_sample_dir, tmp_path, caplog
+) -> None:
+    """On the Keras runtime (Kaggle without onnxruntime), a run saved by a Keras newer than the
+    installed one that it cannot read gets that run's class prior; the other runs still count."""
+    model_dir = _copy_package(packaged, tmp_path)
+    manifest = json.loads((model_dir / MANIFEST).read_text())
+    good, bad = (model_dir / "runs" / name for name in manifest["runs"])
+    resave_keras(bad / "fold1", "3.99.0", class_name="ModelOfKeras399")
+    with caplog.at_level("WARNING"):
+        sub = run_kernel(model_dir, hms_sample_dir, tmp_path / "submission.csv", runtime="keras")
+    validate_submission(
+        pd.read_csv(tmp_path / "submission.csv"),
+        hms_sample_dir / "test.csv",
+        hms_sample_dir / "sample_submission.csv",
+    )
+    assert "saved by Keras 3.99.0; Keras " in caplog.text and "is older" in caplog.text
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("NO RUNTIME")]
+    keras_file = bad / "fold1" / "model.keras"
+    assert line.startswith(f"NO RUNTIME for {bad}: runtime keras: keras: {keras_file}: Keras ")
+    assert "cannot load it (saved by Keras 3.99.0): ValueError: " in line and "\n" not in line
+    assert line.endswith(f"; every unit gets {bad.name}'s class prior")
+    good_frame = predict_run(good, str(hms_sample_dir), "test", runtime="keras", write=False).frame
+    prior = good_frame.copy()
+    prior[list(VOTE_COLUMNS)] = class_prior(bad)
+    weights = np.array([manifest["weights"][n] for n in manifest["runs"]])
+    expected = blend_frames([good_frame, prior], manifest["runs"], weights, manifest["method"])
+    np.testing.assert_allclose(sub[list(VOTE_COLUMNS)], expected[list(VOTE_COLUMNS)], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_kernel_projects_its_time_after_the_first_eeg(
+    packaged, hms_sample_dir, tmp_path, caplog
+) -> None:
+    """After the first test EEG: its rate and the projected total, and a loud line when that
+    exceeds the budget (Kaggle's 9 h by default); the submission is the same either way."""
+    data = _bad_folder(tmp_path / "data", hms_sample_dir, "inf")  # two test EEGs
+    model_dir = packaged / "dist" / DATASET_SLUG
+    with caplog.at_level("INFO"):
+        within = run_kernel(model_dir, data, tmp_path / "a.csv")
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("time: ")]
+    assert line.startswith("time: 2 runs opened in ")
+    assert "; the first test EEG took " in line and "EEGs/s); projected " in line
+    assert line.endswith("for 2 test EEGs (budget 9.0 h)")
+    assert "TIME BUDGET" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        over = run_kernel(model_dir, data, tmp_path / "b.csv", budget_hours=1e-6)
+    assert "TIME BUDGET: the projected " in caplog.text
+    assert "for 2 test EEGs exceeds the 0.0 s budget" in caplog.text
+    pd.testing.assert_frame_equal(within, over)

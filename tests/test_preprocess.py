@@ -104,6 +104,20 @@ def test_mel_power_matches_librosa_on_other_lengths():
     _assert_matches_librosa(rng.standard_normal((2, 6_001)).astype(np.float32), DEFAULT)
 
 
+@pytest.mark.parametrize("win_length", [2, 3, 75, 128])
+def test_mel_power_matches_librosa_for_odd_and_even_windows(win_length):
+    """The DFT folded by the window's symmetry pairs each sample with its mirror image: for odd
+    and even lengths (whose centre sample is its own mirror), down to two samples."""
+    cfg = dataclasses.replace(DEFAULT, win_length=win_length)
+    rng = np.random.default_rng(2)
+    _assert_matches_librosa((30.0 * rng.standard_normal((2, 4_000))).astype(np.float32), cfg)
+
+
+def test_a_one_sample_window_has_no_mel_spectrogram():
+    with pytest.raises(ValueError, match="windows of 2 samples or more, not 1"):
+        mel_power(np.zeros((1, 1), np.float32), DEFAULT)
+
+
 @pytest.mark.parametrize("cfg", [DEFAULT, OTHER], ids=["default", "other"])
 def test_mel_power_matches_librosa_on_real_montage(hms_sample_dir, cfg):
     eeg = HMSData(hms_sample_dir, "train").eeg_window(3)

@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         "--repeats",
         type=int,
         default=None,
-        help="timings per method (preprocess: best of 3; the others: 5 by default, reported as "
-        "median and range)",
+        help="timings per method, in turns (5 by default, reported as median and range)",
     )
     parser.add_argument(
         "--threads",
@@ -77,8 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="section.key=value config overrides")
     # Intermixed: overrides may follow options (argparse otherwise binds them to nothing).
     args = parser.parse_intermixed_args(argv)
-    repeats = args.repeats or (3 if args.which == "preprocess" else 5)
-    if args.which != "preprocess" and repeats < 5:
+    repeats = args.repeats or 5
+    if repeats < 5:
         parser.error(f"{args.which} needs --repeats of at least 5 to say how noisy it is")
     cfg = load_config(
         args.config or DEFAULTS.get(args.which, recipe_path(HMS_RECIPE)), args.overrides

@@ -200,15 +200,16 @@ def predict_main(argv: list[str] | None = None) -> None:
         "--fallback",
         action="store_true",
         help="an EEG that cannot be read gets the run's class prior and a warning naming it, "
-        "instead of stopping (the Kaggle notebook always does this); default: stop with the error",
+        "instead of stopping, and so does every EEG of a run no runtime can run (the Kaggle "
+        "notebook always does this); default: stop with the error",
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
         "--runtime",
         default="auto",
         choices=["auto", "tensorrt", "onnx", "keras"],
-        help="auto (default) takes the fastest available: tensorrt, then onnx (needs "
-        "export.py), then keras, and says which",
+        help="auto (default) takes the fastest that imports and opens every fold: tensorrt, "
+        "then onnx (needs export.py), then keras, and says which",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -231,6 +232,8 @@ def predict_main(argv: list[str] | None = None) -> None:
                 f"{run}: {len(result.frame)} EEGs (TTA {tta}, the run's train.tta) -> "
                 f"{run / (args.split + '.parquet')}"
             )
+            if result.no_runtime is not None:
+                print(f"{run}: every EEG got the class prior (--fallback): no runtime could run")
             if result.fallback:
                 print(
                     f"{run}: {len(result.fallback)} EEGs got the class prior (--fallback): "
@@ -286,19 +289,90 @@ def package_main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--data-dir", default=None, help="data for export parity checks")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    from hmsbrain.hms.wheels import (
+        BUILDS,
+        KAGGLE_PLATFORMS,
+        KAGGLE_PYTHONS,
+        WHEELS_DIR,
+        WheelError,
+        WheelTarget,
+        installed_onnxruntime,
+    )
+
+    wheels = parser.add_argument_group(
+        "wheels",
+        "ONNX Runtime for the offline notebook (Kaggle's image has none), in <dataset>/wheels",
+    )
+    wheels.add_argument(
+        "--no-wheels",
+        action="store_true",
+        help="bundle no wheels: the notebook then needs an onnxruntime in its image, or a Keras "
+        "that reads the models, else every run gets the class prior",
+    )
+    wheels.add_argument(
+        "--wheels-from",
+        type=Path,
+        default=None,
+        help="take the wheels from this folder (offline) instead of downloading them",
+    )
+    wheels.add_argument(
+        "--wheel-builds",
+        nargs="+",
+        choices=list(BUILDS),
+        default=list(BUILDS),
+        help="cpu: onnxruntime; gpu: onnxruntime-gpu, the CUDA 12 build (default: both)",
+    )
+    wheels.add_argument(
+        "--onnxruntime-version",
+        default=None,
+        help="default: the onnxruntime installed here, which checked the exports",
+    )
+    wheels.add_argument(
+        "--python-version",
+        nargs="+",
+        default=list(KAGGLE_PYTHONS),
+        help=f"target CPython versions (default: {' '.join(KAGGLE_PYTHONS)}, Kaggle's images)",
+    )
+    wheels.add_argument(
+        "--platform",
+        nargs="+",
+        default=list(KAGGLE_PLATFORMS),
+        help="target pip platform tags (default: manylinux x86_64 up to glibc 2.35, Kaggle's)",
+    )
     args = parser.parse_args(argv)
-    from hmsbrain.hms.kaggle import PackageError, build_package, upload_commands
+    from hmsbrain.hms.kaggle import PackageError, build_package, folder_megabytes, upload_commands
     from hmsbrain.inference.export import ExportError
 
     try:
         if not args.kaggle_user:
             raise PackageError("no Kaggle user: pass --kaggle-user or set KAGGLE_USERNAME")
+        target = None
+        if args.no_wheels:
+            print(
+                "warning: --no-wheels: the dataset bundles no onnxruntime, and Kaggle's image has "
+                "none; the offline notebook will need one installed, or a Keras as recent as the "
+                "one that saved the models, else every run gets the class prior",
+                file=sys.stderr,
+            )
+        else:
+            version = args.onnxruntime_version or installed_onnxruntime()
+            if version is None:
+                raise PackageError("no onnxruntime installed here: pass --onnxruntime-version")
+            target = WheelTarget(
+                version,
+                tuple(args.wheel_builds),
+                tuple(args.python_version),
+                tuple(args.platform),
+                args.wheels_from,
+            )
         dataset, kernel = build_package(
-            args.report, args.out_dir, args.kaggle_user, args.data_dir, args.overwrite
+            args.report, args.out_dir, args.kaggle_user, args.data_dir, args.overwrite, target
         )
-    except (*USER_ERRORS, ExportError, PackageError, FileExistsError) as exc:
+    except (*USER_ERRORS, ExportError, PackageError, WheelError, FileExistsError) as exc:
         _fail(exc)
-    print(f"model dataset: {dataset}\nkernel: {kernel}\nupload with:")
+    size, wheels_size = (folder_megabytes(f) for f in (dataset, dataset / WHEELS_DIR))
+    print(f"model dataset: {dataset} ({size:.0f} MB, of which wheels {wheels_size:.0f} MB)")
+    print(f"kernel: {kernel}\nupload with:")
     for command in upload_commands(dataset, kernel):
         print(f"  {command}")
 

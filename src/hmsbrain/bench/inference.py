@@ -41,9 +41,9 @@ def _time_once(
     timing.latency_ms.append(1e3 * float(np.median(singles)))
 
 
-def _spread(values: list[float]) -> str:
+def spread(values: list[float], digits: int = 2) -> str:
     """``median [min-max]``: a ratio is only worth what its spread over repeats says."""
-    return f"{np.median(values):.2f} [{min(values):.2f}-{max(values):.2f}]"
+    return f"{np.median(values):.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
 
 
 def bench_inference(
@@ -143,8 +143,8 @@ def bench_inference(
         latency_x = [b / v for b, v in zip(base.latency_ms, t.latency_ms, strict=True)]
         rate_x = [v / b for b, v in zip(base.rate, t.rate, strict=True)]
         print(
-            f"{label:<16}{_spread(t.latency_ms):>22}{_spread(t.rate):>24}"
-            f"{_spread(latency_x):>22}{_spread(rate_x):>22}"
+            f"{label:<16}{spread(t.latency_ms):>22}{spread(t.rate):>24}"
+            f"{spread(latency_x):>22}{spread(rate_x):>22}"
         )
     for line in skipped:
         print(f"not measured: {line}")

@@ -14,17 +14,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
+from hmsbrain.bench.inference import spread
 from hmsbrain.config import Config
 from hmsbrain.core.inputs import model_inputs
 from hmsbrain.data.cache import StreamInputs
 from hmsbrain.data.sources import open_dataset
 from hmsbrain.hms.fullscale import DEFAULT_LABELS, ensure_fullscale
-
-
-def _spread(values: list[float]) -> str:
-    return f"{np.median(values):.1f} [{min(values):.1f}-{max(values):.1f}]"
 
 
 def bench_input(
@@ -77,13 +72,13 @@ def bench_input(
         f"full recipe: inputs {', '.join(f'{n} {s}' for n, s in shapes.items())}, batch "
         f"{size}, {workers} pipeline threads, {repeats} repeats (median [min-max])"
     )
-    print(f"input pipeline: {_spread(rates['pipeline'])} windows/s")
+    print(f"input pipeline: {spread(rates['pipeline'], 1)} windows/s")
     print(
         f"model training step ({model.count_params():,} parameters): "
-        f"{_spread(rates['model'])} windows/s"
+        f"{spread(rates['model'], 1)} windows/s"
     )
     print(
-        f"pipeline / model: {_spread(ratio)}x "
+        f"pipeline / model: {spread(ratio, 1)}x "
         f"({'keeps up' if min(ratio) >= 1 else 'STARVES THE MODEL'})"
     )
     return rates

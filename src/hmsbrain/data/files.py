@@ -21,14 +21,20 @@ import logging
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mne
 import numpy as np
 import pandas as pd
 
 from hmsbrain.data.base import DataError
 from hmsbrain.data.spec import DatasetSpec
 from hmsbrain.dsp.montage import read_as_1020
+
+# MNE is imported where an EDF/BDF file is read: the data registry imports every source's
+# module to detect a folder, and the Kaggle notebook, which reads HMS parquet files only, must
+# not need it.
+if TYPE_CHECKING:
+    import mne
 
 SIGNAL_SUFFIXES = (".txt", ".csv", ".npy", ".edf", ".bdf")
 MNE_SUFFIXES = (".edf", ".bdf")
@@ -109,6 +115,8 @@ def read_raw(path: Path, spec: DatasetSpec | None = None) -> mne.io.BaseRaw:
     file size is read by guessing from the size), and a guess is not data to train on.
     ``verbose="warning"`` matters: a quieter MNE log level suppresses the warnings entirely.
     """
+    import mne
+
     reader = mne.io.read_raw_bdf if suffix(path) == ".bdf" else mne.io.read_raw_edf
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file")
@@ -163,6 +171,8 @@ def pick_channels(raw: mne.io.BaseRaw, wanted: Sequence[str] | None, path: Path)
     """The channel names to take from ``raw``: ``wanted`` (all must be there, found by their
     10-20 spelling: ``C3`` is the file's ``C3..``), else its non-trigger channels."""
     if wanted is None:
+        import mne
+
         stim = set(mne.pick_types(raw.info, meg=False, stim=True, exclude=()))
         if stim:
             log.info("%s: leaving out trigger channels %s", path, [raw.ch_names[i] for i in stim])

@@ -31,8 +31,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mne
 import numpy as np
 import pandas as pd
 
@@ -47,6 +47,11 @@ from hmsbrain.data.files import (
     suffix,
 )
 from hmsbrain.data.spec import DatasetSpec, FirstSeconds, one_hot, resolve_classes, subject_id
+
+# MNE is imported where recordings are cut (see hmsbrain.data.files): the Kaggle notebook
+# imports this module through the data registry, and must not need it.
+if TYPE_CHECKING:
+    import mne
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +263,8 @@ def _annotation_events(
         tally.short_spans += int((annotations.duration[kept] < length - 1e-6).sum())
     # regexp=None: every description is an event, as the user's map or the file says (MNE's
     # default would drop descriptions starting with "bad" or "edge").
+    import mne
+
     mne_events, _ = mne.events_from_annotations(
         raw, event_id=event_id, regexp=None, chunk_duration=length, verbose="error"
     )
@@ -310,6 +317,8 @@ def _cut(raw: mne.io.BaseRaw, events: list[Event], spec: DatasetSpec, path: Path
             "one epoch per time point"
         )
     mne_events = np.column_stack([samples, np.zeros_like(samples), np.ones_like(samples)])
+    import mne
+
     epochs = mne.Epochs(
         raw,
         mne_events,

@@ -24,7 +24,8 @@ def hop_length(n_samples: int, cfg: PreprocessConfig) -> int:
 def _mel_operators(
     sr: float, n_fft: int, win_length: int, n_mels: int, fmin: float, fmax: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A real DFT matrix over the frequency bins the mel filters use, and the filters themselves.
+    """A real DFT matrix over the frequency bins the mel filters use, and the filters themselves
+    (the in-graph spectrogram, :mod:`hmsbrain.models.spectrogram`, computes with these).
 
     The Hann window is only ``win_length`` long inside an ``n_fft`` frame, so the zero-padded FFT
     equals a DFT of the ``win_length`` windowed samples. The mel filters stop at ``fmax`` (20 Hz
@@ -41,6 +42,29 @@ def _mel_operators(
     return dft.astype(np.float32), np.ascontiguousarray(mel[:, :n_bins].T, dtype=np.float32)
 
 
+@functools.lru_cache(maxsize=16)
+def _paired_dft(n_fft: int, win_length: int, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """The DFT of :func:`_mel_operators` folded by the window's symmetry, for the CPU: the
+    matrices that take the sums and the differences of each frame's mirrored samples to the
+    real and the imaginary parts, ``(win_length // 2, n_bins)`` each.
+
+    The periodic Hann window is zero at its first sample and symmetric about its centre
+    ``c = L / 2`` (``w[n] = w[L - n]``). With time counted from the centre (which changes only
+    the phase, and the power drops it), a frame ``x`` has the spectrum
+    ``sum_n w[n] ((x[n] + x[L - n]) cos(a (n - c)) - i (x[n] - x[L - n]) sin(a (n - c)))`` over
+    ``n = 1 .. L // 2``: two products half the size of the full DFT's, the product that bounded
+    preprocessing."""
+    window = scipy.signal.get_window("hann", win_length, fftbins=True)  # librosa's window
+    n = np.arange(1, win_length // 2 + 1)
+    angle = 2.0 * np.pi * np.outer(n - win_length / 2, np.arange(n_bins)) / n_fft
+    weight = window[n]
+    # For an even length the centre sample is its own mirror: its sum counts it twice.
+    cos_weight = np.where(2 * n == win_length, weight / 2, weight)
+    real = np.cos(angle) * cos_weight[:, None]
+    imaginary = -np.sin(angle) * weight[:, None]
+    return real.astype(np.float32), imaginary.astype(np.float32)
+
+
 def mel_power(signals: np.ndarray, cfg: PreprocessConfig, sr: float | None = None) -> np.ndarray:
     """Mel power spectrogram of ``(..., samples)``: ``(..., n_mels, n_frames)``.
 
@@ -53,7 +77,10 @@ def mel_power(signals: np.ndarray, cfg: PreprocessConfig, sr: float | None = Non
     n = signals.shape[-1]
     hop = hop_length(n, cfg)
     win_length = min(cfg.win_length, n)  # a short epoch (0.5 s) is one window at most
-    dft, mel = _mel_operators(sr, cfg.n_fft, win_length, cfg.n_mels, cfg.fmin, cfg.fmax)
+    if win_length < 2:
+        raise ValueError(f"a mel spectrogram needs windows of 2 samples or more, not {win_length}")
+    _, mel = _mel_operators(sr, cfg.n_fft, win_length, cfg.n_mels, cfg.fmin, cfg.fmax)
+    real, imaginary = _paired_dft(cfg.n_fft, win_length, mel.shape[0])
     # Frame t of librosa is centred on sample t * hop; its non-zero window part starts
     # n_fft // 2 - (n_fft - win_length) // 2 samples earlier.
     lead = cfg.n_fft // 2 - (cfg.n_fft - win_length) // 2
@@ -61,23 +88,27 @@ def mel_power(signals: np.ndarray, cfg: PreprocessConfig, sr: float | None = Non
     padded = np.pad(signals, [(0, 0)] * (signals.ndim - 1) + [(lead, pad_right)])
     frames = np.lib.stride_tricks.sliding_window_view(padded, win_length, axis=-1)
     frames = frames[..., : (cfg.n_frames - 1) * hop + 1 : hop, :]  # (..., n_frames, win)
-    spectrum = frames @ dft  # (..., n_frames, 2 * n_bins): real parts, then imaginary parts
-    n_bins = mel.shape[0]
-    power = spectrum[..., :n_bins] ** 2 + spectrum[..., n_bins:] ** 2
+    half = win_length // 2
+    head = frames[..., 1 : half + 1]  # x[1], ..., x[L // 2]
+    mirror = frames[..., : win_length - half - 1 : -1]  # x[L - 1], ..., x[L - L // 2]
+    # Squared in place: these are the largest arrays of preprocessing.
+    power = (head + mirror) @ real
+    np.square(power, out=power)
+    imaginary_part = (head - mirror) @ imaginary
+    power += np.square(imaginary_part, out=imaginary_part)
     return np.swapaxes(power @ mel, -1, -2)
 
 
 def power_to_db(power: np.ndarray, top_db: float) -> np.ndarray:
-    """dB of ``(..., 16, n_mels, n_frames)`` relative to each window's peak, ``top_db`` deep.
+    """dB of ``(..., channels, rows, frames)`` relative to each window's peak, ``top_db`` deep.
 
-    The reference is the peak over all 16 signals of a window, not each signal's own (as the
+    The reference is the peak over all signals of a window, not each signal's own (as the
     starter kernels' ``ref=np.max`` per signal does): lateralised patterns (LPD, LRDA) differ
     from generalised ones mainly in how much stronger one hemisphere is, which per-signal
     referencing would erase. Patient amplitude still cancels, since the reference is per window.
     """
     # librosa.power_to_db's formula (amin 1e-10), written out because librosa's version took 4x
-    # longer here; natural log because numpy vectorises it and not log10. The benchmark checks
-    # that both give the same tiles.
+    # longer here; natural log because numpy vectorises it and not log10.
     db = np.log(np.maximum(power, 1e-10, dtype=np.float32))
     db *= np.float32(10.0 / np.log(10.0))
     db -= db.max(axis=(-3, -2, -1), keepdims=True)
@@ -96,21 +127,28 @@ def power_tiles(
     power: np.ndarray, groups: tuple[tuple[int, ...], ...], cfg: PreprocessConfig
 ) -> np.ndarray:
     """Power ``(..., channels, rows, frames)`` of any time-frequency view -> one tile per
-    channel group, ``(..., groups, rows, frames)``.
+    channel group, ``(..., groups, rows, frames)``; ``power`` is overwritten.
 
-    Each tile is the mean of its channels' dB power, scaled so that the peak is about +1 and the
-    ``top_db`` floor is -1. dB is relative to each window's peak over all its channels
-    (:func:`power_to_db`), so one region's dominance over another survives.
+    Each tile is the mean of its channels' dB power (:func:`power_to_db`: relative to each
+    window's peak over all its channels, ``top_db`` deep), scaled so that the peak is about +1
+    and the floor -1.
     """
-    db = power_to_db(power, cfg.top_db)
+    # power_to_db's formula with the floor taken in the power domain (the log is monotonic), so
+    # the log is the only pass over every value; the reference and the scale are applied to the
+    # group means, which are linear in it. The benchmark checks that this gives the starter
+    # loop's tiles.
+    peak = np.maximum(power.max(axis=(-3, -2, -1), keepdims=True), 1e-10)
+    floor = np.maximum(peak * np.float32(10.0 ** (-cfg.top_db / 10.0)), 1e-10)
+    log = np.log(np.maximum(power, floor, out=power), out=power)
     sizes = {len(g) for g in groups}
-    if len(sizes) == 1 and np.array_equal(np.concatenate(groups), np.arange(db.shape[-3])):
+    if len(sizes) == 1 and np.array_equal(np.concatenate(groups), np.arange(log.shape[-3])):
         # Equal consecutive groups (the double banana's four chains of four): one reshape.
-        shape = (*db.shape[:-3], len(groups), sizes.pop(), *db.shape[-2:])
-        tiles = db.reshape(shape).mean(axis=-3)
+        shape = (*log.shape[:-3], len(groups), sizes.pop(), *log.shape[-2:])
+        means = log.reshape(shape).mean(axis=-3)
     else:
-        tiles = np.stack([db[..., list(g), :, :].mean(axis=-3) for g in groups], axis=-3)
-    return scale_db(tiles, cfg)
+        means = np.stack([log[..., list(g), :, :].mean(axis=-3) for g in groups], axis=-3)
+    db = means * np.float32(10.0 / np.log(10.0)) - 10.0 * np.log10(peak)
+    return scale_db(db, cfg)
 
 
 def scale_db(db: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:

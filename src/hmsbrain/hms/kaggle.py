@@ -5,24 +5,33 @@
 
 - ``<out>/<dataset slug>/``: the ``hmsbrain`` package itself, every fold of every blended run
   (``model.onnx`` checked by export, ``model.keras`` as the fallback runtime, ``config.yaml``,
-  ``export.json``), ``ensemble.json`` (blend method, weights and, for logit-bias, the bias)
-  and ``dataset-metadata.json``;
+  ``export.json``), the ONNX Runtime wheels the offline notebook installs (``wheels/``, see
+  :mod:`hmsbrain.hms.wheels`), ``ensemble.json`` (blend method and weights and, for logit-bias,
+  the bias; the wheels and their SHA-256s) and ``dataset-metadata.json``;
 - ``<out>/kernel/``: the notebook and a ``kernel-metadata.json`` naming that dataset.
 
 ``run_kernel`` is the notebook's body: predict every packaged run with the same code as
 ``predict.py``, blend with the same code and weights as ``ensemble.py``, validate, and write
 ``submission.csv``. A notebook that crashes scores nothing, so it never stops for one test EEG:
 an EEG that cannot be read (missing, corrupt, too short, not parquet...) gets the ensemble's
-class prior, and a line starting ``FALLBACK`` names it and says why.
+class prior, and a line starting ``FALLBACK`` names it and says why. Nor does it stop for a run
+that no runtime can run (no onnxruntime, a Keras too old for the models): that run gets its
+class prior, in a line starting ``NO RUNTIME``. A notebook that runs out of time scores nothing
+too: after the first test EEG it logs its rate and the projected total, loudly when that
+exceeds the time budget.
+
+Importing this module (and running the ONNX path) needs only numpy, pandas, pyarrow, scipy,
+scikit-learn, librosa, PyYAML and tqdm, all in Kaggle's image: never TensorFlow, Keras, MNE,
+edfio, jax or matplotlib, unless the Keras runtime is used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,9 +41,11 @@ import pandas as pd
 from hmsbrain.atomic import write_json
 from hmsbrain.core.fallback import apply_fallback
 from hmsbrain.hms.constants import SAMPLE_SUBMISSION_CSV, TEST_CSV, VOTE_COLUMNS
+from hmsbrain.hms.layout import read_test_csv
 from hmsbrain.hms.submission import write_submission
+from hmsbrain.hms.wheels import MANIFEST, WHEELS_DIR, WheelTarget, download_wheels
 from hmsbrain.inference.ensemble import blend_frames
-from hmsbrain.inference.predict import predict_run
+from hmsbrain.inference.predict import OpenedRun, RunPrediction, open_run, predict_opened
 from hmsbrain.runs import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS, fold_dirs
 
 log = logging.getLogger(__name__)
@@ -42,11 +53,11 @@ log = logging.getLogger(__name__)
 COMPETITION = "hms-harmful-brain-activity-classification"
 DATASET_SLUG = "hmsbrain-models"
 KERNEL_SLUG = "hmsbrain-inference"
-MANIFEST = "ensemble.json"
 KERNEL_NOTEBOOK = "hms_inference.ipynb"
 FOLD_FILES = (ONNX_FILE, KERAS_FILE, "config.yaml", "summary.json", EXPORT_REPORT, PARITY_INPUTS)
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole hmsbrain package is shipped
 KERNELS_DIR = PACKAGE_DIR.parents[1] / "kernels"
+KAGGLE_HOURS = 9.0  # Kaggle stops a notebook after this long, and it scores nothing
 
 
 class PackageError(RuntimeError):
@@ -95,8 +106,10 @@ def build_package(
     kaggle_user: str,
     data_dir: str | None = None,
     overwrite: bool = False,
+    wheels: WheelTarget | None = None,
 ) -> tuple[Path, Path]:
-    """Write the model dataset and kernel folders for the ensemble in ``report_path``.
+    """Write the model dataset and kernel folders for the ensemble in ``report_path``, with the
+    ONNX Runtime ``wheels`` bundled (None: none).
 
     Returns ``(dataset_dir, kernel_dir)``. Run paths in the report are taken relative to the
     current folder, as ``ensemble.py`` wrote them."""
@@ -128,6 +141,7 @@ def build_package(
                 target.mkdir(parents=True)
                 for name in FOLD_FILES:
                     shutil.copy2(fold / name, target / name)
+        bundled = None if wheels is None else download_wheels(dataset / WHEELS_DIR, wheels)
         manifest = {
             "runs": names,
             "method": report["method"],
@@ -138,6 +152,7 @@ def build_package(
             "class_prior": report["class_prior"],
             "blend_cv": report.get("blend_cv"),
             "report": report_path.name,
+            "wheels": bundled,
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         write_json(dataset / MANIFEST, manifest)
@@ -165,6 +180,11 @@ def build_package(
     return dataset_dir, kernel_dir
 
 
+def folder_megabytes(folder: Path) -> float:
+    """The size of the files under ``folder`` (0 when it does not exist), in MB."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
+
+
 def upload_commands(dataset_dir: Path, kernel_dir: Path) -> list[str]:
     """The two ``kaggle`` CLI commands that publish the package (``version`` once it exists)."""
     return [
@@ -174,50 +194,119 @@ def upload_commands(dataset_dir: Path, kernel_dir: Path) -> list[str]:
     ]
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _test_view(data_dir: Path, rows: pd.DataFrame, folder: Path) -> Path:
+    """``data_dir`` with only ``rows`` in its test.csv: a folder whose other entries link to the
+    originals (nothing is copied)."""
+    folder.mkdir()
+    rows.to_csv(folder / TEST_CSV, index=False)
+    for entry in data_dir.iterdir():
+        if entry.name != TEST_CSV:
+            (folder / entry.name).symlink_to(entry.resolve(), entry.is_dir())
+    return folder
+
+
+def _predict_all(opened: list[OpenedRun], data_dir: Path, tta: bool) -> list[RunPrediction]:
+    return [
+        predict_opened(o, str(data_dir), "test", tta, write=False, fallback=True) for o in opened
+    ]
+
+
+def _log_projection(
+    opening: float, first: float, n_runs: int, n_eegs: int, budget_hours: float
+) -> float:
+    """Log the rate of the first test EEG and the projected total for all ``n_eegs`` (an upper
+    bound: the first EEG also pays the runtimes' warm-up); loud when over the budget."""
+    projected = opening + first * n_eegs
+    log.info(
+        "time: %d runs opened in %s; the first test EEG took %s (%.2f EEGs/s); projected %s "
+        "for %d test EEGs (budget %s)",
+        n_runs,
+        _duration(opening),
+        _duration(first),
+        1.0 / max(first, 1e-9),
+        _duration(projected),
+        n_eegs,
+        _duration(budget_hours * 3600),
+    )
+    if projected > budget_hours * 3600:
+        log.error(
+            "TIME BUDGET: the projected %s for %d test EEGs exceeds the %s budget; Kaggle stops "
+            "the notebook at %g h and it then scores nothing: package fewer runs or folds, or "
+            "run on a GPU",
+            _duration(projected),
+            n_eegs,
+            _duration(budget_hours * 3600),
+            KAGGLE_HOURS,
+        )
+    return projected
+
+
 def predict_package(
     model_dir: str | Path,
     data_dir: str | Path,
     runtime: str = "auto",
     cache_dir: str | Path | None = None,
+    budget_hours: float = KAGGLE_HOURS,
 ) -> tuple[pd.DataFrame, dict[int, str]]:
     """The blended test prediction of a packaged ensemble (``eeg_id`` + six vote columns), and
-    the EEGs that got the ensemble's class prior because they could not be read (id -> why)."""
-    model_dir = Path(model_dir)
+    the EEGs that got the ensemble's class prior because they could not be read (id -> why).
+
+    The first test EEG is predicted by itself, then the rest, by the same opened models: the
+    rate after the first EEG gives the projected total, checked against ``budget_hours``."""
+    model_dir, data_dir = Path(model_dir), Path(data_dir)
     manifest_path = model_dir / MANIFEST
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{manifest_path}: not found; is {model_dir} a package folder?")
     manifest = json.loads(manifest_path.read_text())
     names = manifest["runs"]
-    with contextlib.ExitStack() as stack:
-        # Without a cache folder, the inputs go to a temporary one that is removed afterwards:
-        # a kernel or test run must not leave a folder behind for every call.
-        if cache_dir is None:
-            cache_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="hms-cache-"))
-        predictions = [
-            predict_run(
-                model_dir / "runs" / name,
-                str(data_dir),
-                "test",
-                manifest["tta"],
-                runtime=runtime,
-                cache_dir=str(cache_dir),
-                write=False,
-                fallback=True,
+    test = read_test_csv(data_dir / TEST_CSV)
+    with tempfile.TemporaryDirectory(prefix="hms-cache-") as tmp:
+        # Without a cache folder, the inputs go to the temporary one, removed afterwards: a
+        # kernel or test run must not leave a folder behind for every call.
+        cache, tta = str(cache_dir or tmp), manifest["tta"]
+        started = time.perf_counter()
+        opened = [open_run(model_dir / "runs" / n, runtime, cache, fallback=True) for n in names]
+        opening = time.perf_counter() - started
+        first = _test_view(data_dir, test[:1], Path(tmp) / "first")
+        parts = [_predict_all(opened, first, tta)]
+        seconds = time.perf_counter() - started - opening
+        _log_projection(opening, seconds, len(names), len(test), budget_hours)
+        if len(test) > 1:
+            parts.append(
+                _predict_all(opened, _test_view(data_dir, test[1:], Path(tmp) / "rest"), tta)
             )
-            for name in names
-        ]
+        total = _duration(time.perf_counter() - started)
+        log.info("predicted %d test EEGs in %s", len(test), total)
+    frames = [
+        pd.concat([part[i].frame for part in parts], ignore_index=True) for i in range(len(names))
+    ]
     weights = np.array([manifest["weights"][n] for n in names], dtype=float)
     # Manifests written before the logit-bias method have no bias (nor need one).
     bias = manifest.get("bias")
     blended = blend_frames(
-        [p.frame for p in predictions],
+        frames,
         names,
         weights,
         manifest["method"],
         None if bias is None else np.asarray(bias, dtype=float),
     )
-    fallback = {k: v for p in predictions for k, v in p.fallback.items()}
-    if fallback:
+    fallback = {k: v for part in parts for p in part for k, v in p.fallback.items()}
+    if all(o.no_runtime is not None for o in opened):
+        log.error(
+            "NO RUNTIME for any run: every test EEG gets the ensemble's class prior (%s)",
+            opened[0].no_runtime,
+        )
+        fallback = {k: "no runtime could run" for k in blended["eeg_id"]}
+        apply_fallback(blended, fallback, manifest["class_prior"], list(VOTE_COLUMNS))
+    elif fallback:
         apply_fallback(
             blended, fallback, manifest["class_prior"], list(VOTE_COLUMNS), "the ensemble's"
         )
@@ -229,10 +318,11 @@ def run_kernel(
     data_dir: str | Path,
     out_path: str | Path = "submission.csv",
     runtime: str = "auto",
+    budget_hours: float = KAGGLE_HOURS,
 ) -> pd.DataFrame:
     """What the Kaggle notebook does: predict, blend, validate, write ``submission.csv``."""
     data_dir = Path(data_dir)
-    submission, fallback = predict_package(model_dir, data_dir, runtime)
+    submission, fallback = predict_package(model_dir, data_dir, runtime, budget_hours=budget_hours)
     write_submission(
         submission, Path(out_path), data_dir / TEST_CSV, data_dir / SAMPLE_SUBMISSION_CSV
     )

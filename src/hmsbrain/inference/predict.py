@@ -13,6 +13,8 @@ the class probabilities.
 
 from __future__ import annotations
 
+import copy
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,13 +26,15 @@ from hmsbrain.atomic import atomic_path
 from hmsbrain.config import Config, load_config
 from hmsbrain.core.fallback import apply_fallback
 from hmsbrain.core.inputs import cached_inputs
-from hmsbrain.core.predict import average_by_unit, predict_rows
+from hmsbrain.core.predict import Runtime, average_by_unit, predict_rows
 from hmsbrain.core.predictions import FOLD_AVERAGE, PredictionError, write_predictions
 from hmsbrain.data.cache import open_cache
 from hmsbrain.data.dataset import Dataset
 from hmsbrain.data.sources import open_dataset
-from hmsbrain.inference.runtimes import choose_runtime, open_fold_runtime
+from hmsbrain.inference.runtimes import RuntimeUnavailableError, open_fold_runtimes
 from hmsbrain.runs import fold_dirs, fold_summary, run_config
+
+log = logging.getLogger(__name__)
 
 
 def class_prior(run: str | Path) -> np.ndarray:
@@ -55,6 +59,42 @@ class RunPrediction:
     frame: pd.DataFrame  # id, fold (-1), one column per class
     fallback: dict[object, str] = field(default_factory=dict)  # unit id -> why
     meta: dict = field(default_factory=dict)
+    no_runtime: str | None = None  # why no runtime could run: every unit got the class prior
+
+
+@dataclass
+class OpenedRun:
+    """A run's fold models, opened on one runtime and ready to predict any data: the Kaggle
+    notebook predicts its first test EEG, then the whole test set, with the same models."""
+
+    run: Path
+    folds: list[Path]
+    configs: list[Config]
+    models: list[Runtime]  # one per fold; empty when no runtime can run
+    no_runtime: str | None = None  # why not
+
+
+def open_run(
+    run: str | Path, runtime: str = "auto", cache_dir: str | None = None, fallback: bool = False
+) -> OpenedRun:
+    """Every fold model of ``run`` on ``runtime`` (one of
+    :data:`hmsbrain.inference.runtimes.RUNTIMES`). ``cache_dir`` replaces the runs' input-cache
+    folder (a Kaggle kernel cannot write where the run was trained). When no runtime can run,
+    ``fallback`` turns the error into one loud line: every unit will get the run's class prior."""
+    run = Path(run)
+    folds = fold_dirs(run)
+    configs = [load_config(fold / "config.yaml") for fold in folds]
+    if cache_dir is not None:
+        for cfg in configs:
+            cfg.data.cache_dir = str(cache_dir)
+    try:
+        _, models = open_fold_runtimes(runtime, folds, [Path(c.data.cache_dir) for c in configs])
+    except RuntimeUnavailableError as exc:
+        if not fallback:
+            raise
+        log.error("NO RUNTIME for %s: %s; every unit gets %s's class prior", run, exc, run.name)
+        return OpenedRun(run, folds, configs, [], str(exc))
+    return OpenedRun(run, folds, configs, models)
 
 
 def predict_run(
@@ -68,37 +108,52 @@ def predict_run(
     write: bool = True,
     fallback: bool = False,
 ) -> RunPrediction:
-    """Average of every fold model of ``run`` on ``split`` of ``data_dir``.
+    """Average of every fold model of ``run`` on ``split`` of ``data_dir``: :func:`open_run`,
+    then :func:`predict_opened`."""
+    opened = open_run(run, runtime, cache_dir, fallback)
+    return predict_opened(opened, data_dir, split, tta, batch_size, write, fallback)
 
-    ``tta`` defaults to the run's ``train.tta`` (what its OOF used); ``runtime`` is one of
-    :data:`hmsbrain.inference.runtimes.RUNTIMES`; ``cache_dir`` replaces the runs' input-cache
-    folder (a Kaggle kernel cannot write where the run was trained). With ``fallback``, a unit
+
+def predict_opened(
+    opened: OpenedRun,
+    data_dir: str | None = None,
+    split: str = "test",
+    tta: bool | None = None,
+    batch_size: int = 64,
+    write: bool = True,
+    fallback: bool = False,
+) -> RunPrediction:
+    """Average of every fold model of an opened run on ``split`` of ``data_dir`` (default: the
+    data each fold was trained on).
+
+    ``tta`` defaults to the run's ``train.tta`` (what its OOF used). With ``fallback``, a unit
     that cannot be read, or whose prediction is not finite, gets the run's class prior and a
-    warning naming it, instead of stopping the whole prediction. With ``write``, the result goes
-    to ``<run>/<split>.parquet``."""
-    run = Path(run)
-    folds = fold_dirs(run)
+    warning naming it, instead of stopping the whole prediction; so does every unit when no
+    runtime could run. With ``write``, the result goes to ``<run>/<split>.parquet``."""
+    run, folds = opened.run, opened.folds
     tta = run_config(run).train.tta if tta is None else tta
-    kind = choose_runtime(runtime, folds)
     per_fold, failed, used = [], {}, []
     data: Dataset | None = None
-    for fold in folds:
-        cfg: Config = load_config(fold / "config.yaml")
+    for index, fold in enumerate(folds):
+        cfg: Config = copy.deepcopy(opened.configs[index])
         if data_dir is not None:
             cfg.data.data_dir = str(data_dir)
-        if cache_dir is not None:
-            cfg.data.cache_dir = str(cache_dir)
         summary = fold_summary(fold)
         data = open_dataset(cfg, split, window_seconds=summary.get("window_seconds", 0.0))
         # The run's classes: data to predict may carry no labels, hence no class names.
         classes = tuple(summary.get("classes") or data.classes)
+        ids = data.rows[data.id_column].to_numpy()
+        if opened.no_runtime is not None:
+            # Only the units are needed: nothing is preprocessed, every fold would be the same.
+            prior = np.tile(class_prior(run), (len(ids), 1))
+            per_fold.append(average_by_unit(ids, prior, classes, data.id_column))
+            break
         # Preprocessing is the training code itself (the cache builds it from the run's config).
         cache = open_cache(data, cfg, cached_inputs(cfg), fallback=fallback)
-        model = open_fold_runtime(kind, fold, Path(cfg.data.cache_dir), auto=runtime == "auto")
+        model = opened.models[index]
         used.append(model.name)
         mirror = data.montage if tta else None
         probs = predict_rows(model, cache, np.arange(len(data)), batch_size, mirror, True)
-        ids = data.rows[data.id_column].to_numpy()
         for row, reason in cache.failed.items():
             failed[ids[row]] = reason
         bad = ~np.isfinite(probs).all(axis=1)
@@ -127,13 +182,14 @@ def predict_run(
         "runtime": sorted(set(used)),
         "folds": [f.name for f in folds],
         "fallback": {str(k): v for k, v in failed.items()},
+        "no_runtime": opened.no_runtime,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if write:
         write_predictions(result, run / f"{split}.parquet", meta, source=data.source)
         if "start" in data.rows and not data.labelled:
             write_window_csvs(result, data, classes, run / "windows")
-    return RunPrediction(result, failed, meta)
+    return RunPrediction(result, failed, meta, opened.no_runtime)
 
 
 def write_window_csvs(

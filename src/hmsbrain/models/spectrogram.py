@@ -30,7 +30,7 @@ from keras import layers, ops
 from hmsbrain.config import PreprocessConfig
 from hmsbrain.dsp.mel import _mel_operators, hop_length
 
-POWER_FLOOR = 1e-10  # librosa.power_to_db's amin, as dsp.mel.power_to_db uses
+POWER_FLOOR = 1e-10  # librosa.power_to_db's amin, as dsp.mel.group_tiles uses
 # The layer whose output is the mel power before dB, ``(batch, channels, frames, bands)`` with
 # the bands high to low; named so that tests and tools can read it.
 MEL_LAYER = "spectrogram_mel"
@@ -88,7 +88,7 @@ def mel_image(
     power = to_mel(ops.square(spectrum))  # (batch, channels, frames, bands), high bands first
     to_mel.set_weights([np.concatenate([mel, mel])[None, None, :, ::-1]])
 
-    # dsp.mel.power_to_db: dB below the window's peak over every channel, frame and band.
+    # As dsp.mel.group_tiles: dB below the window's peak over every channel, frame and band.
     db = ops.log(ops.maximum(power, POWER_FLOOR)) * np.float32(10.0 / np.log(10.0))
     db = ops.maximum(db - ops.max(db, axis=(1, 2, 3), keepdims=True), -cfg.top_db)
 

@@ -50,7 +50,6 @@ from dataclasses import dataclass
 from datetime import date, time
 from pathlib import Path
 
-import edfio
 import numpy as np
 import pandas as pd
 import scipy.fft
@@ -288,6 +287,10 @@ def _session(
 
 
 def _write_edf(path: Path, data: np.ndarray, subject: str) -> None:
+    # Imported here: the data registry imports every demo's module, and the Kaggle notebook
+    # (whose image lacks edfio) must not need it.
+    import edfio
+
     signals = [
         edfio.EdfSignal(
             np.clip(row, -PHYSICAL_RANGE, PHYSICAL_RANGE),
