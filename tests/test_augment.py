@@ -223,7 +223,7 @@ def test_an_epoch_with_raw_augmentation_keeps_its_targets():
     targets = np.eye(3, dtype=np.float32)[np.arange(n) % 3]
     stage = StageData(np.arange(n), [np.array([i]) for i in range(n)], targets)
     cache, montage = _Recordings(n), choose_montage("identity", ("C3", "Cz", "C4"))
-    cfg = TrainConfig(batch_size=4, augment=list(RAW_AUGMENT_NAMES))
+    cfg = TrainConfig(batch_size=4, min_steps_per_epoch=0, augment=list(RAW_AUGMENT_NAMES))
     batches = EpochBatches(stage, cache, ("raw",), cfg, [1, 0, 2], montage, raw_rate=RATE)
     resumed = EpochBatches(stage, cache, ("raw",), cfg, [1, 0, 2], montage, raw_rate=RATE)
     assert len(batches) == 3
