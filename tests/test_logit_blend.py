@@ -6,6 +6,7 @@ method and carries the bias, and the Kaggle kernel applies it from the package m
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ import pytest
 from hmsbrain.core.metrics import kl_score
 from hmsbrain.core.truth import Truth
 from hmsbrain.hms import kaggle
-from hmsbrain.hms.constants import VOTE_COLUMNS
+from hmsbrain.hms.constants import TEST_CSV, VOTE_COLUMNS
 from hmsbrain.hms.dataset import eeg_targets, eeg_vote_counts
 from hmsbrain.inference import ensemble as ensemble_module
 from hmsbrain.inference.ensemble import (
@@ -145,11 +146,26 @@ def test_the_report_names_the_method_and_the_kernel_applies_its_bias(tmp_path, m
     (tmp_path / kaggle.MANIFEST).write_text(json.dumps(manifest))
     by_name = dict(zip("abc", test, strict=True))
 
+    test_csv = pd.DataFrame({"spectrogram_id": [1, 2, 3], "eeg_id": [1, 2, 3], "patient_id": 0})
+    test_csv.to_csv(tmp_path / TEST_CSV, index=False)
+
+    class _Opened:  # a run the kernel opened: its name, and a runtime that can run it
+        def __init__(self, run: Path) -> None:
+            self.name, self.no_runtime = run.name, None
+
     class _Predicted:
         def __init__(self, frame: pd.DataFrame) -> None:
             self.frame, self.fallback = frame, {}
 
-    monkeypatch.setattr(kaggle, "predict_run", lambda run, *a, **k: _Predicted(by_name[run.name]))
+    def predicted(opened: _Opened, data_dir: str, *args, **kwargs) -> _Predicted:
+        """The run's test rows of the EEGs in the test.csv the kernel hands it (the first EEG
+        alone, then the rest, for the time projection)."""
+        wanted = pd.read_csv(Path(data_dir) / TEST_CSV)["eeg_id"]
+        frame = by_name[opened.name]
+        return _Predicted(frame[frame["eeg_id"].isin(wanted)].reset_index(drop=True))
+
+    monkeypatch.setattr(kaggle, "open_run", lambda run, *a, **k: _Opened(Path(run)))
+    monkeypatch.setattr(kaggle, "predict_opened", predicted)
     blended, _ = kaggle.predict_package(tmp_path, tmp_path)
     z = sum(report["weights"][n] * np.log(by_name[n][CLASSES].to_numpy()) for n in "abc")
     np.testing.assert_allclose(
