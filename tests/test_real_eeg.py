@@ -338,13 +338,18 @@ def test_eegmmidb_opens_from_six_lines_of_dataset_yaml(
     cfg.data.data_dir = str(root)
     cfg.data.cache_dir = str(tmp_path / "cache")
     data = open_dataset(cfg)
-    assert len(data) == 45 and data.classes == classes
+    assert len(data.fold_units()) == 45 and data.classes == classes
+    # The default recipe's 2 s crops: the same number of every 4 s epoch, each a row.
+    crops = data.rows.groupby("epoch").size()
+    assert crops.nunique() == 1 and crops.iloc[0] > 1 and len(data) == 45 * crops.iloc[0]
     assert data.epochs.channels[:3] == ("FC5", "FC3", "FC1") and len(data.epochs.channels) == 64
     assert data.epochs.signals.shape[1:] == (64, 4 * 160 + 1)
-    assert data.row_targets().sum(axis=0).sum() == 45  # T0 rests left out, every epoch a class
+    # T0 rests left out, every epoch a class.
+    assert data.unit_targets(data.rows).to_numpy().sum() == 45
     assert data.group_kind == "file" and data.rows["group"].nunique() == 3
     # Three folds grouped by file: leave one run out.
     folds = make_folds(data.fold_units(), 3, seed=0, kind=data.group_kind)
-    runs = data.rows.set_index("epoch").loc[folds["id"], "file"].to_numpy()
+    by_epoch = data.rows.drop_duplicates("epoch").set_index("epoch")
+    runs = by_epoch.loc[folds["id"], "file"].to_numpy()
     assert pd.Series(runs).groupby(folds["fold"].to_numpy()).nunique().tolist() == [1, 1, 1]
     assert data.montage.mirror is not None  # 64 channels read as 10-10 names: a mirror
