@@ -221,7 +221,7 @@ def _predict_all(opened: list[OpenedRun], data_dir: Path, tta: bool) -> list[Run
 
 def _log_projection(
     opening: float, first: float, n_runs: int, n_eegs: int, budget_hours: float
-) -> float:
+) -> None:
     """Log the rate of the first test EEG and the projected total for all ``n_eegs`` (an upper
     bound: the first EEG also pays the runtimes' warm-up); loud when over the budget."""
     projected = opening + first * n_eegs
@@ -246,7 +246,6 @@ def _log_projection(
             _duration(budget_hours * 3600),
             KAGGLE_HOURS,
         )
-    return projected
 
 
 def predict_package(
@@ -257,7 +256,8 @@ def predict_package(
     budget_hours: float = KAGGLE_HOURS,
 ) -> tuple[pd.DataFrame, dict[int, str]]:
     """The blended test prediction of a packaged ensemble (``eeg_id`` + six vote columns), and
-    the EEGs that got the ensemble's class prior because they could not be read (id -> why).
+    the EEGs that got the ensemble's class prior because they could not be read, or because no
+    run could run (id -> why).
 
     The first test EEG is predicted by itself, then the rest, by the same opened models: the
     rate after the first EEG gives the projected total, checked against ``budget_hours``."""

@@ -168,10 +168,10 @@ def open_fold_runtimes(
 
 
 def check_parity_windows(candidate: Runtime, fold_dir: Path, atol: float, what: str) -> float:
-    """Largest probability difference between ``candidate`` (``what``: "the TensorRT engine")
-    and ONNX Runtime on the CPU (float32) on the fold's parity windows (``parity.npz``, written
-    by export.py and packaged with the model); raises RuntimeUnavailableError when it exceeds
-    ``atol`` or cannot be measured."""
+    """Largest probability difference between ``candidate`` (``what``, e.g. "the TensorRT
+    engine") and ONNX Runtime on the CPU (float32) on the fold's parity windows (``parity.npz``,
+    written by export.py and packaged with the model); raises RuntimeUnavailableError when it
+    exceeds ``atol`` or cannot be measured."""
     path = Path(fold_dir) / PARITY_INPUTS
     if not path.is_file():
         raise RuntimeUnavailableError(
@@ -213,7 +213,7 @@ def open_fold_runtime(
     if kind != "tensorrt":
         return runtime
     try:
-        gap = check_parity_windows(runtime, fold_dir, TENSORRT_PROBS_ATOL, "runtime tensorrt")
+        gap = check_parity_windows(runtime, fold_dir, TENSORRT_PROBS_ATOL, "the TensorRT engine")
     except RuntimeUnavailableError as exc:
         if not auto:
             raise
