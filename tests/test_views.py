@@ -15,7 +15,7 @@ from hmsbrain.config import VIEW_NAMES, ConfigError, PreprocessConfig, hms_confi
 from hmsbrain.core.inputs import IMAGE_INPUT
 from hmsbrain.data.cache import StreamInputs, open_cache
 from hmsbrain.data.sources import open_dataset
-from hmsbrain.dsp.mel import power_tiles
+from hmsbrain.dsp.mel import power_tiles, power_to_db
 from hmsbrain.dsp.views import (
     VIEWS,
     cwt_power,
@@ -274,3 +274,23 @@ def test_a_view_the_graph_cannot_compute_is_refused_by_name() -> None:
         model_inputs(cfg.model, cfg.preprocess)
     with pytest.raises(ConfigError, match=r"preprocess\.views\[1\]: 'superlet' is not one of"):
         load_config(overrides=["preprocess.views=[mel, superlet]"])
+
+
+@pytest.mark.parametrize("top_db", [20.0, 80.0])
+def test_db_floor_and_tiles_match_librosa_where_power_spans_past_the_floor(top_db) -> None:
+    # Power over 12 decades (120 dB), so a large share of it sits below either floor: the floor
+    # depth, its reference (the window's peak over all signals) and the tile scale all show.
+    rng = np.random.default_rng(3)
+    power = (10.0 ** rng.uniform(-12, 0, (2, 4, 3, 5))).astype(np.float32)
+    cfg = dataclasses.replace(PreprocessConfig(), top_db=top_db)
+    expected = np.stack(
+        [librosa.power_to_db(p, ref=p.max(), amin=1e-10, top_db=top_db) for p in power]
+    )
+    assert (expected == -top_db).mean() > 0.2  # the floor is reached in every case
+    np.testing.assert_allclose(power_to_db(power, top_db), expected, atol=1e-3)
+    groups = ((0, 1), (2, 3))
+    half = top_db / 2
+    tiles = power_tiles(power.copy(), groups, cfg)
+    for g, group in enumerate(groups):
+        mean_db = expected[:, list(group)].mean(axis=1)
+        np.testing.assert_allclose(tiles[:, g], (mean_db + half) / half, atol=1e-4)
