@@ -139,6 +139,23 @@ def test_eegnet_spatial_filters_are_the_papers_depthwise_convolution() -> None:
     np.testing.assert_allclose(got, reference(bands), rtol=1e-5, atol=1e-5)
 
 
+def test_eegnet_spatial_filters_start_as_the_depthwise_layers_would() -> None:
+    """The einsum's initial spatial filters are the depthwise (1, C) layer's under the same seed:
+    Glorot over its fans (F1 * C in, D * C out), not over the einsum's (C in, F1 * D out), which
+    at 64 electrodes start 2.8x larger and trained worse."""
+    n_chans, f1, d = 64, 8, 2
+    keras.utils.set_random_seed(7)
+    kernel = build("eegnet", 128, n_chans, 128.0, n_classes=2).get_layer("eegnet_spatial")
+    keras.utils.set_random_seed(7)
+    temporal = keras.layers.Conv2D(f1, (64, 1), use_bias=False)
+    temporal.build((None, 128, n_chans, 1))  # the draw before the spatial one, as in EEGNet
+    reference = keras.layers.DepthwiseConv2D((1, n_chans), depth_multiplier=d, use_bias=False)
+    reference.build((None, 128, n_chans, f1))
+    expected = reference.get_weights()[0][0]  # (C, F1, D)
+    np.testing.assert_array_equal(kernel.get_weights()[0], expected)
+    assert np.abs(expected).max() <= np.sqrt(6 / (f1 * n_chans + d * n_chans))
+
+
 def burst_task(n: int, n_time: int, n_chans: int, sample_rate: float, seed: int):
     """Noise; class 1 adds a 1 s Hann-windowed 10 Hz burst (random onset and phase) to the first
     half of the channels, at an amplitude where a single sample is mostly noise."""

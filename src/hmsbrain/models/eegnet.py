@@ -46,6 +46,17 @@ POOL_2 = 8
 SPATIAL_MAX_NORM = 1.0
 
 
+def depthwise_glorot(n_chans: int, f1: int, d: int) -> keras.initializers.Initializer:
+    """Glorot-uniform over the fans of the depthwise ``(1, C, F1, D)`` kernel: ``F1 * C`` in,
+    ``D * C`` out.
+
+    EinsumDense's own Glorot takes its fans from the einsum's axes (``C`` in, ``F1 * D`` out),
+    which at 64 electrodes draws spatial filters 2.8x larger; on demo:trials64 that cost 0.02-0.03
+    of balanced accuracy (README). With the same seed this draws the depthwise layer's weights."""
+    limit = (6.0 / (f1 * n_chans + d * n_chans)) ** 0.5
+    return keras.initializers.RandomUniform(-limit, limit)
+
+
 def scaled_length(samples_at_paper_rate: float, sample_rate: float) -> int:
     """A kernel length of the paper (given at 128 Hz) in samples at ``sample_rate``, >= 1."""
     return max(1, round(samples_at_paper_rate * sample_rate / PAPER_RATE))
@@ -96,6 +107,7 @@ def eegnet_features(
     x = layers.EinsumDense(
         "btcf,cfd->btfd",
         output_shape=(n_time, f1, d),
+        kernel_initializer=depthwise_glorot(n_chans, f1, d),
         kernel_constraint=constraints.MaxNorm(SPATIAL_MAX_NORM, axis=0),
         name="eegnet_spatial",
     )(x)
