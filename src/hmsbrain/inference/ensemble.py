@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.optimize
+import scipy.special
 
 from hmsbrain.atomic import write_json
 from hmsbrain.core.fallback import apply_fallback
@@ -139,12 +140,6 @@ def _log_probs(stack: np.ndarray) -> np.ndarray:
     return np.log(np.clip(stack, METRIC_EPSILON, 1.0))
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    out = np.exp(z)
-    return out / out.sum(axis=1, keepdims=True)
-
-
 def blend(
     preds: list[np.ndarray], weights: np.ndarray, method: str, bias: np.ndarray | None = None
 ) -> np.ndarray:
@@ -154,7 +149,9 @@ def blend(
     if method == "logit-bias":
         if bias is None:
             raise EnsembleError("a logit-bias blend needs its per-class bias")
-        return _softmax(np.tensordot(weights, _log_probs(stack), axes=1) + bias)
+        return scipy.special.softmax(
+            np.tensordot(weights, _log_probs(stack), axes=1) + bias, axis=1
+        )
     if method == "linear":
         out = np.tensordot(weights, stack, axes=1)
     else:
@@ -228,9 +225,9 @@ def fit_logit_bias(preds: list[np.ndarray], target: np.ndarray) -> Blend:
     target = np.asarray(target, np.float64)
 
     def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
-        z = np.tensordot(params[:n], logs, axes=1) + params[n:]
-        z = z - z.max(axis=1, keepdims=True)
-        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        log_p = scipy.special.log_softmax(
+            np.tensordot(params[:n], logs, axes=1) + params[n:], axis=1
+        )
         # The target's entropy is a constant: the cross-entropy has the KL's optimum.
         value = -float((target * log_p).sum()) / rows
         residual = (np.exp(log_p) - target) / rows
