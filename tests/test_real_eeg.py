@@ -220,6 +220,17 @@ def test_events_map_descriptions_to_classes_and_leave_out_the_rest(
     assert "left out 2 T0 events (not in events:" in caplog.text
 
 
+def test_an_events_name_that_no_file_has_is_an_error_naming_what_they_have(
+    tmp_path: Path,
+) -> None:
+    notes = ((1.0, "T0"), (2.0, "T2"), (4.0, "T1"))
+    write_edf(tmp_path / "run.edf", signal(1, 8), ["Cz"], annotations=notes)
+    # T9, a typo for T1: without the check, "left" had no epoch and "right" alone was trained.
+    write_yaml(tmp_path, tmax=1, events={"T9": "left", "T2": "right"})
+    with raises(tmp_path / "dataset.yaml", "events: names ['T9'], which no chosen recording has"):
+        read_epochs(tmp_path)
+
+
 def test_without_events_every_description_is_a_class(tmp_path: Path) -> None:
     notes = ((1.0, "T0"), (3.0, "bad_blink"), (5.0, "T1"))
     write_edf(tmp_path / "run.edf", signal(1, 8), ["Cz"], annotations=notes)

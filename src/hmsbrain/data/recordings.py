@@ -81,6 +81,7 @@ class _Tally:
     """What the reader left out over every recording, for one log line each."""
 
     left_out: Counter[str] = field(default_factory=Counter)  # per description or label
+    found: set[str] = field(default_factory=set)  # descriptions or labels events: maps
     short_spans: int = 0
 
     def log(self, root: Path, spec: DatasetSpec) -> None:
@@ -164,6 +165,14 @@ def read_recordings(root: Path, spec: DatasetSpec) -> Epochs:
         raw.reorder_channels(list(first[2]))
         cuts.append(_cut(raw, events, spec, path))
     tally.log(root, spec)
+    # A name of events: that no file has is a typo or the wrong files: its class would have no
+    # epoch, and a run would then train and score the other classes alone.
+    missing = [d for d in spec.event_map or {} if d not in tally.found]
+    if missing:
+        raise DataError(
+            f"{spec.source}: events: names {missing}, which no chosen recording has "
+            f"(they have {sorted(tally.found | set(tally.left_out))})"
+        )
     if first is None:
         raise DataError(
             f"{root}: no events: no {spec.events} and no annotations in the EDF/BDF files"
@@ -235,6 +244,7 @@ def _mapped(events: list[Event], spec: DatasetSpec, tally: _Tally) -> list[Event
     if spec.event_map is None:
         return events
     tally.left_out.update(e.label for e in events if e.label not in spec.event_map)
+    tally.found.update(e.label for e in events if e.label in spec.event_map)
     return [
         Event(e.file, e.onset, spec.event_map[e.label], e.where, e.subject)
         for e in events
@@ -252,6 +262,7 @@ def _annotation_events(
     if spec.event_map is not None:
         tally.left_out.update(d for d in annotations.description if d not in spec.event_map)
         descriptions = [d for d in descriptions if d in spec.event_map]
+        tally.found.update(descriptions)
     if not descriptions:
         return []
     event_id = {d: code for code, d in enumerate(descriptions, 1)}
