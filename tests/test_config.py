@@ -801,6 +801,7 @@ def test_train_reads_the_data_dir_override_before_choosing_its_recipe(tmp_path, 
     """``train.py data.data_dir=demo:emotiv`` trains with the generic recipe, as
     ``--data-dir demo:emotiv`` does (it once got the HMS demo recipe)."""
     import hmsbrain.training.loop as loop
+    import hmsbrain.training.portfolio as portfolio
     from hmsbrain.cli import GENERIC_CONFIG, train_main
 
     class TrainingStartedError(Exception):
@@ -813,6 +814,7 @@ def test_train_reads_the_data_dir_override_before_choosing_its_recipe(tmp_path, 
         raise TrainingStartedError
 
     monkeypatch.setattr(loop, "train_folds", train_folds)
+    monkeypatch.setattr(portfolio, "train_portfolio", train_folds)  # the generic default
     overrides = ["data.data_dir=demo:emotiv", f"train.output_dir={tmp_path}"]
     for argv in (overrides, ["--data-dir", "demo:emotiv", f"train.output_dir={tmp_path}"]):
         with pytest.raises(TrainingStartedError):

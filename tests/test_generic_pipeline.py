@@ -219,7 +219,9 @@ def _quick(tmp_path: Path) -> list[str]:
 @pytest.mark.slow
 def test_hard_label_run_reports_every_metric_beside_the_baseline(tmp_path, capsys) -> None:
     data = _arrays_dataset(tmp_path / "erp")
-    train_main(["--data-dir", str(data), "--fold", "all", *_quick(tmp_path)])
+    train_main(
+        ["--data-dir", str(data), "--fold", "all", "--backbone", "eegnet", *_quick(tmp_path)]
+    )
     out = capsys.readouterr().out
     assert "band-power baseline" in out and "chance 0.500" in out
     run = tmp_path / "out" / "eegnet"
@@ -245,7 +247,9 @@ def test_hard_label_run_reports_every_metric_beside_the_baseline(tmp_path, capsy
 def test_tta_on_channels_without_a_mirror_is_refused(tmp_path, capsys) -> None:
     data = _arrays_dataset(tmp_path / "erp", n=30)
     with pytest.raises(SystemExit) as exit_info:
-        train_main(["--data-dir", str(data), *_quick(tmp_path), "train.tta=true"])
+        train_main(
+            ["--data-dir", str(data), "--backbone", "eegnet", *_quick(tmp_path), "train.tta=true"]
+        )
     assert exit_info.value.code == 2
     assert "has none" in capsys.readouterr().err
     assert not (tmp_path / "out" / "eegnet" / "fold0" / "model.keras").exists()
@@ -292,7 +296,9 @@ def test_edf_recordings_train_and_predict_sliding_windows(tmp_path, capsys) -> N
     root = tmp_path / "edf"
     pd.DataFrame(_recordings(root, subjects=3)).to_csv(root / "events.csv", index=False)
     (root / "dataset.yaml").write_text(yaml.safe_dump({"tmin": -0.1, "tmax": 0.4}))
-    train_main(["--data-dir", str(root), "--fold", "all", *_quick(tmp_path)])
+    train_main(
+        ["--data-dir", str(root), "--fold", "all", "--backbone", "eegnet", *_quick(tmp_path)]
+    )
     run = tmp_path / "out" / "eegnet"
     report = json.loads((run / "report.json").read_text())
     assert report["classes"] == ["blink", "rest"] and report["model"]["units"] > 100

@@ -5,7 +5,9 @@
 - ``spectrogram``: the image built by the CPU input pipeline against the same image computed
   inside the model graph;
 - ``input``: the input pipeline's windows/s against the model's training step, full recipe;
-- ``scale``: the recording store of the real dataset's size, at fractions, extrapolated.
+- ``scale``: the recording store of the real dataset's size, at fractions, extrapolated;
+- ``reference``: the plain pipelines of ``reference_pipelines.py`` on a trained portfolio's epochs
+  and folds, beside its members and blend (a comparison of scores, not of speed).
 
 Each benchmark times its alternatives in one process on the same inputs, in turns, and reports
 medians and ranges over repeats, because absolute timings on shared machines are noisy.
@@ -23,7 +25,7 @@ FULL_CONFIG = recipe_path(HMS_FULL_RECIPE)
 # The recipe each benchmark times unless --config names another: inference the CPU demo hybrid
 # (what the demo runs use), spectrogram and input the full recipe, the rest the HMS settings.
 DEFAULTS = {"inference": DEMO_CONFIG, "spectrogram": FULL_CONFIG, "input": FULL_CONFIG}
-WHICH = ("preprocess", "inference", "spectrogram", "input", "scale")
+WHICH = ("preprocess", "inference", "spectrogram", "input", "scale", "reference")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -52,7 +54,13 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         default=None,
         help="inference: time fold 0 of this trained run (default: a fresh "
-        "model of --config, the CPU demo hybrid)",
+        "model of --config, the CPU demo hybrid); reference: the trained portfolio",
+    )
+    parser.add_argument(
+        "--pipelines",
+        type=Path,
+        default=None,
+        help="reference: reference_pipelines.py (default: ../shared/tools/ beside the repository)",
     )
     parser.add_argument("--eegs", type=int, default=64, help="inference: test EEGs per timing")
     parser.add_argument("--batch-size", type=int, default=16, help="inference: batch size")
@@ -76,6 +84,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="section.key=value config overrides")
     # Intermixed: overrides may follow options (argparse otherwise binds them to nothing).
     args = parser.parse_intermixed_args(argv)
+    if args.which == "reference":
+        from hmsbrain.bench.reference import bench_reference
+
+        if args.run is None:
+            parser.error("reference needs --run, a trained portfolio (train.py --fold all)")
+        bench_reference(args.run, args.pipelines)
+        return
     repeats = args.repeats or 5
     if repeats < 5:
         parser.error(f"{args.which} needs --repeats of at least 5 to say how noisy it is")

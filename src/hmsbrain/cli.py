@@ -103,11 +103,13 @@ def train_main(argv: list[str] | None = None) -> None:
         },
     )
     # Imported before the try: its except clause names these classes.
+    from hmsbrain.inference.ensemble import EnsembleError
     from hmsbrain.inference.report import write_run_report
     from hmsbrain.models.imagenet import WeightsError
     from hmsbrain.runs import fold_dirs, run_root
     from hmsbrain.training.loop import train_folds
     from hmsbrain.training.outputs import RunConfigError, RunExistsError
+    from hmsbrain.training.portfolio import uses_portfolio
 
     report = None
     try:
@@ -118,17 +120,36 @@ def train_main(argv: list[str] | None = None) -> None:
             folds = [int(args.fold)]
         else:
             raise ConfigError(f"--fold must be an integer or 'all', got {args.fold!r}")
+        if uses_portfolio(cfg, args.overrides, args.backbone is not None):
+            _train_portfolio(cfg, list(folds), args.resume, args.overwrite)
+            return
         summaries = train_folds(cfg, folds, resume=args.resume, overwrite=args.overwrite)
         run = run_root(cfg)
         if len(fold_dirs(run)) == cfg.folds.n_folds:  # every fold done: the run's CV report
             report = write_run_report(run)
             print(f"report: {run / 'report.md'}")
-    except (*USER_ERRORS, WeightsError, RunExistsError, RunConfigError) as exc:
+    except (*USER_ERRORS, WeightsError, RunExistsError, RunConfigError, EnsembleError) as exc:
         _fail(exc)
     if len(summaries) > 1:
         print(cv_table(summaries))
     if report is not None:
         print(overall_line(report))
+
+
+def _train_portfolio(cfg: Config, folds: list[int], resume: bool, overwrite: bool) -> None:
+    """Every member of the portfolio on ``folds``; with every fold trained, the blend and its
+    report (the one table, printed too)."""
+    from hmsbrain.inference.portfolio import blend_portfolio
+    from hmsbrain.training.portfolio import portfolio_root, train_portfolio
+
+    train_portfolio(cfg, folds, resume, overwrite)
+    root = portfolio_root(cfg)
+    if len(folds) < cfg.folds.n_folds:
+        print(f"{root}: {len(folds)} of {cfg.folds.n_folds} folds trained; --fold all blends them")
+        return
+    result = blend_portfolio(root)
+    print(result.report.read_text())
+    print(f"report: {result.report}")
 
 
 def default_recipe(overrides: list[str]) -> Path:
@@ -214,11 +235,16 @@ def predict_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from hmsbrain.core.predictions import PredictionError
+    from hmsbrain.inference.ensemble import EnsembleError
     from hmsbrain.inference.predict import predict_run
     from hmsbrain.inference.runtimes import RuntimeUnavailableError
+    from hmsbrain.runs import is_portfolio
 
     try:
         for run in args.runs:
+            if is_portfolio(run):
+                _predict_portfolio(run, args)
+                continue
             result = predict_run(
                 run,
                 args.data_dir,
@@ -239,8 +265,19 @@ def predict_main(argv: list[str] | None = None) -> None:
                     f"{run}: {len(result.fallback)} EEGs got the class prior (--fallback): "
                     f"{sorted(result.fallback)[:10]}"
                 )
-    except (*USER_ERRORS, RuntimeUnavailableError, PredictionError) as exc:
+    except (*USER_ERRORS, RuntimeUnavailableError, PredictionError, EnsembleError) as exc:
         _fail(exc)
+
+
+def _predict_portfolio(root: Path, args: argparse.Namespace) -> None:
+    """Every weighted member of a portfolio on the data, blended."""
+    from hmsbrain.inference.portfolio import predict_portfolio
+
+    result = predict_portfolio(
+        root, args.data_dir, args.split, args.batch_size, args.runtime, args.fallback
+    )
+    members = ", ".join(sorted(result.members)) or "the class prior alone"
+    print(f"{root}: {len(result.frame)} units, blend of {members} -> {result.path}")
 
 
 def export_main(argv: list[str] | None = None) -> None:
@@ -257,11 +294,15 @@ def export_main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     from hmsbrain.inference.export import ExportError, export_fold
-    from hmsbrain.runs import fold_dirs
+    from hmsbrain.runs import CLASSICAL_FILE, fold_dirs, portfolio_members
 
     try:
-        for run in args.runs:
-            for fold in fold_dirs(run):
+        for run in [m for r in args.runs for m in portfolio_members(r)]:
+            folds = fold_dirs(run)
+            if (folds[0] / CLASSICAL_FILE).is_file():
+                print(f"{run}: a classical member, predicted in Python (scikit-learn, pyRiemann)")
+                continue
+            for fold in folds:
                 report = export_fold(fold, args.data_dir)
                 parity = report["parity"]
                 print(

@@ -13,6 +13,7 @@ recipes under ``configs/hms/``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import types
@@ -74,7 +75,7 @@ SpectrogramPlace = Literal["cpu", "graph"]
 # these; a test holds them together).
 View = Literal["mel", "zoom", "stft", "stft_signals", "cwt", "raw"]
 ImageBackbone = Literal["effnetv2", "resnet50v2", "mobilenetv3", "densenet201"]
-RawBackbone = Literal["wavenet", "conformer", "eegnet", "shallow", "bandpower"]
+RawBackbone = Literal["wavenet", "conformer", "eegnet", "shallow", "cnn1d", "bandpower"]
 Backbone = Literal[ImageBackbone, RawBackbone]
 EffNetV2Size = Literal["B0", "B1", "B2", "B3", "S", "M", "L"]
 MobileNetV3Size = Literal["large", "small"]
@@ -232,6 +233,14 @@ class ShallowConfig:
 
 
 @dataclass
+class CNN1DConfig:
+    filters: int = _f(32, "cnn1d: filters of the first two blocks, doubled every second block.")
+    blocks: int = _f(6, "cnn1d: convolution blocks, each followed by a 2x max pool.")
+    kernel: int = _f(7, "cnn1d: convolution kernel in samples.")
+    dropout: float = _f(0.1, "cnn1d: spatial dropout after each block.")
+
+
+@dataclass
 class WaveNetConfig:
     filters: int = _f(32, "WaveNet: channels of the branch.")
     dilations: list[int] = _f([1, 2, 4, 8], "WaveNet: dilation rates of one block.")
@@ -290,6 +299,7 @@ class ModelConfig:
     )
     eegnet: EEGNetConfig = field(default_factory=EEGNetConfig)
     shallow: ShallowConfig = field(default_factory=ShallowConfig)
+    cnn1d: CNN1DConfig = field(default_factory=CNN1DConfig)
     wavenet: WaveNetConfig = field(default_factory=WaveNetConfig)
     conformer: ConformerConfig = field(default_factory=ConformerConfig)
     bandpower: BandpowerConfig = field(default_factory=BandpowerConfig)
@@ -506,6 +516,48 @@ class TrainConfig:
     )
 
 
+# The portfolio's members (hmsbrain.training.portfolio): the classical ones are fitted in code
+# (hmsbrain.models.classical lists the same names; a test holds them together), every other
+# member is a network recipe, configs/members/<name>.yaml, applied over the run's config.
+CLASSICAL_MEMBERS: tuple[str, ...] = ("bandpower_lr", "tangent_lr", "xdawn_lr", "features_gbt")
+NETWORK_MEMBERS: tuple[str, ...] = ("eegnet", "eegnet_whole", "cnn1d")
+PortfolioBlend = Literal["hill_climb", "weights", "best"]
+
+
+@dataclass
+class PortfolioConfig:
+    members: list[str] = _f(
+        [*CLASSICAL_MEMBERS, *NETWORK_MEMBERS],
+        "Members trained in the same folds and blended (generic data without --backbone): "
+        f"{', '.join(CLASSICAL_MEMBERS)} (whole epochs at the recording's rate) and network "
+        "recipes of configs/members/ (eegnet on crops, eegnet_whole on whole epochs, cnn1d on "
+        "windows); the class prior is always a member. [] trains model.backbone alone.",
+    )
+    budget_minutes: float = _f(
+        14.0,
+        "Time for the whole portfolio: classical members first, then each network in the "
+        "order listed, shortened to fit (down to portfolio.min_epochs) or skipped, one log line "
+        "each. 0: no limit.",
+    )
+    min_epochs: int = _f(5, "Fewest epochs the budget may shorten a network member to.")
+    blend: PortfolioBlend = _f(
+        "hill_climb",
+        "How members are blended, fitted out of fold on calibrated members: hill_climb "
+        "(Caruana's greedy selection with replacement, from the best member), weights "
+        "(non-negative weights by SLSQP) or best (the best member alone).",
+    )
+    cs: list[float] = _f(
+        [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0],
+        "Inverse L2 strengths the classical members' logistic regressions choose from, by log "
+        "loss in grouped inner folds.",
+    )
+    xdawn_filters: int = _f(4, "xdawn_lr: xDAWN spatial filters per class.")
+    gbt_iterations: int = _f(200, "features_gbt: boosting iterations (trees per class).")
+    gbt_learning_rate: float = _f(0.1, "features_gbt: learning rate (shrinkage).")
+    gbt_leaves: int = _f(15, "features_gbt: leaves per tree.")
+    gbt_min_leaf: int = _f(10, "features_gbt: fewest epochs in a leaf.")
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -513,6 +565,7 @@ class Config:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
 
 
 def model_kwargs(cfg: ModelConfig, name: str) -> dict[str, Any]:
@@ -531,6 +584,7 @@ HMS_RECIPE = "hms/base.yaml"  # every HMS setting; the base of every HMS recipe
 HMS_DEMO_RECIPE = "hms/demo_cpu.yaml"  # the CPU recipe for HMS data, the demo included
 HMS_FULL_RECIPE = "hms/effnetv2.yaml"  # the full GPU recipe of the main backbone
 BASE_KEY = "base"  # a recipe's top-level key naming the recipe it starts from
+MEMBERS_DIR = "members"  # the portfolio's network member recipes, relative to CONFIGS_DIR
 
 
 def recipe_path(name: str) -> Path:
@@ -539,6 +593,28 @@ def recipe_path(name: str) -> Path:
     if not path.is_file():
         raise ConfigError(f"no shipped recipe {name!r} under {CONFIGS_DIR}")
     return path
+
+
+def member_recipes() -> dict[str, Path]:
+    """The shipped network member recipes by name (``configs/members/<name>.yaml``)."""
+    return {p.stem: p for p in sorted((CONFIGS_DIR / MEMBERS_DIR).glob("*.yaml"))}
+
+
+def member_config(cfg: Config, name: str) -> Config:
+    """``cfg`` with network member ``name``'s recipe applied over it."""
+    recipes = member_recipes()
+    if name not in recipes:
+        raise ConfigError(
+            f"portfolio.members: no member recipe {name!r} in {CONFIGS_DIR / MEMBERS_DIR}"
+        )
+    member = copy.deepcopy(cfg)
+    for recipe, raw in _recipe_chain(recipes[name]):
+        try:
+            _apply(member, raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{recipe}: {exc}") from None
+    _check_values(member)
+    return member
 
 
 def hms_config(overrides: list[str] | None = None) -> Config:
@@ -607,6 +683,13 @@ def _check_values(cfg: Config) -> None:
         raise ConfigError(
             "train.vote_weight_decay: expected a value in (0, 1], got "
             f"{cfg.train.vote_weight_decay}"
+        )
+    known = {*CLASSICAL_MEMBERS, *member_recipes()}
+    unknown = [m for m in cfg.portfolio.members if m not in known]
+    if unknown:
+        raise ConfigError(
+            f"portfolio.members: {unknown} not a member; valid: {sorted(known)} (a network "
+            f"member is a recipe in {CONFIGS_DIR / MEMBERS_DIR})"
         )
     if not 0 <= cfg.train.pseudo_mix <= 1:
         raise ConfigError(

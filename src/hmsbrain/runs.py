@@ -13,6 +13,10 @@ from pathlib import Path
 from hmsbrain.config import Config, load_config
 
 KERAS_FILE = "model.keras"
+CLASSICAL_FILE = "model.joblib"  # a classical portfolio member's fitted pipeline
+MODEL_FILES = (KERAS_FILE, CLASSICAL_FILE)  # a fold is trained when it holds one of these
+PORTFOLIO_FILE = "portfolio.json"  # a portfolio's members: trained, skipped, times
+BLEND_FILE = "blend.json"  # a portfolio's fitted blend: calibrations, weights, nested CV
 ONNX_FILE = "model.onnx"
 EXPORT_REPORT = "export.json"  # the export's parity figures
 PARITY_INPUTS = "parity.npz"  # the preprocessed windows the export was checked on
@@ -51,6 +55,7 @@ class RunPaths:
             "curves": "curves.png",
             "oof": OOF_FILE,
             "summary": SUMMARY_FILE,
+            "classical": CLASSICAL_FILE,
             "checkpoint": "checkpoint/last.keras",
             "state": "checkpoint/state.json",
             "best": "checkpoint/best.keras",
@@ -73,12 +78,27 @@ def run_dir(cfg: Config, fold: int) -> Path:
 
 
 def fold_dirs(run: str | Path) -> list[Path]:
-    """The trained folds of a run folder, in fold order."""
+    """The trained folds of a run folder (a network's or a classical portfolio member's), in
+    fold order."""
     run = Path(run)
-    found = sorted(p.parent for p in run.glob(f"fold*/{KERAS_FILE}"))
+    found = sorted({p.parent for name in MODEL_FILES for p in run.glob(f"fold*/{name}")})
     if not found:
         raise FileNotFoundError(f"{run}: no fold*/{KERAS_FILE}; train the run first")
     return found
+
+
+def is_portfolio(run: str | Path) -> bool:
+    """Whether ``run`` is a portfolio's folder (its members' runs inside) rather than a run."""
+    return (Path(run) / PORTFOLIO_FILE).is_file()
+
+
+def portfolio_members(run: str | Path) -> list[Path]:
+    """The trained members' run folders of a portfolio, or ``[run]`` for a run."""
+    run = Path(run)
+    if not is_portfolio(run):
+        return [run]
+    members = json.loads((run / PORTFOLIO_FILE).read_text())["members"]
+    return [run / m["name"] for m in members if m["status"] == "trained"]
 
 
 def run_config(run: str | Path) -> Config:

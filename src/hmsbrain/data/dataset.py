@@ -120,7 +120,8 @@ class EpochDataset(Dataset):
         self.classes = tuple(epochs.classes)
         self.hard = epochs.hard
         self.epoch_seconds = epochs.signals.shape[-1] / epochs.sfreq
-        self._files = [*sorted({self.root / f for f in epochs.files}), *map(Path, extra_files)]
+        self._extra = tuple(map(Path, extra_files))
+        self._files = [*sorted({self.root / f for f in epochs.files}), *self._extra]
         self.montage = choose_montage(cfg.montage, epochs.channels, cfg.max_image_groups)
         if epochs.groups is not None:
             groups, self.group_kind = epochs.groups, "subject"
@@ -140,6 +141,11 @@ class EpochDataset(Dataset):
         if cfg.crop_seconds > 0:
             rows = self._cut_crops(rows)
         self.rows = rows
+
+    def with_preprocess(self, cfg: PreprocessConfig) -> EpochDataset:
+        """The same epochs under another recipe's preprocessing (a portfolio member's crops):
+        read from the files once, cut and cached per recipe."""
+        return EpochDataset(self.epochs, self.root, self.split, cfg, self._extra)
 
     def _cut_crops(self, rows: pd.DataFrame) -> pd.DataFrame:
         """One row per crop of every epoch (``crop_start``: seconds into the epoch), the crops on

@@ -31,13 +31,13 @@ from hmsbrain.core.inputs import (
     WAVENET,
     model_inputs,
 )
-from hmsbrain.models import bandpower, conformer, eegnet, imagenet, shallow, wavenet
+from hmsbrain.models import bandpower, cnn1d, conformer, eegnet, imagenet, shallow, wavenet
 from hmsbrain.models.base import MODELS, ModelSpec, all_layers
 from hmsbrain.models.imagenet import build_backbone
 from hmsbrain.models.spectrogram import mel_image
 
 # The modules whose import registers their models: a new model's module is added here.
-MODEL_MODULES = (imagenet, wavenet, conformer, eegnet, shallow, bandpower)
+MODEL_MODULES = (imagenet, wavenet, conformer, eegnet, shallow, cnn1d, bandpower)
 
 
 def model_spec(name: str) -> ModelSpec:

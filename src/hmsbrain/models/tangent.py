@@ -23,7 +23,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from hmsbrain.models.bandpower import logistic, soft_rows, strength
+from hmsbrain.models.linear import logistic, soft_rows, strength
 
 
 def channels_first(raw: np.ndarray) -> np.ndarray:

@@ -125,14 +125,14 @@ def finish(
         "fold": fold,
         "best_epoch": state["best_epoch"],
     }
-    oof = _write_oof(val, probs, fold, paths.oof, meta)
+    oof = write_oof(val, probs, fold, paths.oof, meta)
     # A few of the fold's own inputs beside the model: export and TensorRT check against them.
     parity = exp.inputs.batch(parity_rows(len(exp.data)))
     save_parity_inputs(paths.root / PARITY_INPUTS, {k: parity[k] for k in exp.names})
     summary = fold_summary(exp, setup, paths, state, scores_of(val, oof))
     figures: dict[str, dict[str, object]] = {}
     for name, fit in baselines.items():
-        base = _write_oof(
+        base = write_oof(
             val,
             predict_baseline(fit, exp.inputs, val_index),
             fold,
@@ -150,9 +150,11 @@ def finish(
     return summary
 
 
-def _write_oof(
+def write_oof(
     val: Validation, probs: np.ndarray, fold: int, path: Path, meta: dict
 ) -> pd.DataFrame:
+    """The fold's unit predictions from its validation rows' ``probs``, written as an OOF
+    prediction file (the schema of :mod:`hmsbrain.core.predictions`); returns the frame."""
     oof = val.oof(probs)
     oof.insert(1, "fold", fold)
     write_predictions(oof, path, meta, source=val.data.source)

@@ -159,10 +159,12 @@ class Experiment:
             raise ConfigError(f"--fold {fold} is outside 0..{self.cfg.folds.n_folds - 1}")
 
 
-def open_experiment(cfg: Config) -> Experiment:
-    """The data of ``cfg`` and its folds (made and saved on first use), checked against the
-    recipe; user errors raise (ConfigError, DataError, FoldError)."""
-    data = open_dataset(cfg, "train")
+def open_experiment(cfg: Config, data: Dataset | None = None) -> Experiment:
+    """The data of ``cfg`` (or ``data``, already open: a portfolio reads its files once for
+    every member) and its folds (made and saved on first use), checked against the recipe;
+    user errors raise (ConfigError, DataError, FoldError)."""
+    if data is None:
+        data = open_dataset(cfg, "train")
     if demo_name(cfg.data.data_dir) is not None:
         print(f"Training on the embedded demo dataset {data.root}; pass --data-dir for your data.")
     check_recipe(cfg, data)
