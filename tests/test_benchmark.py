@@ -73,7 +73,7 @@ def test_the_preprocess_benchmark_reports_its_spread_and_every_step(small_demo, 
 
 def test_the_eegnet_benchmark_times_two_layers_that_compute_the_same_maps(capsys):
     """EEGNet's einsum against the paper's depthwise layer: equal maps first, then the spread."""
-    speedup = bench_eegnet(n_chans=8, n_time=64, batch=4, repeats=5, sample_rate=128.0, calls=1)
+    speedup = bench_eegnet((4, 64, 8), repeats=5, sample_rate=128.0, calls=1)
     out = capsys.readouterr().out
     assert speedup > 0
     assert "4 windows x 64 samples x 8 electrodes, F1=8, D=2; maps equal within " in out

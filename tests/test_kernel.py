@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import jupytext
@@ -101,6 +102,19 @@ def test_package_without_reachable_wheels_is_a_one_line_error(packaged, tmp_path
     assert not (tmp_path / "dist" / DATASET_SLUG).exists()
 
 
+def _kaggle_folders(tmp_path: Path, data: Path, packaged: Path) -> tuple[Path, dict[str, str]]:
+    """The notebook's working folder and environment, its inputs laid out as ``/kaggle/input``
+    and no project on the path; a local dry run (no KAGGLE_KERNEL_RUN_TYPE)."""
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    (inputs / COMPETITION).symlink_to(data)
+    (inputs / DATASET_SLUG).symlink_to(packaged / "dist" / DATASET_SLUG)
+    work = tmp_path / "working"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", KAGGLE_RUN_VARIABLE)}
+    return work, {**env, "HMS_INPUT_DIR": str(inputs)}
+
+
 @pytest.mark.slow
 def test_kernel_writes_the_same_submission_as_predict_and_ensemble(
     packaged, hms_sample_dir, tmp_path
@@ -108,14 +122,8 @@ def test_kernel_writes_the_same_submission_as_predict_and_ensemble(
     """The notebook source, run as Kaggle would (its inputs under one folder, no project on the
     path), writes a valid submission.csv equal to ensemble.py's within 1e-5, and leaves no
     temporary folder behind."""
+    work, env = _kaggle_folders(tmp_path, hms_sample_dir, packaged)
     inputs = tmp_path / "input"
-    inputs.mkdir()
-    (inputs / COMPETITION).symlink_to(hms_sample_dir)
-    (inputs / DATASET_SLUG).symlink_to(packaged / "dist" / DATASET_SLUG)
-    work = tmp_path / "working"
-    work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["HMS_INPUT_DIR"] = str(inputs)
     env["TMPDIR"] = str(tmp_path / "tmp")  # where the kernel's temporary input cache goes
     (tmp_path / "tmp").mkdir()
     # Run the notebook source as __main__, then report which packages outside Kaggle's image
@@ -310,12 +318,19 @@ def test_predict_stops_on_a_bad_eeg_unless_asked_to_fall_back(
     assert list(meta["fallback"]) == [str(BAD_EEG)]
 
 
-def _plant_bug(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the preprocessing of the "planted bug" test EEG raise a TypeError."""
+def _marked(eeg: np.ndarray) -> bool:
+    return bool(np.any(eeg[..., 0, 0] == BUG_MARK))
+
+
+def _plant_bug(
+    monkeypatch: pytest.MonkeyPatch, hits: Callable[[np.ndarray], bool] = _marked
+) -> None:
+    """Make the preprocessing of the raw windows that ``hits`` (by default, those of the
+    "planted bug" test EEG) raise a TypeError, as a bug in a preprocessing change would."""
     clean = hms_inputs.clean_montage
 
     def planted(eeg: np.ndarray, cfg: object) -> np.ndarray:
-        if np.any(np.asarray(eeg)[..., 0, 0] == BUG_MARK):
+        if hits(np.asarray(eeg)):
             raise TypeError("planted bug")
         return clean(eeg, cfg)
 
@@ -379,16 +394,10 @@ def test_a_bug_in_one_eeg_is_logged_counted_and_fails_the_notebooks_dry_run(
     planted in one test EEG's preprocessing: that EEG gets the prior, the error is logged with
     its traceback and counted in the summary, and the run fails after writing its submission."""
     data = _bad_folder(tmp_path / "data", hms_sample_dir, "planted bug")
-    inputs = tmp_path / "input"
-    inputs.mkdir()
-    (inputs / COMPETITION).symlink_to(data)
-    (inputs / DATASET_SLUG).symlink_to(packaged / "dist" / DATASET_SLUG)
-    work = tmp_path / "working"
-    work.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", KAGGLE_RUN_VARIABLE)}
-    env["HMS_INPUT_DIR"] = str(inputs)
+    work, env = _kaggle_folders(tmp_path, data, packaged)
+    model_dir = tmp_path / "input" / DATASET_SLUG
     done = subprocess.run(
-        [sys.executable, "-c", PLANTED_NOTEBOOK, str(KERNEL_SOURCE), str(inputs / DATASET_SLUG)],
+        [sys.executable, "-c", PLANTED_NOTEBOOK, str(KERNEL_SOURCE), str(model_dir)],
         cwd=work,
         env=env,
         capture_output=True,
@@ -451,19 +460,14 @@ def test_on_kaggle_a_bug_or_too_many_fallbacks_still_submit_and_shout(
     run_kernel(model_dir, data, tmp_path / "d.csv", dry_run=True)  # 0.5 is not above 0.5
 
 
+@pytest.mark.slow
 def test_package_fails_its_dry_run_on_a_bug_and_writes_nothing(
     packaged, tmp_path, monkeypatch, capsys
-):
+) -> None:
     """package.py's own check: the notebook on the test split of the runs' data, before the
     package moves into place; a bug in every EEG fails it, in one line, and leaves no package."""
-    clean = hms_inputs.clean_montage
-
-    def planted(eeg: np.ndarray, cfg: object) -> np.ndarray:
-        if np.any(eeg):  # every test EEG; the blank window the cache is shaped from is zeros
-            raise TypeError("planted bug")
-        return clean(eeg, cfg)
-
-    monkeypatch.setattr(hms_inputs, "clean_montage", planted)
+    # Every test EEG: only the blank window the cache takes its shapes from is all zeros.
+    _plant_bug(monkeypatch, np.any)
     args = [str(packaged / "sample.json"), "--out-dir", str(tmp_path / "dist")]
     with pytest.raises(SystemExit) as exit_info:
         package_main([*args, "--kaggle-user", "tester", "--no-wheels"])

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.which == "eegnet":
         from hmsbrain.bench.eegnet import bench_eegnet
 
-        bench_eegnet(batch=args.windows, repeats=repeats)
+        bench_eegnet((args.windows, 512, 64), repeats)
     else:
         from hmsbrain.bench.scale import bench_scale
 

@@ -19,20 +19,20 @@ PARITY_ATOL = 1e-4  # the two layers' maps, after the same sums in another order
 
 
 def bench_eegnet(
-    n_chans: int = 64,
-    n_time: int = 512,
-    batch: int = 32,
+    shape: tuple[int, int, int] = (32, 512, 64),
     repeats: int = 5,
     sample_rate: float = 256.0,
     calls: int = 10,
 ) -> float:
-    """ms per training step of the spatial filters of an EEGNet over ``n_chans`` electrodes
-    (default: the trials64 demo's 2 s at 256 Hz), einsum and depthwise, over ``repeats`` turns of
-    ``calls`` steps each; prints both and the speedup, and returns its median."""
+    """ms per training step of the spatial filters of an EEGNet on ``shape`` (windows, samples,
+    electrodes; default: 32 of the trials64 demo's 2 s at 256 Hz), einsum and depthwise, over
+    ``repeats`` turns of ``calls`` steps each; prints both and the speedup, returns its median."""
     import keras
     import tensorflow as tf
 
     from hmsbrain.models.eegnet import eegnet_features
+
+    batch, n_time, n_chans = shape
 
     raw = keras.Input((n_time, n_chans))
     model = keras.Model(raw, eegnet_features(raw, sample_rate))
