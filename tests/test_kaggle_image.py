@@ -33,15 +33,9 @@ import pytest
 
 from hmsbrain.atomic import atomic_dir
 from hmsbrain.cli import package_main
+from hmsbrain.hms import kaggle
 from hmsbrain.hms.constants import VOTE_COLUMNS
-from hmsbrain.hms.kaggle import (
-    COMPETITION,
-    DATASET_SLUG,
-    KAGGLE_RUN_VARIABLE,
-    KERNEL_NOTEBOOK,
-    KERNELS_DIR,
-    MANIFEST,
-)
+from hmsbrain.hms.kaggle import COMPETITION, DATASET_SLUG, KERNEL_NOTEBOOK, KERNELS_DIR, MANIFEST
 from hmsbrain.hms.submission import validate_submission
 from hmsbrain.hms.wheels import WHEELS_DIR, installed_onnxruntime, sha256
 
@@ -217,7 +211,7 @@ def test_without_wheels_the_notebook_submits_the_class_prior_and_says_why(
     submits, and its summary says in capitals that all of it is the class prior."""
     dataset = packaged / "dist" / DATASET_SLUG  # packaged with --no-wheels
     inputs, work = _kaggle_input(tmp_path, hms_sample_dir, dataset)
-    env = _offline_env(trap, HMS_INPUT_DIR=str(inputs), **{KAGGLE_RUN_VARIABLE: "Batch"})
+    env = _offline_env(trap, HMS_INPUT_DIR=str(inputs), **{kaggle.KAGGLE_RUN_VARIABLE: "Batch"})
     done = _run(
         [str(kaggle_python), str(KERNELS_DIR / "hms_inference.py")],
         cwd=work,
