@@ -5,7 +5,9 @@
 - ``spectrogram``: the image built by the CPU input pipeline against the same image computed
   inside the model graph;
 - ``input``: the input pipeline's windows/s against the model's training step, full recipe;
-- ``scale``: the recording store of the real dataset's size, at fractions, extrapolated.
+- ``scale``: the recording store of the real dataset's size, at fractions, extrapolated;
+- ``eegnet``: EEGNet's spatial filters as the model's einsum against the paper's depthwise
+  convolution, at 64 electrodes.
 
 Each benchmark times its alternatives in one process on the same inputs, in turns, and reports
 medians and ranges over repeats, because absolute timings on shared machines are noisy.
@@ -23,7 +25,7 @@ FULL_CONFIG = recipe_path(HMS_FULL_RECIPE)
 # The recipe each benchmark times unless --config names another: inference the CPU demo hybrid
 # (what the demo runs use), spectrogram and input the full recipe, the rest the HMS settings.
 DEFAULTS = {"inference": DEMO_CONFIG, "spectrogram": FULL_CONFIG, "input": FULL_CONFIG}
-WHICH = ("preprocess", "inference", "spectrogram", "input", "scale")
+WHICH = ("preprocess", "inference", "spectrogram", "input", "scale", "eegnet")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,7 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("which", choices=WHICH, help="what to benchmark")
     parser.add_argument("--config", type=Path, default=None, help="YAML config file")
-    parser.add_argument("--windows", type=int, default=32, help="windows per timing")
+    parser.add_argument(
+        "--windows", type=int, default=32, help="windows per timing (eegnet: per step)"
+    )
     parser.add_argument(
         "--repeats",
         type=int,
@@ -100,6 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         bench_input(
             cfg, args.root, args.fraction, batches=2, steps=1, repeats=repeats, workers=args.threads
         )
+    elif args.which == "eegnet":
+        from hmsbrain.bench.eegnet import bench_eegnet
+
+        bench_eegnet((args.windows, 512, 64), repeats)
     else:
         from hmsbrain.bench.scale import bench_scale
 
