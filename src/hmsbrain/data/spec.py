@@ -345,13 +345,18 @@ def soft_targets(values: np.ndarray, where: Sequence[str]) -> tuple[np.ndarray, 
     return values / sums[:, None], (sums if counts else None)
 
 
-def subject_id(name: str, spec: DatasetSpec, where: str) -> str:
-    """The subject id that ``spec.group_pattern`` captures from a file name."""
+def subject_id(file: str, spec: DatasetSpec, where: str) -> str:
+    """The subject id that ``spec.group_pattern`` captures from a file's name, or from its path
+    relative to the data folder (``file``, with ``/``) when the pattern has a ``/``: headset
+    exports name the subject in a folder (``subject3/session1/data.csv``), and a file name
+    pattern such as ``^(s\\d+)_`` keeps its anchor."""
     assert spec.group_pattern is not None
-    match = spec.group_pattern.search(name)
+    pattern = spec.group_pattern
+    name = file if "/" in pattern.pattern else Path(file).name
+    match = pattern.search(name)
     if match is None or match.group(1) is None:
         raise DataError(
-            f"{where}: file name {name!r} does not match group_pattern "
-            f"{spec.group_pattern.pattern!r} in {spec.source}"
+            f"{where}: file {name!r} does not match group_pattern {pattern.pattern!r} in "
+            f"{spec.source}"
         )
     return match.group(1)
