@@ -518,7 +518,11 @@ def test_scientific_notation_floats(tmp_path, source):
         ("train.class_weights", "inverse", ["none", "balanced"]),
         ("train.select_metric", "accuracy", ["auto", "kl", "balanced_accuracy"]),
         ("train.strategy", "ddp", ["none", "mirrored", "data_parallel"]),
-        ("data.layout", "bids", ["auto", "hms", "folders", "recordings", "arrays", "table"]),
+        (
+            "data.layout",
+            "grid",
+            ["auto", "hms", "folders", "recordings", "arrays", "table", "markers"],
+        ),
         ("data.storage", "disk", ["windows", "recordings"]),
         ("data.store_dtype", "float64", ["float16", "float32"]),
         ("preprocess.montage", "bipolar", ["auto", "double_banana", "identity", "average"]),

@@ -279,14 +279,7 @@ def _read_npy(path: Path) -> np.ndarray:
 
 def _read_text(path: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
     """A text table as ``(channels, samples)`` and its header names (None without a header)."""
-    try:
-        with path.open(encoding="utf-8-sig") as f:
-            first = next((line for line in f if line.strip()), None)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable text file ({exc})") from exc
-    if first is None:
-        raise DataError(f"{path}: empty file")
-    sep = _delimiter(first)
+    first, sep = first_line(path)
     cells = first.strip().split() if sep == r"\s+" else first.strip().split(sep)
     has_header = not all(_parses_as_number(c) for c in cells)
     try:
@@ -299,6 +292,19 @@ def _read_text(path: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
         raise DataError(f"{path}: no samples (a header row and nothing else)")
     header = tuple(str(c).strip() for c in table.columns) if has_header else None
     return table.to_numpy().T, header
+
+
+def first_line(path: Path) -> tuple[str, str]:
+    """A text table's first non-empty line and the delimiter it shows (``,``, tab, ``;``, else
+    whitespace as a pandas regex)."""
+    try:
+        with path.open(encoding="utf-8-sig") as f:
+            first = next((line for line in f if line.strip()), None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable text file ({exc})") from exc
+    if first is None:
+        raise DataError(f"{path}: empty file")
+    return first, _delimiter(first)
 
 
 def _delimiter(line: str) -> str:

@@ -436,6 +436,8 @@ def _cut(
         )
         kept = np.array([not reason for reason in epochs.drop_log])
         events, samples = [e for e, k in zip(events, kept, strict=True) if k], samples[kept]
+        if not events:
+            return _Cut([], np.empty((0, len(raw.ch_names), len(epochs.times))), np.empty(0))
     data = epochs.get_data(copy=True) * VOLTS_TO_UV
     if isinstance(spec.baseline, FirstSeconds):
         n = round(spec.baseline.seconds * sfreq)
