@@ -521,7 +521,7 @@ def test_scientific_notation_floats(tmp_path, source):
         (
             "data.layout",
             "grid",
-            ["auto", "hms", "folders", "recordings", "arrays", "table", "markers"],
+            ["auto", "hms", "folders", "recordings", "arrays", "table", "epochs", "markers"],
         ),
         ("data.storage", "disk", ["windows", "recordings"]),
         ("data.store_dtype", "float64", ["float16", "float32"]),

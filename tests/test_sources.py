@@ -83,6 +83,7 @@ def test_sources_are_the_config_names_in_detection_order() -> None:
         "markers",
         "arrays",
         "table",
+        "epochs",
         "recordings",
         "folders",
     ]

@@ -83,7 +83,7 @@ def suffix(path: Path) -> str:
 
 def is_epochs_file(path: Path) -> bool:
     """An MNE epochs file (``*-epo.fif``), by its name."""
-    return path.name.lower().endswith(EPOCHS_ENDINGS)
+    return is_signal_file(path) and path.name.lower().endswith(EPOCHS_ENDINGS)
 
 
 def is_raw_file(path: Path) -> bool:
@@ -166,12 +166,14 @@ def mne_errors(path: Path, what: str) -> Iterator[None]:
     """MNE's errors, and its warnings but :data:`HARMLESS_WARNINGS`, as a one-line DataError:
     ``<path>: not a readable <what> (<MNE's message>)``.
 
+    MNE warns about the data with RuntimeWarnings; other categories (a library's deprecation
+    inside MNE, such as pandas' when MNE reads epochs' metadata) say nothing about the file.
     ``verbose="warning"`` matters in the calls inside: a quieter MNE log level suppresses the
     warnings entirely.
     """
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")
+            warnings.simplefilter("error", RuntimeWarning)
             for message in HARMLESS_WARNINGS:
                 warnings.filterwarnings("ignore", message, RuntimeWarning)
             yield

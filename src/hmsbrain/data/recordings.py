@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,7 +104,8 @@ class Tally:
     found: set[str] = field(default_factory=set)  # descriptions or labels events: maps
     short_spans: int = 0
 
-    def log(self, root: Path, spec: DatasetSpec) -> None:
+    def finish(self, root: Path, spec: DatasetSpec) -> None:
+        """Log what was left out; a name of ``events:`` that no file has is a DataError."""
         if self.left_out:
             counts = ", ".join(f"{n} {label} events" for label, n in self.left_out.items())
             log.info("%s: left out %s (not in events: of %s)", root, counts, spec.source)
@@ -114,6 +115,14 @@ class Tally:
                 root,
                 self.short_spans,
                 spec.epoch_length,
+            )
+        # A name of events: that no file has is a typo or the wrong files: its class would have
+        # no epoch, and a run would then train and score the other classes alone.
+        missing = [d for d in spec.event_map or {} if d not in self.found]
+        if missing:
+            raise DataError(
+                f"{spec.source}: events: names {missing}, which no chosen recording has "
+                f"(they have {sorted(self.found | set(self.left_out))})"
             )
 
 
@@ -222,15 +231,7 @@ def cut_recordings(
         raw.pick(list(first[2]))
         raw.reorder_channels(list(first[2]))
         cuts.append(_cut(raw, recording.events, spec, path, drop_outside))
-    tally.log(root, spec)
-    # A name of events: that no file has is a typo or the wrong files: its class would have no
-    # epoch, and a run would then train and score the other classes alone.
-    missing = [d for d in spec.event_map or {} if d not in tally.found]
-    if missing:
-        raise DataError(
-            f"{spec.source}: events: names {missing}, which no chosen recording has "
-            f"(they have {sorted(tally.found | set(tally.left_out))})"
-        )
+    tally.finish(root, spec)
     if first is None:
         raise DataError(no_events)
     cuts = [cut for cut in cuts if cut.events]
@@ -238,16 +239,7 @@ def cut_recordings(
         raise DataError(f"{root}: no epoch fits inside its recording ({spec.source}: tmin, tmax)")
 
     events = [e for cut in cuts for e in cut.events]
-    if spec.event_map is not None and spec.classes is None:
-        classes = tuple(dict.fromkeys(spec.event_map.values()))  # the order events: gives
-    else:
-        classes = resolve_classes((e.label for e in events), spec)
-    for e in events:
-        if e.label not in classes:
-            raise DataError(
-                f"{e.where}: label {e.label!r} is not one of the classes {list(classes)} "
-                f"in {spec.source}"
-            )
+    classes = event_classes(events, spec)
     return Epochs(
         signals=np.concatenate([cut.data for cut in cuts]).astype(np.float32),
         sfreq=first[1],
@@ -257,7 +249,7 @@ def cut_recordings(
         classes=classes,
         targets=one_hot([e.label for e in events], classes),
         hard=True,
-        groups=_groups(events, spec, root),
+        groups=event_groups(events, spec, root),
         starts=np.concatenate([cut.starts for cut in cuts]),
     )
 
@@ -297,18 +289,45 @@ def read_events_table(root: Path, path: Path) -> list[Event]:
     return events
 
 
-def mapped(events: list[Event], spec: DatasetSpec, tally: Tally) -> list[Event]:
-    """Events whose label ``events:`` maps, relabelled with their class; ``tally`` counts the
-    labels mapped and left out."""
+def classes_of(labels: Sequence[str], spec: DatasetSpec, tally: Tally) -> list[str | None]:
+    """The class ``events:`` maps each label to, None for a label it leaves out (without a map,
+    each label is its class); ``tally`` counts the labels mapped and left out."""
     if spec.event_map is None:
-        return events
-    tally.left_out.update(e.label for e in events if e.label not in spec.event_map)
-    tally.found.update(e.label for e in events if e.label in spec.event_map)
+        return list(labels)
+    tally.left_out.update(label for label in labels if label not in spec.event_map)
+    tally.found.update(label for label in labels if label in spec.event_map)
+    return [spec.event_map.get(label) for label in labels]
+
+
+def mapped(events: list[Event], spec: DatasetSpec, tally: Tally) -> list[Event]:
+    """Events whose label ``events:`` maps, relabelled with their class (:func:`classes_of`)."""
+    classes = classes_of([e.label for e in events], spec, tally)
     return [
-        Event(e.file, e.onset, spec.event_map[e.label], e.where, e.subject)
-        for e in events
-        if e.label in spec.event_map
+        Event(e.file, e.onset, c, e.where, e.subject)
+        for e, c in zip(events, classes, strict=True)
+        if c is not None
     ]
+
+
+def event_classes(
+    events: Sequence[Event], spec: DatasetSpec, found: Sequence[str] | None = None
+) -> tuple[str, ...]:
+    """The class order of ``events`` (labelled with their class): ``classes:``, else the order
+    ``events:`` gives, else ``found`` (the order the files give), else the sorted labels. An
+    event whose class is not one of them is a DataError naming where it is."""
+    if spec.event_map is not None and spec.classes is None:
+        classes = tuple(dict.fromkeys(spec.event_map.values()))
+    elif found is not None and spec.classes is None:
+        classes = tuple(found)
+    else:
+        classes = resolve_classes((e.label for e in events), spec)
+    for e in events:
+        if e.label not in classes:
+            raise DataError(
+                f"{e.where}: label {e.label!r} is not one of the classes {list(classes)} "
+                f"in {spec.source}"
+            )
+    return classes
 
 
 def annotation_events(
@@ -458,7 +477,9 @@ def _epoch_id(event: Event, cut: _Cut) -> str:
     return f"{event.file}@{seconds_text(event.onset)}"
 
 
-def _groups(events: list[Event], spec: DatasetSpec, root: Path) -> np.ndarray | None:
+def event_groups(events: list[Event], spec: DatasetSpec, root: Path) -> np.ndarray | None:
+    """The subject of each event: its own (an events table's, a BIDS subject, an epochs file's
+    metadata), else what ``group_pattern`` captures from its file, else None."""
     if events[0].subject is not None:
         return np.array([e.subject for e in events])
     if spec.group_pattern is not None:

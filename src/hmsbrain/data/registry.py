@@ -40,6 +40,7 @@ DEMO_PREFIX = "demo:"
 SOURCE_MODULES = (
     "hmsbrain.data.layouts",
     "hmsbrain.data.markers",
+    "hmsbrain.data.fif_epochs",
     "hmsbrain.hms.source",
 )
 
