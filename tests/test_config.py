@@ -521,7 +521,17 @@ def test_scientific_notation_floats(tmp_path, source):
         (
             "data.layout",
             "grid",
-            ["auto", "hms", "folders", "recordings", "arrays", "table", "epochs", "markers"],
+            [
+                "auto",
+                "hms",
+                "folders",
+                "recordings",
+                "arrays",
+                "table",
+                "epochs",
+                "markers",
+                "bids",
+            ],
         ),
         ("data.storage", "disk", ["windows", "recordings"]),
         ("data.store_dtype", "float64", ["float16", "float32"]),

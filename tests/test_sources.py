@@ -80,6 +80,7 @@ def test_sources_are_the_config_names_in_detection_order() -> None:
     # data.layout's documented values; a new source must be added to config.py's list too.
     assert [s.name for s in SOURCES] == [
         "hms",
+        "bids",
         "markers",
         "arrays",
         "table",

@@ -41,6 +41,7 @@ SOURCE_MODULES = (
     "hmsbrain.data.layouts",
     "hmsbrain.data.markers",
     "hmsbrain.data.fif_epochs",
+    "hmsbrain.data.bids",
     "hmsbrain.hms.source",
 )
 

@@ -51,7 +51,7 @@ import yaml
 from hmsbrain.data.base import DataError
 
 SPEC_FILE = "dataset.yaml"
-LAYOUTS = ("folders", "recordings", "arrays", "table", "epochs", "markers")
+LAYOUTS = ("folders", "recordings", "arrays", "table", "epochs", "markers", "bids")
 UNITS = {"uV": 1.0, "V": 1e6}  # factor to microvolts
 VALID_KEYS = (
     "layout",
