@@ -38,6 +38,7 @@ from hmsbrain.data.layouts import LayoutSource
 from hmsbrain.data.recordings import (
     Event,
     Tally,
+    check_like_first,
     classes_of,
     event_classes,
     event_groups,
@@ -84,8 +85,8 @@ def read_epochs_files(root: Path, spec: DatasetSpec) -> Epochs:
     if len(present) < 2:
         where = paths[0] if len(paths) == 1 else root
         raise DataError(
-            f"{where}: every epoch is of one class, {present[0]!r}; a classifier needs two at "
-            "least (events: or the files' event_id)"
+            f"{where}: every epoch is of one class, {present[0]!r}; a classifier needs two "
+            "classes at least"
         )
     ids = [f"{e.file}@{seconds_text(e.onset)}" for e in events]
     repeated = [i for i, n in Counter(ids).items() if n > 1]
@@ -119,17 +120,9 @@ def _check_like_first(
     channels: tuple[str, ...],
     first: tuple[Path, float, tuple[str, ...], int],
 ) -> None:
+    """As :func:`check_like_first`, and epochs of the first file's number of samples."""
     first_path, sfreq, first_channels, samples = first
-    if float(epochs.info["sfreq"]) != sfreq:
-        raise DataError(
-            f"{path}: sampling rate {epochs.info['sfreq']:g} Hz differs from {sfreq:g} Hz of "
-            f"{first_path}; every file must have the same rate"
-        )
-    if sorted(channels) != sorted(first_channels):
-        raise DataError(
-            f"{path}: channels differ from {first_path}: expected {list(first_channels)}, "
-            f"found {list(channels)}"
-        )
+    check_like_first(path, epochs, channels, (first_path, sfreq, first_channels))
     if len(epochs.times) != samples:
         raise DataError(
             f"{path}: epochs of {len(epochs.times)} samples, but {first_path} has {samples}; "

@@ -227,7 +227,7 @@ def cut_recordings(
         channels = pick_channels(raw, spec.channels, path)
         if first is None:
             first = (path, float(raw.info["sfreq"]), channels)
-        _check_like_first(path, raw, channels, first)
+        check_like_first(path, raw, channels, first)
         raw.pick(list(first[2]))
         raw.reorder_channels(list(first[2]))
         cuts.append(_cut(raw, recording.events, spec, path, drop_outside))
@@ -368,23 +368,26 @@ def annotation_events(
         onset = (sample - raw.first_samp) / raw.info["sfreq"]
         label = description[code]
         where = f"{path}: annotation {label!r} at {onset:g} s"
-        label = (spec.event_map or {}).get(label, label)
-        events.append(Event(name, float(onset), label, where, subject))
+        events.append(
+            Event(name, float(onset), (spec.event_map or {}).get(label, label), where, subject)
+        )
     return events
 
 
-def _check_like_first(
+def check_like_first(
     path: Path,
-    raw: mne.io.BaseRaw,
+    inst: mne.io.BaseRaw | mne.BaseEpochs,
     channels: tuple[str, ...],
     first: tuple[Path, float, tuple[str, ...]],
 ) -> None:
+    """A DataError unless a recording (or epochs) has the rate and the channels, in any order,
+    of the ``first`` one read: its path, rate and channels."""
     first_path, first_sfreq, first_channels = first
-    sfreq = float(raw.info["sfreq"])
+    sfreq = float(inst.info["sfreq"])
     if sfreq != first_sfreq:
         raise DataError(
             f"{path}: sampling rate {sfreq:g} Hz differs from {first_sfreq:g} Hz "
-            f"of {first_path}; every recording must have the same rate"
+            f"of {first_path}; every file must have the same rate"
         )
     if sorted(channels) != sorted(first_channels):
         raise DataError(

@@ -17,9 +17,10 @@ is optional except where a layout needs it (``sample_rate`` for text and ``.npy`
                                 # event (s)
     tmax: 4.0                   # recordings, markers, bids: epoch end relative to each event
     baseline: [null, 0]         # recordings, markers, bids: as in MNE, or {first_seconds: 10}
-    events: {T1: left, T2: right}  # event descriptions (marker values, epochs' event_id
-                                # names) -> classes, others left out; or the events table's
-                                # file name (recordings; default events.csv)
+    events: {T1: left, T2: right}  # event descriptions (epochs' event_id names, marker
+                                # values) -> classes, others left out (a marker value: an
+                                # error); or the events table's file name (recordings; default
+                                # events.csv)
     epochs: {from: annotations, length: 30}  # recordings: each annotated span cut into
                                 # consecutive 30 s windows, instead of tmin..tmax per event
     files: ["S*R04.edf", "S*R08.edf"]  # recordings: globs choosing the recordings
