@@ -151,10 +151,11 @@ def _subjects(epochs: mne.BaseEpochs, path: Path, spec: DatasetSpec) -> list[str
     if column is None:
         return None
     metadata = epochs.metadata
-    found = [] if metadata is None else list(metadata.columns)
-    if column not in found:
+    if metadata is None or column not in metadata.columns:
+        found = "no metadata" if metadata is None else f"columns {list(metadata.columns)}"
         raise DataError(
-            f"{path}: no metadata column {column!r} (group_column: in {spec.source}); found {found}"
+            f"{path}: no metadata column {column!r} (group_column: in {spec.source}); the "
+            f"epochs have {found}"
         )
     values = metadata[column]
     if values.isna().any():
