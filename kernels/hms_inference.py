@@ -27,13 +27,19 @@
 # force one.
 #
 # It always writes a submission: a test EEG that cannot be read (missing, corrupt, too short,
-# not parquet...) gets the ensemble's class prior, and a log line starting `FALLBACK` names it;
-# a run that no runtime can run gets its class prior, in a line starting `NO RUNTIME`. After the
-# first test EEG it logs the projected total time, with a `TIME BUDGET` line when that exceeds
-# `HMS_BUDGET_HOURS` (default 9, Kaggle's limit).
+# not parquet, a missing or non-numeric column...) gets the ensemble's class prior, and a log
+# line starting `FALLBACK` names it. Any other error in one EEG is a bug: that EEG gets the prior
+# too, but the error is logged with its traceback and counted. A run that no runtime can run is
+# named in a line starting `NO RUNTIME` and left out of the blend, whose weights are renormalised
+# over the runs that ran. After the first test EEG it logs the projected total time, with a
+# `TIME BUDGET` line when that exceeds `HMS_BUDGET_HOURS` (default 9, Kaggle's limit). It ends
+# with one `SUMMARY` line: the fallbacks by reason, and the runs left out.
 #
 # Local runs: `HMS_INPUT_DIR` replaces `/kaggle/input`; `HMS_DATA_DIR` and `HMS_MODEL_DIR`
-# point at the competition folder and the model dataset directly.
+# point at the competition folder and the model dataset directly. Away from Kaggle (no
+# `KAGGLE_KERNEL_RUN_TYPE`) the notebook is a dry run: after writing `submission.csv` it fails
+# on any unexpected error, or when more than `HMS_MAX_FALLBACK` (default 0.5) of the test EEGs
+# got the class prior. On Kaggle it submits, and the summary says so in capitals.
 
 # %%
 import importlib
@@ -51,6 +57,7 @@ DATA_DIR = Path(
 MODEL_DIR = Path(os.environ.get("HMS_MODEL_DIR", INPUT_DIR / "hmsbrain-models"))
 RUNTIME = os.environ.get("HMS_RUNTIME", "auto")
 BUDGET_HOURS = float(os.environ.get("HMS_BUDGET_HOURS", "9"))
+MAX_FALLBACK = float(os.environ.get("HMS_MAX_FALLBACK", "0.5"))
 
 # The project package is imported from the model dataset, so the notebook and the models can
 # never drift apart.
@@ -63,10 +70,18 @@ wheels.ensure_onnxruntime(MODEL_DIR)
 kaggle = importlib.import_module("hmsbrain.hms.kaggle")
 print(f"hmsbrain from {Path(kaggle.__file__).parents[1]}")
 print(f"data: {DATA_DIR}\nmodels: {MODEL_DIR}\nruntime: {RUNTIME}")
+DRY_RUN = not kaggle.on_kaggle()
+print(f"dry run (not on Kaggle): {DRY_RUN}")
 
 # %%
 submission = kaggle.run_kernel(
-    MODEL_DIR, DATA_DIR, "submission.csv", runtime=RUNTIME, budget_hours=BUDGET_HOURS
+    MODEL_DIR,
+    DATA_DIR,
+    "submission.csv",
+    runtime=RUNTIME,
+    budget_hours=BUDGET_HOURS,
+    max_fallback=MAX_FALLBACK,
+    dry_run=DRY_RUN,
 )
 print(f"wrote submission.csv: {len(submission)} rows")
 submission.head()

@@ -52,6 +52,27 @@ LEARNABLE_DEMO_SIZE = demo.DemoSize(
 )
 
 
+# Left <-> right electrode pairs of the Kaggle columns, written out here: the reference that the
+# hemisphere swap of every stage (core/mirror.py) is checked against. Midline and EKG stay.
+LEFT_RIGHT = {
+    "Fp1": "Fp2",
+    "F3": "F4",
+    "C3": "C4",
+    "P3": "P4",
+    "F7": "F8",
+    "T3": "T4",
+    "T5": "T6",
+    "O1": "O2",
+}
+
+
+def mirrored_eeg(eeg: np.ndarray) -> np.ndarray:
+    """The recording ``(..., samples, 20)`` with its hemispheres exchanged: each electrode's
+    column holds its mirror's."""
+    mirror = {**LEFT_RIGHT, **{right: left for left, right in LEFT_RIGHT.items()}}
+    return eeg[..., [EEG_COLUMNS.index(mirror.get(c, c)) for c in EEG_COLUMNS]]
+
+
 @pytest.fixture(scope="session")
 def hms_sample_dir() -> Path:
     """The real Kaggle sample folder (9 train sub-windows of one EEG, one test EEG)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hmsbrain.bench.eegnet import bench_eegnet
 from hmsbrain.bench.preprocess import (
     MEL_RTOL,
     bench_preprocess,
@@ -68,3 +69,12 @@ def test_the_preprocess_benchmark_reports_its_spread_and_every_step(small_demo, 
     assert "speedup on one thread each: " in out
     for step in ("montage", "band-pass filter", "mel spectrogram", "dB and tiles", "image"):
         assert f"\n{step}" in out
+
+
+def test_the_eegnet_benchmark_times_two_layers_that_compute_the_same_maps(capsys):
+    """EEGNet's einsum against the paper's depthwise layer: equal maps first, then the spread."""
+    speedup = bench_eegnet((4, 64, 8), repeats=5, sample_rate=128.0, calls=1)
+    out = capsys.readouterr().out
+    assert speedup > 0
+    assert "4 windows x 64 samples x 8 electrodes, F1=8, D=2; maps equal within " in out
+    assert f"einsum speedup over depthwise: {speedup:.1f} [" in out

@@ -120,3 +120,29 @@ def test_a_fallback_batch_keeps_every_input_of_the_good_rows(cfg, tmp_path):
     batch = cache.batch(np.arange(3))
     for name in names:
         np.testing.assert_array_equal(batch[name][:, 0, 0], [1.0, 0.0, 3.0], err_msg=name)
+
+
+class OneBuggyRow(OneBadRow):
+    """The same three windows, but the second meets a bug (a TypeError), not bad input."""
+
+    def inputs(self, rows, names, shifts=None) -> Batch:
+        if 1 in list(rows):
+            raise TypeError("planted bug")
+        return super().inputs(rows, names, shifts)
+
+
+def test_a_bug_is_never_a_fallback_unless_counted(cfg, tmp_path, caplog):
+    """predict.py --fallback stops on a bug with its traceback; the notebook (count_bugs) gives
+    that row the prior, logs the traceback and names it unexpected; and a cache whose build met
+    a bug is built again, so a strict caller meets the bug itself."""
+    data = OneBuggyRow(tmp_path)
+    with pytest.raises(TypeError, match="planted bug"):
+        open_cache(data, cfg, RAW_ONLY, fallback=True)
+    with caplog.at_level("ERROR"):
+        cache = open_cache(data, cfg, RAW_ONLY, fallback=True, count_bugs=True)
+    assert cache.failed == {1: f"{tmp_path / '11.parquet'}: unexpected TypeError: planted bug"}
+    [record] = [r for r in caplog.records if "UNEXPECTED ERROR" in r.getMessage()]
+    assert record.exc_info is not None and "planted bug" in caplog.text
+    np.testing.assert_array_equal(cache.batch(np.arange(3))["raw"][:, 0, 0], [1.0, 0.0, 3.0])
+    with pytest.raises(TypeError, match="planted bug"):
+        open_cache(data, cfg, RAW_ONLY, fallback=True)

@@ -201,6 +201,21 @@ def test_empty_file_is_not_parquet(tiny_kaggle):
         HMSData(tiny_kaggle.root, "train").spectrogram_window(0)
 
 
+def test_corrupt_pages_and_a_column_given_twice_are_data_errors(tiny_kaggle):
+    """A footer that reads over corrupt pages, or a column name given twice, is the file's
+    fault, not a bug: a DataError naming it (all that the notebook's fallback catches)."""
+    path = tiny_kaggle.eeg_path()
+    raw = bytearray(path.read_bytes())
+    raw[4:3000] = bytes(b ^ 0x5A for b in raw[4:3000])  # the first pages; the footer reads
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=_mentions(path) + ": corrupt parquet file"):
+        read_eeg(path)
+    eeg = tiny_kaggle.eeg_signal(60)
+    tiny_kaggle.write_eeg(np.c_[eeg, eeg[:, :1]], columns=[*EEG_COLUMNS, "Fp1"])
+    with pytest.raises(DataError, match=_mentions(path) + ": corrupt parquet file"):
+        read_eeg(path)
+
+
 def test_eeg_window_past_the_end(tiny_kaggle):
     rows = tiny_kaggle.train_rows()
     rows.loc[1, "eeg_label_offset_seconds"] = 20.0  # needs 20..70 s of a 60 s recording

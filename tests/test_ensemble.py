@@ -24,6 +24,7 @@ from hmsbrain.inference.ensemble import (
     EnsembleError,
     RunPredictions,
     blend,
+    blend_ran,
     ensemble,
     fit_blend,
     fit_weights,
@@ -258,6 +259,51 @@ def test_unreadable_test_eegs_get_the_ensembles_class_prior() -> None:
     np.testing.assert_allclose(sub.loc[2].to_numpy(), truth.mean(axis=0))
     np.testing.assert_allclose(sub.loc[1].to_numpy(), test.iloc[0, 2:].to_numpy().astype(float))
     assert result.fallback == {"2": "x.parquet: file not found"}
+
+
+def test_a_run_no_runtime_could_run_is_left_out_of_the_test_blend() -> None:
+    """Its test file is its class prior: blended at its weight, that prior would pull every
+    EEG towards it. The others are blended alone, their weights renormalised; when no run ran,
+    every EEG gets the ensemble's class prior."""
+    rng, ids, votes, truth = _dataset(60, seed=8)
+    folds = np.arange(60) % 3
+    preds = [0.5 * truth + 0.5 * rng.dirichlet(np.ones(6), 60) for _ in range(2)]
+    tests = [_frame([1, 2, 3], rng.dirichlet(np.ones(6), 3), -1) for _ in range(2)]
+    tests[1][list(VOTE_COLUMNS)] = truth.mean(axis=0)  # what predict.py wrote for it
+    info = [{}, {"no_runtime": "runtime auto: onnx: onnxruntime is not installed"}]
+    runs = [
+        RunPredictions(n, _frame(ids, p, folds), t, test_info=i)
+        for n, p, t, i in zip("ab", preds, tests, info, strict=True)
+    ]
+    result = ensemble(runs, _rows(ids, votes), method="linear")
+    assert min(result.weights.values()) > 0.05  # both count in the fitted blend
+    np.testing.assert_allclose(
+        result.submission[list(VOTE_COLUMNS)], tests[0][list(VOTE_COLUMNS)], atol=1e-12
+    )
+    assert any(
+        n.startswith("left out of the test blend, no runtime could run them: b")
+        for n in result.notes
+    )
+    assert result.fallback == {}
+    runs[0].test_info = info[1]
+    nothing = ensemble(runs, _rows(ids, votes), method="linear")
+    np.testing.assert_allclose(nothing.submission[list(VOTE_COLUMNS)], [truth.mean(axis=0)] * 3)
+    assert sorted(nothing.fallback) == [1, 2, 3]
+
+
+def test_blend_ran_keeps_the_temperature_of_a_logit_bias_blend() -> None:
+    """Renormalised to the sum of all weights: one for linear, the temperature for logit-bias."""
+    rng = np.random.default_rng(9)
+    frames = [_frame([1, 2], rng.dirichlet(np.ones(6), 2), -1) for _ in range(3)]
+    bias = rng.standard_normal(6)
+    weights = np.array([0.5, 0.3, 0.9])
+    got = blend_ran(frames, list("abc"), weights, "logit-bias", bias, [True, False, True])
+    scaled = np.array([0.5, 0.9]) * 1.7 / 1.4
+    expected = blend(
+        [frames[i][list(VOTE_COLUMNS)].to_numpy() for i in (0, 2)], scaled, "logit-bias", bias
+    )
+    np.testing.assert_allclose(got[list(VOTE_COLUMNS)], expected, rtol=1e-12)
+    assert blend_ran(frames, list("abc"), weights, "linear", None, [False] * 3) is None
 
 
 def test_cli_prints_nested_and_in_sample_and_reports_the_nested(monkeypatch, capsys) -> None:

@@ -15,7 +15,13 @@ import pytest
 
 from hmsbrain.hms.constants import VOTE_COLUMNS
 from hmsbrain.hms.dataset import eeg_fold_units
-from hmsbrain.training.folds import FoldError, attach_folds, load_or_make_folds, make_folds
+from hmsbrain.training.folds import (
+    FoldError,
+    attach_folds,
+    inner_split,
+    load_or_make_folds,
+    make_folds,
+)
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +144,21 @@ def test_small_demo_folds_cover_every_eeg(small_demo):
     assert set(folds["fold"]) == set(range(5))
     assert (folds.groupby("group")["fold"].nunique() == 1).all()
     assert len(attach_folds(rows, folds, "eeg_id")) == len(rows)
+
+
+def test_the_inner_split_says_when_it_is_not_stratified(caplog):
+    """Too few units of a class to stratify the inner selection split: it is grouped only, and
+    one line says so, why, and which scheme it used; a stratifiable split says nothing."""
+    units = pd.DataFrame({"id": range(8), "group": range(8), "label": range(8)})
+    with caplog.at_level("INFO", logger="hmsbrain.training.folds"):
+        held = inner_split(units, 4, 0)
+    assert held is not None and held.sum() == 2
+    [line] = caplog.messages
+    assert line.startswith(
+        "inner selection split: StratifiedGroupKFold cannot split 8 units of 8 groups 4 ways ("
+    )
+    assert line.endswith("); using GroupKFold, grouped but not stratified")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="hmsbrain.training.folds"):
+        inner_split(units.assign(label=[0, 0, 0, 0, 1, 1, 1, 1]), 4, 0)
+    assert caplog.messages == []

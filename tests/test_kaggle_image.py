@@ -33,6 +33,7 @@ import pytest
 
 from hmsbrain.atomic import atomic_dir
 from hmsbrain.cli import package_main
+from hmsbrain.hms import kaggle
 from hmsbrain.hms.constants import VOTE_COLUMNS
 from hmsbrain.hms.kaggle import COMPETITION, DATASET_SLUG, KERNEL_NOTEBOOK, KERNELS_DIR, MANIFEST
 from hmsbrain.hms.submission import validate_submission
@@ -205,21 +206,26 @@ def test_the_notebook_installs_onnxruntime_from_the_dataset_and_submits(
 def test_without_wheels_the_notebook_submits_the_class_prior_and_says_why(
     kaggle_python, packaged, hms_sample_dir, tmp_path, trap
 ) -> None:
-    """The environment the issue reproduced its crash in: no onnxruntime, no Keras."""
+    """The environment the issue reproduced its crash in: no onnxruntime, no Keras. On Kaggle
+    (KAGGLE_KERNEL_RUN_TYPE set; anywhere else it is a dry run, which this fails) the notebook
+    submits, and its summary says in capitals that all of it is the class prior."""
     dataset = packaged / "dist" / DATASET_SLUG  # packaged with --no-wheels
     inputs, work = _kaggle_input(tmp_path, hms_sample_dir, dataset)
+    env = _offline_env(trap, HMS_INPUT_DIR=str(inputs), **{kaggle.KAGGLE_RUN_VARIABLE: "Batch"})
     done = _run(
         [str(kaggle_python), str(KERNELS_DIR / "hms_inference.py")],
         cwd=work,
-        env=_offline_env(trap, HMS_INPUT_DIR=str(inputs)),
+        env=env,
         timeout=900,
     )
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-4000:]
     assert trap.connections == 0
+    assert "dry run (not on Kaggle): False" in log
     assert "bundles no wheels (packaged with --no-wheels)" in log
     assert "onnx: onnxruntime is not installed; keras: keras is not installed" in log
     assert "NO RUNTIME for any run: every test EEG gets the ensemble's class prior" in log
+    assert "; 100% OF THE SUBMISSION IS THE CLASS PRIOR (1 OF 1 TEST EEGS), ABOVE " in log
     sub = _check_submission(work, hms_sample_dir)
     prior = json.loads((dataset / MANIFEST).read_text())["class_prior"]
     np.testing.assert_allclose(sub[list(VOTE_COLUMNS)], [prior], atol=1e-12)

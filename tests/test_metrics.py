@@ -13,7 +13,7 @@ import pandas as pd
 import pandas.api.types
 import pytest
 
-from hmsbrain.core.metrics import METRIC_EPSILON, class_prior_score, kl_divergence, kl_score
+from hmsbrain.core.metrics import METRIC_EPSILON, kl_divergence, kl_score
 from hmsbrain.hms.constants import VOTE_COLUMNS
 from hmsbrain.hms.submission import score
 
@@ -76,15 +76,6 @@ def test_score_is_the_mean_over_rows():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="shape"):
         kl_score(np.array([ONE_HOT]), np.array([ONE_HOT, ONE_HOT]))
-
-
-def test_class_prior_score():
-    # Two one-hot rows on different classes: the prior is [0.5, 0.5, 0, ...], each row ln 2.
-    y = np.array([ONE_HOT, [0, 1.0, 0, 0, 0, 0]])
-    assert class_prior_score(y) == pytest.approx(math.log(2), 1e-12)
-    # Prior taken from another set (the training folds): [0.25, 0.75, 0, ...] -> ln 4 for y[0].
-    other = np.array([ONE_HOT, [0, 1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0, 0]])
-    assert class_prior_score(y[:1], prior_from=other) == pytest.approx(math.log(4), 1e-12)
 
 
 # --- DataFrame interface -----------------------------------------------------------------------

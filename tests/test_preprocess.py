@@ -16,7 +16,8 @@ import pytest
 import scipy.signal
 
 from hmsbrain.config import PreprocessConfig, hms_config
-from hmsbrain.core.mirror import swap_batch
+from hmsbrain.core.inputs import Batch
+from hmsbrain.core.mirror import mirror_image, swap_batch
 from hmsbrain.dsp.filters import bandpass, fill_nan
 from hmsbrain.dsp.image import build_image
 from hmsbrain.dsp.mel import mel_power
@@ -25,16 +26,8 @@ from hmsbrain.dsp.pipeline import raw_branch as raw_signal
 from hmsbrain.hms.constants import BIPOLAR_NAMES, CHAIN_NAMES, EEG_COLUMNS, SAMPLE_RATE
 from hmsbrain.hms.inputs import row_inputs, window_inputs
 from hmsbrain.hms.layout import HMSData
-from hmsbrain.hms.preprocess import (
-    HMS_MONTAGE,
-    bipolar_montage,
-    clean_montage,
-    eeg_tiles,
-    swap_hemispheres_montage,
-    swap_hemispheres_raw,
-    swap_hemispheres_spectrogram,
-    swap_hemispheres_tiles,
-)
+from hmsbrain.hms.preprocess import HMS_MONTAGE, bipolar_montage, clean_montage, eeg_tiles
+from tests.conftest import mirrored_eeg
 
 DEFAULT = hms_config().preprocess  # the HMS settings
 # Every spectrogram parameter changed, and the band-pass edge kept below fmax.
@@ -76,6 +69,24 @@ def _lateral_windows(n: int, seed: int) -> np.ndarray:
     left = [EEG_COLUMNS.index(c) for c in ("Fp1", "F7", "T3", "F3", "C3")]
     eeg[:, :, left] += (60.0 * np.sin(2 * np.pi * 3.0 * t))[None, :, None]
     return eeg
+
+
+def _mirrored_spectrogram(spec: np.ndarray) -> np.ndarray:
+    """The Kaggle spectrogram windows ``(..., rows, 400)`` of the mirrored recording: its chain
+    column blocks exchange LL <-> RL and LP <-> RP."""
+    blocks = spec.reshape(*spec.shape[:-1], len(CHAIN_NAMES), -1)
+    mirror = [CHAIN_NAMES.index(c) for c in ("RL", "LL", "RP", "LP")]
+    return blocks[..., mirror, :].reshape(spec.shape)
+
+
+def _swap_montage(montage: np.ndarray) -> np.ndarray:
+    """What the swap augmentation and TTA do to a montage input (core/mirror.py)."""
+    return swap_batch(Batch({"montage": montage}), HMS_MONTAGE)["montage"]
+
+
+def _swap_tiles(tiles: np.ndarray) -> np.ndarray:
+    """What they do to chain tiles ``(..., 4, n_mels, n_frames)``: the image's group bands."""
+    return mirror_image(tiles, HMS_MONTAGE.group_mirror, axis=-3)
 
 
 def _with_nan(eeg: np.ndarray) -> np.ndarray:
@@ -127,10 +138,11 @@ def test_mel_power_matches_librosa_on_real_montage(hms_sample_dir, cfg):
 # --- (b) hemisphere swap ------------------------------------------------------------------------
 
 
-def test_swap_raw_is_an_involution_that_mirrors_electrodes():
+def test_the_mirrored_recording_is_an_involution_that_mirrors_electrodes():
+    """The reference every swap below is checked against."""
     eeg = _lateral_windows(1, seed=0)[0]
-    swapped = swap_hemispheres_raw(eeg)
-    np.testing.assert_array_equal(swap_hemispheres_raw(swapped), eeg)
+    swapped = mirrored_eeg(eeg)
+    np.testing.assert_array_equal(mirrored_eeg(swapped), eeg)
     col = EEG_COLUMNS.index
     np.testing.assert_array_equal(swapped[:, col("Fp2")], eeg[:, col("Fp1")])
     np.testing.assert_array_equal(swapped[:, col("T3")], eeg[:, col("T4")])
@@ -142,25 +154,21 @@ def test_swap_commutes_with_the_bipolar_montage():
     eeg = _lateral_windows(2, seed=1)
     montage = bipolar_montage(eeg)
     assert montage.shape == (2, 16, 10_000)
-    np.testing.assert_array_equal(
-        bipolar_montage(swap_hemispheres_raw(eeg)), swap_hemispheres_montage(montage)
-    )
+    np.testing.assert_array_equal(bipolar_montage(mirrored_eeg(eeg)), _swap_montage(montage))
     # Fp1-F7 (LL, first) and Fp2-F8 (RL, first) trade places.
     assert BIPOLAR_NAMES[0] == "Fp1-F7" and BIPOLAR_NAMES[4] == "Fp2-F8"
-    np.testing.assert_array_equal(swap_hemispheres_montage(montage)[:, 0], montage[:, 4])
-    np.testing.assert_array_equal(
-        swap_hemispheres_montage(swap_hemispheres_montage(montage)), montage
-    )
+    np.testing.assert_array_equal(_swap_montage(montage)[:, 0], montage[:, 4])
+    np.testing.assert_array_equal(_swap_montage(_swap_montage(montage)), montage)
 
 
 def test_swap_tiles_maps_ll_rl_and_lp_rp():
     tiles = np.arange(2 * 4 * 3 * 5, dtype=np.float32).reshape(2, 4, 3, 5)
-    swapped = swap_hemispheres_tiles(tiles)
+    swapped = _swap_tiles(tiles)
     chain = CHAIN_NAMES.index
     for a, b in (("LL", "RL"), ("LP", "RP")):
         np.testing.assert_array_equal(swapped[:, chain(a)], tiles[:, chain(b)])
         np.testing.assert_array_equal(swapped[:, chain(b)], tiles[:, chain(a)])
-    np.testing.assert_array_equal(swap_hemispheres_tiles(swapped), tiles)
+    np.testing.assert_array_equal(_swap_tiles(swapped), tiles)
 
 
 def test_swap_commutes_with_the_whole_tile_pipeline():
@@ -168,11 +176,9 @@ def test_swap_commutes_with_the_whole_tile_pipeline():
     tiles = eeg_tiles(eeg, SMALL)
     assert tiles.shape == (2, 4, SMALL.n_mels, SMALL.n_frames)
     # The input is lateralised, so the swap is not a no-op ...
-    assert np.abs(swap_hemispheres_tiles(tiles) - tiles).max() > 0.1
+    assert np.abs(_swap_tiles(tiles) - tiles).max() > 0.1
     # ... yet swapping the raw EEG or the finished tiles gives the same result.
-    np.testing.assert_allclose(
-        eeg_tiles(swap_hemispheres_raw(eeg), SMALL), swap_hemispheres_tiles(tiles), atol=1e-4
-    )
+    np.testing.assert_allclose(eeg_tiles(mirrored_eeg(eeg), SMALL), _swap_tiles(tiles), atol=1e-4)
 
 
 def test_swapped_model_inputs_equal_the_pipeline_on_the_mirrored_eeg():
@@ -183,9 +189,7 @@ def test_swapped_model_inputs_equal_the_pipeline_on_the_mirrored_eeg():
     spec = np.stack(_spec_windows(2, seed=4))
     spec[:, :, :100] *= 3.0  # a lateralised Kaggle spectrogram too
     batch = window_inputs(eeg, list(spec), SMALL)
-    mirrored = window_inputs(
-        swap_hemispheres_raw(eeg), list(swap_hemispheres_spectrogram(spec)), SMALL
-    )
+    mirrored = window_inputs(mirrored_eeg(eeg), list(_mirrored_spectrogram(spec)), SMALL)
     swapped = swap_batch(batch, HMS_MONTAGE)
     for key in ("image", "raw"):
         assert np.abs(swapped[key] - batch[key]).max() > 0.1, f"{key}: the swap is a no-op here"

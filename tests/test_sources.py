@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
 import yaml
 
-from hmsbrain.config import Config, ConfigError
+from hmsbrain.config import Config, ConfigError, Layout
 from hmsbrain.data import registry
 from hmsbrain.data.base import DataError, Epochs
 from hmsbrain.data.dataset import Dataset, EpochDataset
+from hmsbrain.data.layouts import layout_sources
 from hmsbrain.data.registry import (
     Source,
     all_sources,
@@ -29,6 +31,7 @@ from hmsbrain.data.registry import (
     source_for,
 )
 from hmsbrain.data.sources import is_hms_data, open_dataset
+from hmsbrain.data.spec import LAYOUTS
 
 SOURCES = all_sources()
 DEMOS = [(source.name, demo) for source in SOURCES for demo in source.demos]
@@ -75,8 +78,21 @@ def check_labelled(data: Dataset) -> None:
 
 def test_sources_are_the_config_names_in_detection_order() -> None:
     # data.layout's documented values; a new source must be added to config.py's list too.
-    assert [s.name for s in SOURCES] == ["hms", "arrays", "table", "recordings", "folders"]
+    assert [s.name for s in SOURCES] == [
+        "hms",
+        "bids",
+        "markers",
+        "arrays",
+        "table",
+        "epochs",
+        "recordings",
+        "folders",
+    ]
     assert {s.recipe for s in SOURCES} == {"hms", "generic"}
+    # config.py and dataset.yaml keep their own lists of the names (they load below the
+    # registry); both must name every source.
+    assert set(get_args(Layout)) == {"auto", *(s.name for s in SOURCES)}
+    assert set(LAYOUTS) == set(layout_sources())
     with pytest.raises(ConfigError, match=r"data.layout='grid' is not one of \['auto', 'hms'"):
         get_source("grid")
 

@@ -91,7 +91,8 @@ def test_moved_windows_are_true_time_shifts(hms_sample_dir, tmp_path) -> None:
         np.testing.assert_array_equal(
             store.montage_window(1628180742, offset), montage[:, start : start + 10_000]
         )
-    with pytest.raises(DataError, match=r"1628180742\.parquet: window at offset 41 s"):
+    too_short = r"1628180742\.parquet: too short: the window at offset 41 s"
+    with pytest.raises(DataError, match=too_short):
         store.montage_window(1628180742, 41.0)  # a 90 s recording ends at 40 + 50 s
     cfg = _cfg(
         hms_sample_dir,

@@ -12,9 +12,10 @@ import pytest
 
 from hmsbrain.cli import train_main
 from hmsbrain.config import TrainConfig, load_config
+from hmsbrain.core.mirror import mirror_image
 from hmsbrain.hms.constants import VOTE_COLUMNS
 from hmsbrain.hms.dataset import eeg_targets, eeg_vote_counts
-from hmsbrain.hms.preprocess import HMS_MONTAGE, MONTAGE_MIRROR, swap_hemispheres_image
+from hmsbrain.hms.preprocess import HMS_MONTAGE
 from hmsbrain.training import loop as training
 from hmsbrain.training.batches import EpochBatches, StageData, augment
 from hmsbrain.training.loop import train_fold
@@ -154,8 +155,8 @@ def test_augment_swaps_image_and_raw_together() -> None:
     out, targets = augment(
         {"image": image.copy(), "raw": raw.copy()}, np.eye(6)[:3], rng, cfg, HMS_MONTAGE
     )
-    np.testing.assert_array_equal(out["image"], swap_hemispheres_image(image, axis=-3))
-    np.testing.assert_array_equal(out["raw"], raw[..., MONTAGE_MIRROR])
+    np.testing.assert_array_equal(out["image"], mirror_image(image, HMS_MONTAGE.group_mirror))
+    np.testing.assert_array_equal(out["raw"], raw[..., HMS_MONTAGE.mirror])
     np.testing.assert_array_equal(targets, np.eye(6)[:3])
 
 
@@ -251,6 +252,20 @@ def test_validation_scores_every_eeg_and_the_selection_subset() -> None:
     assert kl_sel == pytest.approx(np.mean([per_eeg[0], per_eeg[2]]))
     with pytest.raises(ValueError, match="select_min_votes=20 leaves none of fold 0's 3"):
         Validation.of(rows, _VotesOnly(), prior, min_votes=20, fold=0)
+
+
+def test_the_class_prior_baseline_is_the_training_folds_mean_target_everywhere() -> None:
+    """What each fold's CV is reported beside (Validation.prior_oof, scored like any OOF): the
+    training folds' mean target for every validation EEG, never the validation units' own."""
+    votes = np.array([[3, 0, 0, 0, 0, 0], [0, 3, 0, 0, 0, 0]])
+    rows = pd.DataFrame({"eeg_id": [7, 8], **dict(zip(VOTE_COLUMNS, votes.T, strict=True))})
+    prior = np.array([0.25, 0.75, 0, 0, 0, 0])  # from other (training) folds
+    val = Validation.of(rows, _VotesOnly(), prior, min_votes=0, fold=0)
+    oof = val.prior_oof()
+    np.testing.assert_array_equal(oof["eeg_id"], [7, 8])
+    np.testing.assert_allclose(oof[list(VOTE_COLUMNS)], [prior, prior])
+    # One-hot targets: ln(1 / 0.25) for EEG 7, ln(1 / 0.75) for EEG 8.
+    assert val.scores(oof)["kl"] == pytest.approx((np.log(4) + np.log(4 / 3)) / 2, rel=1e-12)
 
 
 def test_a_bad_config_key_is_a_one_line_error(capsys) -> None:

@@ -13,6 +13,7 @@ import scipy.signal
 
 from hmsbrain.config import VIEW_NAMES, ConfigError, PreprocessConfig, hms_config
 from hmsbrain.core.inputs import IMAGE_INPUT
+from hmsbrain.core.mirror import mirror_image
 from hmsbrain.data.cache import StreamInputs, open_cache
 from hmsbrain.data.sources import open_dataset
 from hmsbrain.dsp.mel import power_tiles, power_to_db
@@ -27,12 +28,8 @@ from hmsbrain.dsp.views import (
     zoom_span,
 )
 from hmsbrain.hms.constants import SAMPLE_RATE
-from hmsbrain.hms.preprocess import (
-    HMS_MONTAGE,
-    clean_montage,
-    swap_hemispheres_raw,
-    swap_hemispheres_tiles,
-)
+from hmsbrain.hms.preprocess import HMS_MONTAGE, clean_montage
+from tests.conftest import mirrored_eeg
 from tests.test_store import _cfg as full_recipe
 
 GROUPS = HMS_MONTAGE.groups
@@ -193,9 +190,10 @@ def test_the_hemisphere_swap_mirrors_every_view(name) -> None:
     eeg = 10.0 * rng.standard_normal((10_000, 20)).astype(np.float32)
     eeg[:, :4] += (60.0 * np.sin(2 * np.pi * 3.0 * np.arange(10_000) / SAMPLE_RATE))[:, None]
     tiles = view_tiles(clean_montage(eeg, cfg), GROUPS, cfg)
-    mirrored = view_tiles(clean_montage(swap_hemispheres_raw(eeg), cfg), GROUPS, cfg)
-    assert np.abs(tiles - swap_hemispheres_tiles(tiles)).max() > 0.05  # not symmetric
-    np.testing.assert_allclose(mirrored, swap_hemispheres_tiles(tiles), atol=1e-4)
+    mirrored = view_tiles(clean_montage(mirrored_eeg(eeg), cfg), GROUPS, cfg)
+    swapped = mirror_image(tiles, HMS_MONTAGE.group_mirror, axis=-3)  # what swap and TTA do
+    assert np.abs(tiles - swapped).max() > 0.05  # not symmetric
+    np.testing.assert_allclose(mirrored, swapped, atol=1e-4)
 
 
 def _views_cfg(data_dir, tmp_path, *extra: str):

@@ -6,6 +6,8 @@
   inside the model graph;
 - ``input``: the input pipeline's windows/s against the model's training step, full recipe;
 - ``scale``: the recording store of the real dataset's size, at fractions, extrapolated;
+- ``eegnet``: EEGNet's spatial filters as the model's einsum against the paper's depthwise
+  convolution, at 64 electrodes;
 - ``reference``: the plain pipelines of ``reference_pipelines.py`` on a trained portfolio's epochs
   and folds, beside its members and blend (a comparison of scores, not of speed).
 
@@ -25,7 +27,7 @@ FULL_CONFIG = recipe_path(HMS_FULL_RECIPE)
 # The recipe each benchmark times unless --config names another: inference the CPU demo hybrid
 # (what the demo runs use), spectrogram and input the full recipe, the rest the HMS settings.
 DEFAULTS = {"inference": DEMO_CONFIG, "spectrogram": FULL_CONFIG, "input": FULL_CONFIG}
-WHICH = ("preprocess", "inference", "spectrogram", "input", "scale", "reference")
+WHICH = ("preprocess", "inference", "spectrogram", "input", "scale", "eegnet", "reference")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,7 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("which", choices=WHICH, help="what to benchmark")
     parser.add_argument("--config", type=Path, default=None, help="YAML config file")
-    parser.add_argument("--windows", type=int, default=32, help="windows per timing")
+    parser.add_argument(
+        "--windows", type=int, default=32, help="windows per timing (eegnet: per step)"
+    )
     parser.add_argument(
         "--repeats",
         type=int,
@@ -115,6 +119,10 @@ def main(argv: list[str] | None = None) -> None:
         bench_input(
             cfg, args.root, args.fraction, batches=2, steps=1, repeats=repeats, workers=args.threads
         )
+    elif args.which == "eegnet":
+        from hmsbrain.bench.eegnet import bench_eegnet
+
+        bench_eegnet((args.windows, 512, 64), repeats)
     else:
         from hmsbrain.bench.scale import bench_scale
 

@@ -33,7 +33,7 @@ GENERIC_CONFIG = recipe_path(GENERIC_RECIPE)  # every other layout
 USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, FoldError, FileNotFoundError)
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception | str) -> None:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(2)
 
@@ -234,18 +234,22 @@ def predict_main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from hmsbrain.core.fallback import FallbackSummary
     from hmsbrain.core.predictions import PredictionError
     from hmsbrain.inference.ensemble import EnsembleError
-    from hmsbrain.inference.predict import predict_run
+    from hmsbrain.inference.predict import RunPrediction, predict_run
     from hmsbrain.inference.runtimes import RuntimeUnavailableError
     from hmsbrain.runs import is_portfolio
 
+    results: dict[str, RunPrediction] = {}
+    # Bad input is a one-line error; any other exception is a bug and stops the run with its
+    # traceback, --fallback or not.
     try:
         for run in args.runs:
             if is_portfolio(run):
                 _predict_portfolio(run, args)
                 continue
-            result = predict_run(
+            result = results[str(run)] = predict_run(
                 run,
                 args.data_dir,
                 args.split,
@@ -267,6 +271,11 @@ def predict_main(argv: list[str] | None = None) -> None:
                 )
     except (*USER_ERRORS, RuntimeUnavailableError, PredictionError, EnsembleError) as exc:
         _fail(exc)
+    if args.fallback:
+        units = {unit for r in results.values() for unit in r.frame.iloc[:, 0]}
+        fallback = {k: v for r in results.values() for k, v in r.fallback.items()}
+        left_out = {n: r.no_runtime for n, r in results.items() if r.no_runtime is not None}
+        print(FallbackSummary(len(units), fallback, left_out).line())
 
 
 def _predict_portfolio(root: Path, args: argparse.Namespace) -> None:
@@ -328,8 +337,21 @@ def package_main(argv: list[str] | None = None) -> None:
         default=os.environ.get("KAGGLE_USERNAME"),
         help="Kaggle user owning the dataset and kernel (default: $KAGGLE_USERNAME)",
     )
-    parser.add_argument("--data-dir", default=None, help="data for export parity checks")
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="Kaggle-layout data: its train windows check any export, and its test split is "
+        "the package's dry run (default: the data the first run was trained on)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    parser.add_argument(
+        "--max-fallback",
+        type=float,
+        # argparse passes a string default through type=float, so a bad value is a usage error
+        default=os.environ.get("HMS_MAX_FALLBACK", "0.5"),
+        help="the dry run fails when more than this share of the test EEGs get the class prior "
+        "(default: $HMS_MAX_FALLBACK, else 0.5); it always fails on an unexpected error",
+    )
     from hmsbrain.hms.wheels import (
         BUILDS,
         KAGGLE_PLATFORMS,
@@ -381,7 +403,13 @@ def package_main(argv: list[str] | None = None) -> None:
         help="target pip platform tags (default: manylinux x86_64 up to glibc 2.35, Kaggle's)",
     )
     args = parser.parse_args(argv)
-    from hmsbrain.hms.kaggle import PackageError, build_package, folder_megabytes, upload_commands
+    from hmsbrain.hms.kaggle import (
+        DryRunError,
+        PackageError,
+        build_package,
+        folder_megabytes,
+        upload_commands,
+    )
     from hmsbrain.inference.export import ExportError
 
     try:
@@ -407,10 +435,19 @@ def package_main(argv: list[str] | None = None) -> None:
                 args.wheels_from,
             )
         dataset, kernel = build_package(
-            args.report, args.out_dir, args.kaggle_user, args.data_dir, args.overwrite, target
+            args.report,
+            args.out_dir,
+            args.kaggle_user,
+            args.data_dir,
+            args.overwrite,
+            target,
+            args.max_fallback,
         )
     except (*USER_ERRORS, ExportError, PackageError, WheelError, FileExistsError) as exc:
         _fail(exc)
+    except DryRunError as exc:  # its summary and any traceback are logged above
+        _fail(f"{exc}; no package was written")
+    print("dry run of the notebook on the test split: passed")
     size, wheels_size = (folder_megabytes(f) for f in (dataset, dataset / WHEELS_DIR))
     print(f"model dataset: {dataset} ({size:.0f} MB, of which wheels {wheels_size:.0f} MB)")
     print(f"kernel: {kernel}\nupload with:")

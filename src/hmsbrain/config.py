@@ -66,7 +66,9 @@ def _f(default: Any, help: str) -> Any:
 
 # Choices of the string fields. Each is a Literal, so the config rejects any other value at load,
 # naming the key; the modules reading a field need no check of their own.
-Layout = Literal["auto", "hms", "folders", "recordings", "arrays", "table"]
+Layout = Literal[
+    "auto", "hms", "folders", "recordings", "arrays", "table", "epochs", "markers", "bids"
+]
 Storage = Literal["windows", "recordings"]
 StoreDtype = Literal["float16", "float32"]
 Montage = Literal["auto", "double_banana", "identity", "average"]

@@ -1,7 +1,7 @@
 """The bottom layer: what every stage of any EEG run shares, with no TensorFlow, no data source
 and no model in it.
 
-- :mod:`~hmsbrain.core.inputs`: the model inputs' names and specification, and the ``Batch``
+- :mod:`~hmsbrain.core.inputs`: the model inputs' names and what each holds, and the ``Batch``
   that carries them (a mapping by input name);
 - :mod:`~hmsbrain.core.mirror`: the left-right mirror of a batch (swap augmentation and TTA);
 - :mod:`~hmsbrain.core.predict`: the runtime interface and the prediction loop over any runtime;

@@ -19,7 +19,6 @@ means adding a field to every place that copies a batch.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,25 +50,12 @@ WAVENET = "wavenet"  # the backbone name of the 1D WaveNet branch alone
 GRAPH_VIEWS = ("mel",)
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """One model input: its name, the shape of one row, and its type."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "float32"
-
-
 class Batch(dict[str, np.ndarray]):
     """Model inputs of some rows, keyed by input name (an input no model reads is absent)."""
 
     @property
     def rows(self) -> int:
         return len(next(iter(self.values()))) if self else 0
-
-    def specs(self) -> dict[str, InputSpec]:
-        """Each input's name, row shape and type."""
-        return {k: InputSpec(k, tuple(v.shape[1:]), str(v.dtype)) for k, v in self.items()}
 
     @classmethod
     def stack(cls, parts: Mapping[int, Batch], rows: Sequence[int], template: Batch) -> Batch:

@@ -36,15 +36,6 @@ def kl_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(kl_divergence(y_true, y_pred).mean())
 
 
-def class_prior_score(y_true: np.ndarray, prior_from: np.ndarray | None = None) -> float:
-    """Score of predicting the mean target of ``prior_from`` (default: of ``y_true``) everywhere.
-
-    The baseline every CV figure is reported against.
-    """
-    prior = np.asarray(y_true if prior_from is None else prior_from, dtype=np.float64).mean(0)
-    return kl_score(y_true, np.broadcast_to(prior, np.shape(y_true)))
-
-
 def classification_metrics(
     targets: np.ndarray, probs: np.ndarray, classes: tuple[str, ...]
 ) -> dict[str, object]:

@@ -12,10 +12,14 @@ build happens in a uniquely named temporary folder renamed into place at the end
 interrupted build is never mistaken for a complete one and two processes building at once never
 delete each other's work.
 
-With ``fallback``, a row whose files cannot be read or preprocessed (missing, corrupt, too
+With ``fallback``, a row whose files are bad input (a ``DataError``: missing, corrupt, too
 short...) does not stop the build: its inputs are zeros, and the reason is kept in the cache's
 ``meta.json`` so the prediction can replace that row's output. Without it the first such row is
 an error, as it is when a strict caller opens a cache that a fallback build left with failures.
+Any other exception is a bug and stops the build with its traceback, unless ``count_bugs`` (the
+Kaggle notebook, which must submit) makes it one more failed row, logged with its traceback and
+named ``unexpected`` (:func:`hmsbrain.core.fallback.unexpected_reason`). A cache whose build met
+a bug is never reused: the bug may be fixed since, and its rows are built again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +37,7 @@ from tqdm import tqdm
 
 from hmsbrain.atomic import atomic_dir, write_json
 from hmsbrain.config import Config, ConfigError
+from hmsbrain.core.fallback import is_unexpected, unexpected_reason
 from hmsbrain.core.inputs import Batch
 from hmsbrain.data.base import DataError
 from hmsbrain.data.dataset import Dataset
@@ -130,15 +136,26 @@ def cache_key(data: Dataset, cfg: Config, names: Sequence[str]) -> str:
 
 
 def open_cache(
-    data: Dataset, cfg: Config, names: Sequence[str], batch_size: int = 64, fallback: bool = False
+    data: Dataset,
+    cfg: Config,
+    names: Sequence[str],
+    batch_size: int = 64,
+    fallback: bool = False,
+    count_bugs: bool = False,
 ) -> InputCache:
     """The cache of inputs ``names`` of ``data`` under ``cfg.data.cache_dir``, built on first use.
 
-    Without ``fallback``, a row that cannot be read is a DataError naming its file."""
+    Without ``fallback``, a row that cannot be read is a DataError naming its file; with it, and
+    ``count_bugs``, so is any exception (see the module doc)."""
     root = Path(cfg.data.cache_dir) / f"inputs-{data.split}-{cache_key(data, cfg, names)}"
+    if (root / "meta.json").is_file():
+        built = json.loads((root / "meta.json").read_text())
+        if any(map(is_unexpected, built.get("failed", {}).values())):
+            log.warning("%s: its build met a bug; building it again", root)
+            shutil.rmtree(root)
     if not (root / "meta.json").is_file():
         with atomic_dir(root) as tmp:
-            _build(data, names, tmp, batch_size, fallback)
+            _build(data, names, tmp, batch_size, fallback, count_bugs)
     meta = json.loads((root / "meta.json").read_text())
     failed = {int(k): v for k, v in meta.get("failed", {}).items()}
     if failed and not fallback:
@@ -149,27 +166,39 @@ def open_cache(
 
 
 def _rows_or_failures(
-    data: Dataset, rows: np.ndarray, names: Sequence[str], fallback: bool
+    data: Dataset, rows: np.ndarray, names: Sequence[str], fallback: bool, count_bugs: bool
 ) -> tuple[Batch | None, dict[int, str]]:
     """The inputs of ``rows``; with ``fallback``, rows that fail are retried one by one and the
     failing ones come back as reasons (their inputs zero)."""
     try:
         return data.inputs(rows, names), {}
-    except Exception:
+    except DataError:
         if not fallback:
+            raise
+    except Exception:
+        if not (fallback and count_bugs):
             raise
     failed: dict[int, str] = {}
     parts: dict[int, Batch] = {}
     for row in rows:
         try:
             parts[int(row)] = data.inputs([row], names)
-        except Exception as exc:  # fallback mode: whatever stops one EEG must not stop all
-            message = str(exc)
-            if not isinstance(exc, DataError):  # DataError names its file already
-                unit = data.rows[data.id_column].iloc[row]
-                message = f"{data.source(unit)}: {type(exc).__name__}: {exc}"
-            failed[int(row)] = message
-            log.warning("row %d of %s cannot be used: %s", row, data.split, message)
+        except DataError as exc:  # bad input, and the message names its file
+            failed[int(row)] = str(exc)
+            log.warning("row %d of %s cannot be used: %s", row, data.split, exc)
+        except Exception as exc:
+            if not count_bugs:
+                raise
+            unit = data.rows[data.id_column].iloc[row]
+            failed[int(row)] = unexpected_reason(data.source(unit), exc)
+            log.error(
+                "UNEXPECTED ERROR in row %d of %s (%s), a bug, not bad input: it gets the class "
+                "prior, and is counted",
+                row,
+                data.split,
+                data.source(unit),
+                exc_info=exc,
+            )
     if not parts:
         return None, failed
     # Every input a good row has, for every row: a failed row's inputs are zeros in each of them.
@@ -177,7 +206,14 @@ def _rows_or_failures(
     return batch, failed
 
 
-def _build(data: Dataset, names: Sequence[str], tmp: Path, batch_size: int, fallback: bool) -> None:
+def _build(
+    data: Dataset,
+    names: Sequence[str],
+    tmp: Path,
+    batch_size: int,
+    fallback: bool,
+    count_bugs: bool,
+) -> None:
     # Shapes come from a blank window, before any file is read: a split whose every row fails
     # (a one-EEG Kaggle test set) still gets a cache, and the fallback takes over.
     blank = data.blank_inputs(names)
@@ -194,7 +230,7 @@ def _build(data: Dataset, names: Sequence[str], tmp: Path, batch_size: int, fall
     with tqdm(total=len(data), desc=f"preprocessing {data.split} inputs", unit="window") as bar:
         for start in range(0, len(data), batch_size):
             rows = np.arange(start, min(start + batch_size, len(data)))
-            batch, bad = _rows_or_failures(data, rows, names, fallback)
+            batch, bad = _rows_or_failures(data, rows, names, fallback, count_bugs)
             failed.update(bad)
             bar.update(len(rows))
             if batch is not None:

@@ -66,7 +66,7 @@ def read_folders(root: Path, spec: DatasetSpec) -> Epochs:
 
     groups = None
     if spec.group_pattern is not None:
-        groups = np.array([subject_id(Path(f).name, spec, str(root / f)) for f in files])
+        groups = np.array([subject_id(f, spec, str(root / f)) for f in files])
     return Epochs(
         signals=np.stack(signals),
         sfreq=first[1],

@@ -1,15 +1,20 @@
 """The library's generic layouts, each a data source, recognised and read into :class:`Epochs`.
 
-Four labelled layouts (each read by its own module), registered as peers of any other source
-(:mod:`hmsbrain.data.registry`), in detection order:
+Four labelled layouts (each read by its own module) are registered here as peers of any other
+source (:mod:`hmsbrain.data.registry`), in detection order:
 
 * ``arrays``: ``X.npy`` + ``y.npy`` (:mod:`hmsbrain.data.arrays`), demo ``trials64``
 * ``table``: ``epochs.csv`` listing files and labels (:mod:`hmsbrain.data.table`)
-* ``recordings``: EDF/BDF files with ``events.csv`` or annotations
-  (:mod:`hmsbrain.data.recordings`), demo ``emotiv``; a test folder of recordings without
-  events is predicted in sliding windows (:func:`read_windows`)
+* ``recordings``: raw files of any format MNE reads (EDF, BDF, GDF, FIF, BrainVision, EEGLAB,
+  CNT) with ``events.csv`` or annotations (:mod:`hmsbrain.data.recordings`), demo ``emotiv``;
+  a test folder of recordings without events is predicted in sliding windows
+  (:func:`read_windows`)
 * ``folders``: ``<class>/<one epoch per file>`` (:mod:`hmsbrain.data.folders`), demo
   ``mindwave``
+
+A layout of its own module registers a :class:`LayoutSource` there, the same way (MNE epochs
+files, CSV recordings with a marker column, BIDS roots); :func:`layout_sources` finds them all
+in the registry.
 
 The layout is ``data.layout`` when it names one, else ``layout`` in ``dataset.yaml``
 (:mod:`hmsbrain.data.spec`), else the folder's contents, the most specific sign first. Both
@@ -33,15 +38,16 @@ from hmsbrain.data.dataset import Dataset, EpochDataset
 from hmsbrain.data.demos import ensure_demo
 from hmsbrain.data.files import (
     MNE_SUFFIXES,
+    SIGNAL_SUFFIXES,
+    is_raw_file,
     is_signal_file,
     match_channels,
     read_signal_file,
     seconds_text,
-    suffix,
 )
 from hmsbrain.data.folders import class_folders, read_folders
 from hmsbrain.data.recordings import read_recordings
-from hmsbrain.data.registry import AUTO, DemoMaker, Source, register_source
+from hmsbrain.data.registry import AUTO, DemoMaker, Source, all_sources, register_source
 from hmsbrain.data.spec import SPEC_FILE, DatasetSpec, read_spec
 from hmsbrain.data.table import TABLE_FILE, read_table
 
@@ -60,9 +66,9 @@ def _table_missing(root: Path, spec: DatasetSpec) -> str | None:
 def _recordings_missing(root: Path, spec: DatasetSpec) -> str | None:
     if (root / spec.events).is_file():
         return None
-    if any(is_signal_file(p) and suffix(p) in MNE_SUFFIXES for p in root.iterdir()):
+    if any(is_raw_file(p) for p in root.iterdir()):
         return None
-    return f"no {spec.events} and no .edf/.bdf files at the top"
+    return f"no {spec.events} and no recordings ({'/'.join(MNE_SUFFIXES)}) at the top"
 
 
 def _folders_missing(root: Path, spec: DatasetSpec) -> str | None:
@@ -73,7 +79,7 @@ def _folders_missing(root: Path, spec: DatasetSpec) -> str | None:
 
 def unlabelled_recordings(root: Path) -> bool:
     """A folder of recordings with no events file: new data to predict in sliding windows."""
-    has_recordings = any(suffix(p) in MNE_SUFFIXES for p in root.iterdir())
+    has_recordings = any(is_raw_file(p) for p in root.iterdir())
     return has_recordings and not (root / "events.csv").is_file()
 
 
@@ -159,7 +165,7 @@ RECORDINGS = register_source(
     RecordingsSource(
         name="recordings",
         priority=40,
-        signs="events.csv or .edf/.bdf files",
+        signs=f"events.csv or {'/'.join(MNE_SUFFIXES)} files",
         demos={"emotiv": _demo("emotiv")},
         reader=read_recordings,
         missing=_recordings_missing,
@@ -175,7 +181,12 @@ FOLDERS = register_source(
         missing=_folders_missing,
     )
 )
-LAYOUT_SOURCES: dict[str, LayoutSource] = {s.name: s for s in (ARRAYS, TABLE, RECORDINGS, FOLDERS)}
+
+
+def layout_sources() -> dict[str, LayoutSource]:
+    """Every registered generic layout by name, in detection order: these four, and those
+    registered by their own modules."""
+    return {s.name: s for s in all_sources() if isinstance(s, LayoutSource)}
 
 
 def detect_layout(root: str | Path, spec: DatasetSpec) -> str:
@@ -183,14 +194,15 @@ def detect_layout(root: str | Path, spec: DatasetSpec) -> str:
     if spec.layout is not None:
         return spec.layout
     root = Path(root)
-    for source in LAYOUT_SOURCES.values():
+    layouts = layout_sources()
+    for source in layouts.values():
         if source.missing(root, spec) is None:
             if source is FOLDERS:
                 top = [p for p in root.iterdir() if is_signal_file(p)]
                 if top:
                     log.warning("%s: ignoring top-level files %s in the folders layout", root, top)
             return source.name
-    looked = ", ".join(f"{s.signs} ({s.name})" for s in LAYOUT_SOURCES.values())
+    looked = ", ".join(f"{s.signs} ({s.name})" for s in layouts.values())
     raise DataError(
         f"{root}: cannot tell the data layout: looked for {looked}, and found none; set layout "
         f"in {SPEC_FILE}"
@@ -208,9 +220,10 @@ def choose_layout(root: Path, spec: DatasetSpec, layout: str = AUTO) -> str:
             "agree or remove one"
         )
     named, by = (layout, f"data.layout={layout}") if layout != AUTO else (spec.layout, spec.source)
-    if named not in LAYOUT_SOURCES:
-        raise DataError(f"{root}: {by} is not a generic layout ({', '.join(LAYOUT_SOURCES)})")
-    missing = LAYOUT_SOURCES[named].missing(root, spec)
+    layouts = layout_sources()
+    if named not in layouts:
+        raise DataError(f"{root}: {by} is not a generic layout ({', '.join(layouts)})")
+    missing = layouts[named].missing(root, spec)
     if missing is not None:
         raise DataError(f"{root}: not in the {named} layout that {by} names: {missing}")
     return named
@@ -225,7 +238,7 @@ def read_epochs(root: str | Path, layout: str = AUTO) -> Epochs:
     root = data_path(root)
     spec = read_spec(root)
     layout = choose_layout(root, spec, layout)
-    epochs = LAYOUT_SOURCES[layout].reader(root, spec)
+    epochs = layout_sources()[layout].reader(root, spec)
     log.info(
         "%s: %s layout, %d epochs of %d channels x %d samples at %g Hz, classes %s",
         root,
@@ -256,7 +269,9 @@ def read_windows(root: str | Path, window_seconds: float, stride_seconds: float)
     tables = {spec.events, TABLE_FILE}
     paths = sorted(p for p in root.iterdir() if is_signal_file(p) and p.name not in tables)
     if not paths:
-        raise DataError(f"{root}: no signal files (.txt/.csv/.npy/.edf/.bdf) to cut into windows")
+        raise DataError(
+            f"{root}: no signal files ({'/'.join(SIGNAL_SUFFIXES)}) to cut into windows"
+        )
     stems = [p.stem for p in paths]
     repeated = sorted({s for s in stems if stems.count(s) > 1})
     if repeated:

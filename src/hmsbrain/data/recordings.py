@@ -1,8 +1,10 @@
-"""The recordings layout: continuous EDF/BDF files, cut into epochs around labelled events.
+"""The recordings layout: continuous recordings, cut into epochs around labelled events.
 
-The recordings are the EDF/BDF files at the top of the folder, or those the globs of ``files``
-in ``dataset.yaml`` choose (``files: ["S*R06.edf", "S*R10.edf"]``). Events come from
-``events.csv`` (its name set by ``events`` in ``dataset.yaml``) when it exists::
+The recordings are the raw files at the top of the folder, in any format of
+:data:`hmsbrain.data.files.RAW_FORMATS` (EDF, BDF, GDF, FIF, BrainVision ``.vhdr``, EEGLAB
+``.set``, CNT; read by :func:`mne.io.read_raw`, which picks the reader by suffix), or those the
+globs of ``files`` in ``dataset.yaml`` choose (``files: ["S*R06.edf", "S*R10.edf"]``). Events
+come from ``events.csv`` (its name set by ``events`` in ``dataset.yaml``) when it exists::
 
     file,onset,label[,duration][,subject]
     night1.edf,120.5,seizure
@@ -10,7 +12,8 @@ in ``dataset.yaml`` choose (``files: ["S*R06.edf", "S*R10.edf"]``). Events come 
 ``onset`` is in seconds from the start of the file; ``duration`` is accepted and not used
 (every epoch spans ``tmin``..``tmax``, as the model needs fixed-size inputs). Without an events
 table, each file's own annotations are the events and their descriptions the labels, read by
-:func:`mne.events_from_annotations`.
+:func:`mne.events_from_annotations` (as MNE names them: BrainVision markers are
+``Stimulus/S  1``, ``Comment/...``).
 
 ``events: {T1: left, T2: right}`` maps descriptions (or table labels) to classes, as MNE's
 ``event_id`` does; the others are left out, counted in one log line. ``epochs: {from:
@@ -23,12 +26,17 @@ mean in MNE: both ends are included (``round((tmax - tmin) * sfreq) + 1`` sample
 ``[a, b]`` baseline subtracts each channel's mean over that part of the epoch. ``{first_seconds:
 N}`` subtracts each channel's mean over the recording's first N seconds instead. Nothing is
 rejected: an epoch that does not fit inside its recording is an error, not a silent drop.
+
+:func:`cut_recordings` is the cutting itself, shared with the layouts whose recordings come
+from elsewhere (CSV files with a marker column, BIDS roots): each hands it
+:class:`Recording` objects.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,11 +48,10 @@ from hmsbrain.data.base import DataError, Epochs
 from hmsbrain.data.files import (
     MNE_SUFFIXES,
     VOLTS_TO_UV,
-    is_signal_file,
+    is_raw_file,
     pick_channels,
     read_raw,
     seconds_text,
-    suffix,
 )
 from hmsbrain.data.spec import DatasetSpec, FirstSeconds, one_hot, resolve_classes, subject_id
 
@@ -54,6 +61,9 @@ if TYPE_CHECKING:
     import mne
 
 log = logging.getLogger(__name__)
+
+# Onsets a warning shows of the events it counts.
+_SHOWN = 5
 
 
 @dataclass
@@ -68,6 +78,16 @@ class Event:
 
 
 @dataclass
+class Recording:
+    """One continuous recording and its events, as a reader hands it to :func:`cut_recordings`."""
+
+    name: str  # relative to the data root, as epoch ids and folds name it
+    path: Path
+    raw: mne.io.BaseRaw
+    events: list[Event]  # labelled with their class (events: applied)
+
+
+@dataclass
 class _Cut:
     """The epochs cut from one recording, in onset order."""
 
@@ -77,14 +97,15 @@ class _Cut:
 
 
 @dataclass
-class _Tally:
+class Tally:
     """What the reader left out over every recording, for one log line each."""
 
     left_out: Counter[str] = field(default_factory=Counter)  # per description or label
     found: set[str] = field(default_factory=set)  # descriptions or labels events: maps
     short_spans: int = 0
 
-    def log(self, root: Path, spec: DatasetSpec) -> None:
+    def finish(self, root: Path, spec: DatasetSpec) -> None:
+        """Log what was left out; a name of ``events:`` that no file has is a DataError."""
         if self.left_out:
             counts = ", ".join(f"{n} {label} events" for label, n in self.left_out.items())
             log.info("%s: left out %s (not in events: of %s)", root, counts, spec.source)
@@ -95,36 +116,41 @@ class _Tally:
                 self.short_spans,
                 spec.epoch_length,
             )
+        # A name of events: that no file has is a typo or the wrong files: its class would have
+        # no epoch, and a run would then train and score the other classes alone.
+        missing = [d for d in spec.event_map or {} if d not in self.found]
+        if missing:
+            raise DataError(
+                f"{spec.source}: events: names {missing}, which no chosen recording has "
+                f"(they have {sorted(self.found | set(self.left_out))})"
+            )
 
 
-def recording_files(root: Path, spec: DatasetSpec | None = None) -> list[Path]:
-    """The EDF/BDF files at the top level of ``root``, or those the globs of ``spec.files``
-    choose (each glob must choose one at least), sorted by name."""
+def recording_files(
+    root: Path,
+    spec: DatasetSpec | None = None,
+    is_recording: Callable[[Path], bool] = is_raw_file,
+    kinds: str = "/".join(MNE_SUFFIXES),
+) -> list[Path]:
+    """The recordings at the top level of ``root``, or those the globs of ``spec.files`` choose
+    (each glob must choose one at least), sorted by name. ``is_recording`` says which files are
+    recordings (:func:`is_raw_file`: the raw formats), ``kinds`` names them in the error."""
     if spec is None or spec.files is None:
-        return sorted(p for p in root.iterdir() if _is_recording(p))
+        return sorted(p for p in root.iterdir() if is_recording(p))
     chosen: set[Path] = set()
     for pattern in spec.files:
-        matches = [p for p in root.glob(pattern) if _is_recording(p)]
+        matches = [p for p in root.glob(pattern) if is_recording(p)]
         if not matches:
             raise DataError(
-                f"{root}: no EDF/BDF recording matches files: {pattern!r} of {spec.source}"
+                f"{root}: no recording ({kinds}) matches files: {pattern!r} of {spec.source}"
             )
         chosen.update(matches)
     return sorted(chosen)
 
 
-def _is_recording(path: Path) -> bool:
-    return is_signal_file(path) and suffix(path) in MNE_SUFFIXES
-
-
 def read_recordings(root: Path, spec: DatasetSpec) -> Epochs:
     """Epochs around every event of every recording, with hard labels."""
-    if spec.tmax is None and spec.epoch_length is None:
-        raise DataError(
-            f"{spec.source}: tmax is required for the recordings layout "
-            "(where each epoch ends, in seconds after its event), or epochs: {from: annotations, "
-            "length: seconds} to cut annotated spans into windows"
-        )
+    require_window(spec, "the recordings layout")
     table = root / spec.events
     use_table = table.is_file() and spec.epoch_length is None
     if table.is_file() and not use_table:
@@ -144,52 +170,76 @@ def read_recordings(root: Path, spec: DatasetSpec) -> Epochs:
     else:
         names = chosen
 
-    tally = _Tally()
+    tally = Tally()
+
+    def recordings() -> Iterator[Recording]:
+        for name in names:
+            path = root / name
+            raw = read_raw(path, spec)
+            if table_events is not None:
+                events = mapped([e for e in table_events if e.file == name], spec, tally)
+            else:
+                events = annotation_events(raw, name, path, spec, tally)
+            yield Recording(name, path, raw, events)
+
+    where = f" that events: of {spec.source} names" if spec.event_map is not None else ""
+    return cut_recordings(
+        root,
+        spec,
+        recordings(),
+        tally,
+        f"{root}: no events: no {spec.events} and no annotations in the recordings{where}",
+    )
+
+
+def require_window(spec: DatasetSpec, layout: str) -> None:
+    """A DataError unless ``spec`` says where epochs start and end around their events."""
+    if spec.tmax is None and spec.epoch_length is None:
+        raise DataError(
+            f"{spec.source}: tmax is required for {layout} "
+            "(where each epoch ends, in seconds after its event), or epochs: {from: annotations, "
+            "length: seconds} to cut annotated spans into windows"
+        )
+
+
+def cut_recordings(
+    root: Path,
+    spec: DatasetSpec,
+    recordings: Iterable[Recording],
+    tally: Tally,
+    no_events: str,
+    drop_outside: bool = False,
+) -> Epochs:
+    """The epochs of ``recordings``, cut around their events as ``spec`` says, with hard labels.
+
+    ``recordings`` is read one at a time (a generator keeps one recording in memory), and fills
+    ``tally`` as it goes; ``no_events`` is the error when no recording has an event to cut. An
+    event whose epoch does not fit inside its recording is an error, or with ``drop_outside`` is
+    left out, one warning per recording counting them.
+    """
     cuts: list[_Cut] = []
     first: tuple[Path, float, tuple[str, ...]] | None = None
-    for name in names:
-        path = root / name
-        raw = read_raw(path, spec)
-        if table_events is not None:
-            events = _mapped([e for e in table_events if e.file == name], spec, tally)
-        else:
-            events = _annotation_events(raw, name, path, spec, tally)
-        if not events:
+    for recording in recordings:
+        path, raw = recording.path, recording.raw
+        if not recording.events:
             log.warning("%s: no events to cut, so no epochs", path)
             continue
         channels = pick_channels(raw, spec.channels, path)
         if first is None:
             first = (path, float(raw.info["sfreq"]), channels)
-        _check_like_first(path, raw, channels, first)
+        check_like_first(path, raw, channels, first)
         raw.pick(list(first[2]))
         raw.reorder_channels(list(first[2]))
-        cuts.append(_cut(raw, events, spec, path))
-    tally.log(root, spec)
-    # A name of events: that no file has is a typo or the wrong files: its class would have no
-    # epoch, and a run would then train and score the other classes alone.
-    missing = [d for d in spec.event_map or {} if d not in tally.found]
-    if missing:
-        raise DataError(
-            f"{spec.source}: events: names {missing}, which no chosen recording has "
-            f"(they have {sorted(tally.found | set(tally.left_out))})"
-        )
+        cuts.append(_cut(raw, recording.events, spec, path, drop_outside))
+    tally.finish(root, spec)
     if first is None:
-        raise DataError(
-            f"{root}: no events: no {spec.events} and no annotations in the EDF/BDF files"
-            + (f" that events: of {spec.source} names" if spec.event_map is not None else "")
-        )
+        raise DataError(no_events)
+    cuts = [cut for cut in cuts if cut.events]
+    if not cuts:
+        raise DataError(f"{root}: no epoch fits inside its recording ({spec.source}: tmin, tmax)")
 
     events = [e for cut in cuts for e in cut.events]
-    if spec.event_map is not None and spec.classes is None:
-        classes = tuple(dict.fromkeys(spec.event_map.values()))  # the order events: gives
-    else:
-        classes = resolve_classes((e.label for e in events), spec)
-    for e in events:
-        if e.label not in classes:
-            raise DataError(
-                f"{e.where}: label {e.label!r} is not one of the classes {list(classes)} "
-                f"in {spec.source}"
-            )
+    classes = event_classes(events, spec)
     return Epochs(
         signals=np.concatenate([cut.data for cut in cuts]).astype(np.float32),
         sfreq=first[1],
@@ -199,7 +249,7 @@ def read_recordings(root: Path, spec: DatasetSpec) -> Epochs:
         classes=classes,
         targets=one_hot([e.label for e in events], classes),
         hard=True,
-        groups=_groups(events, spec, root),
+        groups=event_groups(events, spec, root),
         starts=np.concatenate([cut.starts for cut in cuts]),
     )
 
@@ -228,8 +278,8 @@ def read_events_table(root: Path, path: Path) -> list[Event]:
             raise DataError(f"{where}: needs a file, a numeric onset and a label")
         if not (root / file).is_file():
             raise DataError(f"{where}: file {file!r} not found")
-        if suffix(Path(file)) not in MNE_SUFFIXES:
-            raise DataError(f"{where}: file {file!r} is not an EDF/BDF recording")
+        if not is_raw_file(root / file):
+            raise DataError(f"{where}: file {file!r} is not a recording ({'/'.join(MNE_SUFFIXES)})")
         subject = None
         if has_subject:
             if pd.isna(row.subject):
@@ -239,21 +289,54 @@ def read_events_table(root: Path, path: Path) -> list[Event]:
     return events
 
 
-def _mapped(events: list[Event], spec: DatasetSpec, tally: _Tally) -> list[Event]:
-    """Table events whose label ``events:`` maps, relabelled with their class."""
+def classes_of(labels: Sequence[str], spec: DatasetSpec, tally: Tally) -> list[str | None]:
+    """The class ``events:`` maps each label to, None for a label it leaves out (without a map,
+    each label is its class); ``tally`` counts the labels mapped and left out."""
     if spec.event_map is None:
-        return events
-    tally.left_out.update(e.label for e in events if e.label not in spec.event_map)
-    tally.found.update(e.label for e in events if e.label in spec.event_map)
+        return list(labels)
+    tally.left_out.update(label for label in labels if label not in spec.event_map)
+    tally.found.update(label for label in labels if label in spec.event_map)
+    return [spec.event_map.get(label) for label in labels]
+
+
+def mapped(events: list[Event], spec: DatasetSpec, tally: Tally) -> list[Event]:
+    """Events whose label ``events:`` maps, relabelled with their class (:func:`classes_of`)."""
+    classes = classes_of([e.label for e in events], spec, tally)
     return [
-        Event(e.file, e.onset, spec.event_map[e.label], e.where, e.subject)
-        for e in events
-        if e.label in spec.event_map
+        Event(e.file, e.onset, c, e.where, e.subject)
+        for e, c in zip(events, classes, strict=True)
+        if c is not None
     ]
 
 
-def _annotation_events(
-    raw: mne.io.BaseRaw, name: str, path: Path, spec: DatasetSpec, tally: _Tally
+def event_classes(
+    events: Sequence[Event], spec: DatasetSpec, found: Sequence[str] | None = None
+) -> tuple[str, ...]:
+    """The class order of ``events`` (labelled with their class): ``classes:``, else the order
+    ``events:`` gives, else ``found`` (the order the files give), else the sorted labels. An
+    event whose class is not one of them is a DataError naming where it is."""
+    if spec.event_map is not None and spec.classes is None:
+        classes = tuple(dict.fromkeys(spec.event_map.values()))
+    elif found is not None and spec.classes is None:
+        classes = tuple(found)
+    else:
+        classes = resolve_classes((e.label for e in events), spec)
+    for e in events:
+        if e.label not in classes:
+            raise DataError(
+                f"{e.where}: label {e.label!r} is not one of the classes {list(classes)} "
+                f"in {spec.source}"
+            )
+    return classes
+
+
+def annotation_events(
+    raw: mne.io.BaseRaw,
+    name: str,
+    path: Path,
+    spec: DatasetSpec,
+    tally: Tally,
+    subject: str | None = None,
 ) -> list[Event]:
     """The file's annotations as events (every ``epochs.length`` seconds of each span with
     ``epochs:``), labelled by ``events:`` where it maps them."""
@@ -285,22 +368,26 @@ def _annotation_events(
         onset = (sample - raw.first_samp) / raw.info["sfreq"]
         label = description[code]
         where = f"{path}: annotation {label!r} at {onset:g} s"
-        events.append(Event(name, float(onset), (spec.event_map or {}).get(label, label), where))
+        events.append(
+            Event(name, float(onset), (spec.event_map or {}).get(label, label), where, subject)
+        )
     return events
 
 
-def _check_like_first(
+def check_like_first(
     path: Path,
-    raw: mne.io.BaseRaw,
+    inst: mne.io.BaseRaw | mne.BaseEpochs,
     channels: tuple[str, ...],
     first: tuple[Path, float, tuple[str, ...]],
 ) -> None:
+    """A DataError unless a recording (or epochs) has the rate and the channels, in any order,
+    of the ``first`` one read: its path, rate and channels."""
     first_path, first_sfreq, first_channels = first
-    sfreq = float(raw.info["sfreq"])
+    sfreq = float(inst.info["sfreq"])
     if sfreq != first_sfreq:
         raise DataError(
             f"{path}: sampling rate {sfreq:g} Hz differs from {first_sfreq:g} Hz "
-            f"of {first_path}; every recording must have the same rate"
+            f"of {first_path}; every file must have the same rate"
         )
     if sorted(channels) != sorted(first_channels):
         raise DataError(
@@ -309,8 +396,11 @@ def _check_like_first(
         )
 
 
-def _cut(raw: mne.io.BaseRaw, events: list[Event], spec: DatasetSpec, path: Path) -> _Cut:
-    """Epochs of one recording around ``events``, in microvolts, baseline-corrected."""
+def _cut(
+    raw: mne.io.BaseRaw, events: list[Event], spec: DatasetSpec, path: Path, drop_outside: bool
+) -> _Cut:
+    """Epochs of one recording around ``events``, in microvolts, baseline-corrected; an epoch
+    that does not fit inside the recording is an error, or left out with ``drop_outside``."""
     sfreq = float(raw.info["sfreq"])
     if spec.epoch_length is not None:
         # A window of ``length`` seconds holds that many samples; MNE includes both ends.
@@ -342,17 +432,34 @@ def _cut(raw: mne.io.BaseRaw, events: list[Event], spec: DatasetSpec, path: Path
         reject_by_annotation=False,
         proj=False,
         # MNE's only warnings here are about dropped epochs, which the drop log below turns
-        # into an error naming the event.
+        # into an error naming the event, or a warning counting them.
         verbose="error",
     )
     duration = raw.n_times / sfreq
-    for event, reason in zip(events, epochs.drop_log, strict=True):
-        if reason:
-            raise DataError(
-                f"{path}: event {event.label!r} at onset {event.onset:g} s: its epoch "
-                f"{event.onset + tmin:g}..{event.onset + tmax:g} s does not fit inside "
-                f"the recording (0..{duration:g} s)"
-            )
+    outside = [e for e, reason in zip(events, epochs.drop_log, strict=True) if reason]
+    if outside and not drop_outside:
+        event = outside[0]
+        raise DataError(
+            f"{path}: event {event.label!r} at onset {event.onset:g} s: its epoch "
+            f"{event.onset + tmin:g}..{event.onset + tmax:g} s does not fit inside "
+            f"the recording (0..{duration:g} s)"
+        )
+    if outside:
+        log.warning(
+            "%s: left out %d events whose epochs (%g..%g s around them) do not fit inside the "
+            "recording (0..%g s), at %s s",
+            path,
+            len(outside),
+            tmin,
+            tmax,
+            duration,
+            ", ".join(f"{e.onset:g}" for e in outside[:_SHOWN])
+            + (" ..." if len(outside) > _SHOWN else ""),
+        )
+        kept = np.array([not reason for reason in epochs.drop_log])
+        events, samples = [e for e, k in zip(events, kept, strict=True) if k], samples[kept]
+        if not events:
+            return _Cut([], np.empty((0, len(raw.ch_names), len(epochs.times))), np.empty(0))
     data = epochs.get_data(copy=True) * VOLTS_TO_UV
     if isinstance(spec.baseline, FirstSeconds):
         n = round(spec.baseline.seconds * sfreq)
@@ -373,9 +480,11 @@ def _epoch_id(event: Event, cut: _Cut) -> str:
     return f"{event.file}@{seconds_text(event.onset)}"
 
 
-def _groups(events: list[Event], spec: DatasetSpec, root: Path) -> np.ndarray | None:
+def event_groups(events: list[Event], spec: DatasetSpec, root: Path) -> np.ndarray | None:
+    """The subject of each event: its own (an events table's, a BIDS subject, an epochs file's
+    metadata), else what ``group_pattern`` captures from its file, else None."""
     if events[0].subject is not None:
         return np.array([e.subject for e in events])
     if spec.group_pattern is not None:
-        return np.array([subject_id(Path(e.file).name, spec, str(root / e.file)) for e in events])
+        return np.array([subject_id(e.file, spec, str(root / e.file)) for e in events])
     return None

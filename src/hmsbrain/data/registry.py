@@ -37,7 +37,13 @@ DEMO_PREFIX = "demo:"
 # library, and an import statement here would point up a layer (the data layer must work, and
 # be testable, without it). The generic layouts are loaded the same way: they import this module
 # to register, so a static import back would be circular.
-SOURCE_MODULES = ("hmsbrain.data.layouts", "hmsbrain.hms.source")
+SOURCE_MODULES = (
+    "hmsbrain.data.layouts",
+    "hmsbrain.data.markers",
+    "hmsbrain.data.fif_epochs",
+    "hmsbrain.data.bids",
+    "hmsbrain.hms.source",
+)
 
 # ensure(folder, seed) -> the demo's folder, generated on first use and reused afterwards.
 DemoMaker = Callable[[Path, int], Path]

@@ -6,22 +6,31 @@ say how long an epoch is. ``dataset.yaml`` at the data folder's root fills these
 is optional except where a layout needs it (``sample_rate`` for text and ``.npy`` signals,
 ``tmax`` for recordings, unless ``epochs`` cuts fixed windows)::
 
-    layout: recordings          # folders | recordings | arrays | table; detected when absent
-    sample_rate: 200            # Hz, for .txt/.csv/.npy signals (EDF/BDF carry their own)
+    layout: recordings          # folders | recordings | arrays | table | epochs | markers |
+                                # bids; detected when absent
+    sample_rate: 200            # Hz, for .txt/.csv/.npy signals (raw formats carry their own)
     channels: [Fp1, F7, T3]     # every file must have these, whatever its spelling ("Fp1.",
-                                # "EEG FP1-REF"); EDF/BDF may have more
+                                # "EEG FP1-REF"); raw files may have more
     units: uV                   # uV (default) or V, for .txt/.csv/.npy values
     classes: [seizure, other]   # the order of the probability columns
-    tmin: -1.0                  # recordings: epoch start relative to each event (s)
-    tmax: 4.0                   # recordings: epoch end relative to each event (s)
-    baseline: [null, 0]         # recordings: as in MNE, or {first_seconds: 10}
-    events: {T1: left, T2: right}  # recordings: event descriptions -> classes, others left
-                                # out; or the events table's file name (default events.csv)
+    tmin: -1.0                  # recordings, markers, bids: epoch start relative to each
+                                # event (s)
+    tmax: 4.0                   # recordings, markers, bids: epoch end relative to each event
+    baseline: [null, 0]         # recordings, markers, bids: as in MNE, or {first_seconds: 10}
+    events: {T1: left, T2: right}  # event descriptions (epochs' event_id names, marker
+                                # values) -> classes, others left out (a marker value: an
+                                # error); or the events table's file name (recordings; default
+                                # events.csv)
     epochs: {from: annotations, length: 30}  # recordings: each annotated span cut into
                                 # consecutive 30 s windows, instead of tmin..tmax per event
     files: ["S*R04.edf", "S*R08.edf"]  # recordings: globs choosing the recordings
     channel_map: {"EEG FP1-REF": Fp1}  # a file's channel -> its name, before any matching
-    group_pattern: '^(\\w+)_'   # folders/table: subject id = the capture group of a file name
+    group_pattern: '^(\\w+)_'   # subject id = the capture group of a file name, or of the
+                                # path in the data folder when it has a "/": '(subject\\d+)/'
+    markers: Marker0            # markers: the column of event markers in CSV recordings
+    timestamps: timestamps      # markers: the column of sample times (s), for the rate
+    group_column: subject       # epochs: the metadata column holding each epoch's subject
+    bids: {task: faces, subject: ["01", "02"], session: "1", run: [1, 2]}  # bids: filters
 
 This module also holds the label helpers every reader shares (class resolution, one-hot and
 soft targets, subject ids from file names), since they all apply the spec's ``classes`` and
@@ -43,7 +52,7 @@ import yaml
 from hmsbrain.data.base import DataError
 
 SPEC_FILE = "dataset.yaml"
-LAYOUTS = ("folders", "recordings", "arrays", "table")
+LAYOUTS = ("folders", "recordings", "arrays", "table", "epochs", "markers", "bids")
 UNITS = {"uV": 1.0, "V": 1e6}  # factor to microvolts
 VALID_KEYS = (
     "layout",
@@ -59,7 +68,13 @@ VALID_KEYS = (
     "files",
     "channel_map",
     "group_pattern",
+    "markers",
+    "timestamps",
+    "group_column",
+    "bids",
 )
+# The BIDS entities a bids layout chooses recordings by.
+BIDS_FILTERS = ("task", "subject", "session", "run")
 # Where ``epochs:`` finds the spans it cuts into windows.
 EPOCH_SPANS = ("annotations",)
 
@@ -103,6 +118,10 @@ class DatasetSpec:
     files: tuple[str, ...] | None = None  # globs choosing the recordings, relative to the root
     channel_map: dict[str, str] | None = None  # a file's channel name -> the name to read it as
     group_pattern: re.Pattern[str] | None = None
+    markers: str | None = None  # the marker column of CSV recordings
+    timestamps: str | None = None  # the column of sample times (s) of CSV recordings
+    group_column: str | None = None  # the metadata column of epochs files holding subjects
+    bids: dict[str, tuple[str, ...]] | None = None  # BIDS entity -> the values to read
 
     @property
     def scale(self) -> float:
@@ -172,6 +191,10 @@ def read_spec(root: str | Path) -> DatasetSpec:
         files=_globs(path, raw.get("files")),
         channel_map=_mapping(path, raw, "channel_map"),
         group_pattern=_pattern(path, raw.get("group_pattern")),
+        markers=_column(path, raw, "markers"),
+        timestamps=_column(path, raw, "timestamps"),
+        group_column=_column(path, raw, "group_column"),
+        bids=_bids(path, raw.get("bids")),
     )
 
 
@@ -224,6 +247,37 @@ def _mapping(path: Path, raw: dict, key: str) -> dict[str, str] | None:
     if bad:
         raise DataError(f"{path}: {key} must map names to names, got {', '.join(bad)}")
     return {str(k): str(v) for k, v in value.items()}
+
+
+def _column(path: Path, raw: dict, key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not _text(value):
+        raise DataError(f"{path}: {key} must be a column name, got {value!r}")
+    return str(value)
+
+
+def _bids(path: Path, value: object) -> dict[str, tuple[str, ...]] | None:
+    """``{entity: value or [values]}``, each value text (``run: 1`` is the label ``1``)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise DataError(f"{path}: bids must be a mapping of {list(BIDS_FILTERS)}, got {value!r}")
+    unknown = [str(k) for k in value if k not in BIDS_FILTERS]
+    if unknown:
+        raise DataError(
+            f"{path}: bids: unknown keys {unknown}; valid keys are {list(BIDS_FILTERS)}"
+        )
+    filters = {}
+    for key, chosen in value.items():
+        values = chosen if isinstance(chosen, list) else [chosen]
+        if not values or not all(_text(v) for v in values):
+            raise DataError(
+                f"{path}: bids: {key} must be a label or a list of labels, got {chosen!r}"
+            )
+        filters[key] = tuple(str(v) for v in values)
+    return filters
 
 
 def _epochs(path: Path, value: object) -> float | None:
@@ -345,13 +399,18 @@ def soft_targets(values: np.ndarray, where: Sequence[str]) -> tuple[np.ndarray, 
     return values / sums[:, None], (sums if counts else None)
 
 
-def subject_id(name: str, spec: DatasetSpec, where: str) -> str:
-    """The subject id that ``spec.group_pattern`` captures from a file name."""
+def subject_id(file: str, spec: DatasetSpec, where: str) -> str:
+    """The subject id that ``spec.group_pattern`` captures from a file's name, or from its path
+    relative to the data folder (``file``, with ``/``) when the pattern has a ``/``: headset
+    exports name the subject in a folder (``subject3/session1/data.csv``), and a file name
+    pattern such as ``^(s\\d+)_`` keeps its anchor."""
     assert spec.group_pattern is not None
-    match = spec.group_pattern.search(name)
+    pattern = spec.group_pattern
+    name = file if "/" in pattern.pattern else Path(file).name
+    match = pattern.search(name)
     if match is None or match.group(1) is None:
         raise DataError(
-            f"{where}: file name {name!r} does not match group_pattern "
-            f"{spec.group_pattern.pattern!r} in {spec.source}"
+            f"{where}: file {name!r} does not match group_pattern {pattern.pattern!r} in "
+            f"{spec.source}"
         )
     return match.group(1)

@@ -2,7 +2,8 @@
 
 Columns::
 
-    file                 signal file, relative to the data folder (.txt/.csv/.npy/.edf/.bdf)
+    file                 signal file, relative to the data folder (.txt/.csv/.npy, or a raw
+                         format MNE reads: .edf/.bdf/.gdf/.fif/.vhdr/.set/.cnt)
     start, stop          optional: seconds within the file (empty = its start / its end)
     label                hard labels, or else one numeric column per class (soft labels:
                          probabilities or vote counts, normalised to sum to 1 per row)
@@ -20,7 +21,13 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.data.base import DataError, Epochs
-from hmsbrain.data.files import is_signal_file, match_channels, read_signal_file, seconds_text
+from hmsbrain.data.files import (
+    SIGNAL_SUFFIXES,
+    is_signal_file,
+    match_channels,
+    read_signal_file,
+    seconds_text,
+)
 from hmsbrain.data.spec import DatasetSpec, one_hot, resolve_classes, soft_targets, subject_id
 
 TABLE_FILE = "epochs.csv"
@@ -107,7 +114,9 @@ def _file_name(root: Path, name: object, where: str) -> str:
     if not path.is_file():
         raise DataError(f"{where}: file {name!r} not found")
     if not is_signal_file(path):
-        raise DataError(f"{where}: file {name!r} is not a .txt/.csv/.npy/.edf/.bdf signal file")
+        raise DataError(
+            f"{where}: file {name!r} is not a signal file ({'/'.join(SIGNAL_SUFFIXES)})"
+        )
     return path.relative_to(root).as_posix()
 
 
@@ -190,5 +199,5 @@ def _groups(
                 raise DataError(f"{where}: no group (the column is there, so every row needs one)")
         return table["group"].astype(str).to_numpy()
     if spec.group_pattern is not None:
-        return np.array([subject_id(Path(f).name, spec, str(root / f)) for f in files])
+        return np.array([subject_id(f, spec, str(root / f)) for f in files])
     return None

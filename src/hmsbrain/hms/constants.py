@@ -34,26 +34,6 @@ EEG_COLUMNS: tuple[str, ...] = (
     "EKG",
 )
 
-# Left <-> right electrode pairs; midline electrodes and EKG map to themselves.
-_LR_PAIRS = {
-    "Fp1": "Fp2",
-    "F3": "F4",
-    "C3": "C4",
-    "P3": "P4",
-    "F7": "F8",
-    "T3": "T4",
-    "T5": "T6",
-    "O1": "O2",
-}
-MIRROR_ELECTRODE: dict[str, str] = {
-    **_LR_PAIRS,
-    **{v: k for k, v in _LR_PAIRS.items()},
-    "Fz": "Fz",
-    "Cz": "Cz",
-    "Pz": "Pz",
-    "EKG": "EKG",
-}
-
 # --- Double-banana bipolar montage ---------------------------------------------------------------
 # Chain order follows the Kaggle spectrogram files (LL, RL, LP, RP) so that EEG-derived and
 # Kaggle-provided spectrogram tiles line up one to one.

@@ -14,11 +14,21 @@
 ``predict.py``, blend with the same code and weights as ``ensemble.py``, validate, and write
 ``submission.csv``. A notebook that crashes scores nothing, so it never stops for one test EEG:
 an EEG that cannot be read (missing, corrupt, too short, not parquet...) gets the ensemble's
-class prior, and a line starting ``FALLBACK`` names it and says why. Nor does it stop for a run
-that no runtime can run (no onnxruntime, a Keras too old for the models): that run gets its
-class prior, in a line starting ``NO RUNTIME``. A notebook that runs out of time scores nothing
-too: after the first test EEG it logs its rate and the projected total, loudly when that
-exceeds the time budget.
+class prior, and a line starting ``FALLBACK`` names it and says why. Any other exception in one
+EEG's reading is a bug: that EEG gets the prior too, but the error is logged with its traceback
+and counted. Nor does the notebook stop for a run that no runtime can run (no onnxruntime, a
+Keras too old for the models): a line starting ``NO RUNTIME`` names it, and it is left out of the
+blend, whose weights are renormalised over the runs that ran (every EEG gets the prior when none
+did). It ends with one ``SUMMARY`` line: the fallbacks by reason and the runs left out.
+
+A submission that is mostly the class prior is valid, and scores like the prior. Away from
+Kaggle the notebook is a dry run (:func:`on_kaggle`), and so is ``package.py``'s own check of a
+package (:func:`check_package`): there, any unexpected error, or a share of prior rows above
+``HMS_MAX_FALLBACK`` (default 0.5), fails the run once the submission is written. On Kaggle the
+notebook still submits, and its summary says so in capitals.
+
+A notebook that runs out of time scores nothing too: after the first test EEG it logs its rate
+and the projected total, loudly when that exceeds the time budget.
 
 Importing this module (and running the ONNX path) needs only numpy, pandas, pyarrow, scipy,
 scikit-learn, librosa, PyYAML and tqdm, all in Kaggle's image: never TensorFlow, Keras, MNE,
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -39,14 +50,22 @@ import numpy as np
 import pandas as pd
 
 from hmsbrain.atomic import write_json
-from hmsbrain.core.fallback import apply_fallback
+from hmsbrain.core.fallback import FallbackSummary, apply_fallback
+from hmsbrain.data.sources import resolve_data_dir
 from hmsbrain.hms.constants import SAMPLE_SUBMISSION_CSV, TEST_CSV, VOTE_COLUMNS
 from hmsbrain.hms.layout import read_test_csv
 from hmsbrain.hms.submission import write_submission
 from hmsbrain.hms.wheels import MANIFEST, WHEELS_DIR, WheelTarget, download_wheels
-from hmsbrain.inference.ensemble import blend_frames
+from hmsbrain.inference.ensemble import blend_ran
 from hmsbrain.inference.predict import OpenedRun, RunPrediction, open_run, predict_opened
-from hmsbrain.runs import EXPORT_REPORT, KERAS_FILE, ONNX_FILE, PARITY_INPUTS, fold_dirs
+from hmsbrain.runs import (
+    EXPORT_REPORT,
+    KERAS_FILE,
+    ONNX_FILE,
+    PARITY_INPUTS,
+    fold_dirs,
+    run_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +77,25 @@ FOLD_FILES = (ONNX_FILE, KERAS_FILE, "config.yaml", "summary.json", EXPORT_REPOR
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the whole hmsbrain package is shipped
 KERNELS_DIR = PACKAGE_DIR.parents[1] / "kernels"
 KAGGLE_HOURS = 9.0  # Kaggle stops a notebook after this long, and it scores nothing
+# Kaggle sets this in every notebook it runs: without it, the notebook is a local dry run.
+KAGGLE_RUN_VARIABLE = "KAGGLE_KERNEL_RUN_TYPE"
+# HMS_MAX_FALLBACK's default: a dry run fails when more than this share of the test EEGs get
+# the class prior (a real test set has a few bad EEGs at most; a bug makes it all of them).
+MAX_FALLBACK = 0.5
 
 
 class PackageError(RuntimeError):
     """An ensemble that cannot be packaged as asked; the message names the file."""
+
+
+class DryRunError(RuntimeError):
+    """A run of the notebook away from Kaggle whose submission hides a bug or is mostly the
+    class prior; the message says which, in one line."""
+
+
+def on_kaggle() -> bool:
+    """Whether this process is a notebook that Kaggle runs (anything else is a dry run)."""
+    return KAGGLE_RUN_VARIABLE in os.environ
 
 
 def _read_report(report_path: Path) -> dict:
@@ -107,9 +141,12 @@ def build_package(
     data_dir: str | None = None,
     overwrite: bool = False,
     wheels: WheelTarget | None = None,
+    max_fallback: float = MAX_FALLBACK,
 ) -> tuple[Path, Path]:
     """Write the model dataset and kernel folders for the ensemble in ``report_path``, with the
-    ONNX Runtime ``wheels`` bundled (None: none).
+    ONNX Runtime ``wheels`` bundled (None: none), once the package passed :func:`check_package` on
+    the test split of ``data_dir`` (default: the data the first run was trained on), which also
+    holds the train windows of any export's parity check.
 
     Returns ``(dataset_dir, kernel_dir)``. Run paths in the report are taken relative to the
     current folder, as ``ensemble.py`` wrote them."""
@@ -171,6 +208,9 @@ def build_package(
         metadata["id"] = f"{kaggle_user}/{KERNEL_SLUG}"
         metadata["dataset_sources"] = [f"{kaggle_user}/{DATASET_SLUG}"]
         write_json(kernel / "kernel-metadata.json", metadata)
+        # Checked before anything moves into place: a package that fails leaves the last one.
+        test_data = Path(data_dir) if data_dir else resolve_data_dir(run_config(runs[0]))
+        check_package(dataset, test_data, max_fallback)
         for target in (dataset_dir, kernel_dir):
             shutil.rmtree(target, ignore_errors=True)
         (staging / DATASET_SLUG).rename(dataset_dir)
@@ -215,7 +255,8 @@ def _test_view(data_dir: Path, rows: pd.DataFrame, folder: Path) -> Path:
 
 def _predict_all(opened: list[OpenedRun], data_dir: Path, tta: bool) -> list[RunPrediction]:
     return [
-        predict_opened(o, str(data_dir), "test", tta, write=False, fallback=True) for o in opened
+        predict_opened(o, str(data_dir), "test", tta, write=False, fallback=True, count_bugs=True)
+        for o in opened
     ]
 
 
@@ -254,10 +295,10 @@ def predict_package(
     runtime: str = "auto",
     cache_dir: str | Path | None = None,
     budget_hours: float = KAGGLE_HOURS,
-) -> tuple[pd.DataFrame, dict[int, str]]:
+) -> tuple[pd.DataFrame, FallbackSummary]:
     """The blended test prediction of a packaged ensemble (``eeg_id`` + six vote columns), and
-    the EEGs that got the ensemble's class prior because they could not be read, or because no
-    run could run (id -> why).
+    its summary: the EEGs that got the ensemble's class prior because they could not be read, a
+    bug met them, or no run could run (id -> why), and the runs left out of the blend.
 
     The first test EEG is predicted by itself, then the rest, by the same opened models: the
     rate after the first EEG gives the projected total, checked against ``budget_hours``."""
@@ -291,26 +332,57 @@ def predict_package(
     weights = np.array([manifest["weights"][n] for n in names], dtype=float)
     # Manifests written before the logit-bias method have no bias (nor need one).
     bias = manifest.get("bias")
-    blended = blend_frames(
+    ran = [o.no_runtime is None for o in opened]
+    left_out = {n: str(o.no_runtime) for n, o, r in zip(names, opened, ran, strict=True) if not r}
+    blended = blend_ran(
         frames,
         names,
         weights,
         manifest["method"],
         None if bias is None else np.asarray(bias, dtype=float),
+        ran,
     )
     fallback = {k: v for part in parts for p in part for k, v in p.fallback.items()}
-    if all(o.no_runtime is not None for o in opened):
+    classes = list(VOTE_COLUMNS)
+    if blended is None:
         log.error(
             "NO RUNTIME for any run: every test EEG gets the ensemble's class prior (%s)",
             opened[0].no_runtime,
         )
-        fallback = {k: "no runtime could run" for k in blended["eeg_id"]}
-        apply_fallback(blended, fallback, manifest["class_prior"], list(VOTE_COLUMNS))
-    elif fallback:
-        apply_fallback(
-            blended, fallback, manifest["class_prior"], list(VOTE_COLUMNS), "the ensemble's"
+        blended = frames[0].sort_values("eeg_id", ignore_index=True)[["eeg_id", *classes]].copy()
+        fallback = dict.fromkeys(blended["eeg_id"], "no runtime could run")
+        apply_fallback(blended, fallback, manifest["class_prior"], classes)
+    else:
+        if left_out:
+            log.error(
+                "LEFT OUT of the blend, as no runtime could run them: %s; the weights are "
+                "renormalised over %s",
+                ", ".join(left_out),
+                ", ".join(n for n, r in zip(names, ran, strict=True) if r),
+            )
+        if fallback:
+            apply_fallback(blended, fallback, manifest["class_prior"], classes, "the ensemble's")
+    return blended, FallbackSummary(len(blended), fallback, left_out)
+
+
+def _verdict(summary: FallbackSummary, max_fallback: float) -> str:
+    """What fails a dry run, in capitals (empty when nothing does): the share of the submission
+    that is the class prior when above ``max_fallback``, or when a bug made any of it."""
+    over = summary.share > max_fallback
+    if not (over or summary.unexpected):
+        return ""
+    text = (
+        f"{summary.share:.0%} of the submission is the class prior ({len(summary.fallback)} of "
+        f"{summary.units} test EEGs)"
+    )
+    if over:
+        text += f", above HMS_MAX_FALLBACK={max_fallback:g}"
+    if summary.unexpected:
+        text += (
+            f"; unexpected errors (bugs, not bad input): {summary.unexpected}, each traceback "
+            "logged above"
         )
-    return blended, fallback
+    return text.upper()
 
 
 def run_kernel(
@@ -319,18 +391,42 @@ def run_kernel(
     out_path: str | Path = "submission.csv",
     runtime: str = "auto",
     budget_hours: float = KAGGLE_HOURS,
+    max_fallback: float = MAX_FALLBACK,
+    dry_run: bool = False,
 ) -> pd.DataFrame:
-    """What the Kaggle notebook does: predict, blend, validate, write ``submission.csv``."""
+    """What the Kaggle notebook does: predict, blend, validate, write ``submission.csv``, and
+    log its ``SUMMARY`` line, which ends in capitals when a bug met a test EEG or more than
+    ``max_fallback`` of them got the class prior. With ``dry_run`` (the notebook away from
+    Kaggle), that raises DryRunError, once the submission is written."""
     data_dir = Path(data_dir)
-    submission, fallback = predict_package(model_dir, data_dir, runtime, budget_hours=budget_hours)
+    submission, summary = predict_package(model_dir, data_dir, runtime, budget_hours=budget_hours)
     write_submission(
         submission, Path(out_path), data_dir / TEST_CSV, data_dir / SAMPLE_SUBMISSION_CSV
     )
-    if fallback:
-        log.warning(
-            "%d of %d test EEGs got the fallback prediction: %s",
-            len(fallback),
-            len(submission),
-            sorted(fallback),
-        )
+    line, verdict = summary.line("test EEGs"), _verdict(summary, max_fallback)
+    if not verdict:
+        log.log(logging.WARNING if summary.fallback or summary.left_out else logging.INFO, line)
+        return submission
+    log.error("%s; %s", line, verdict)
+    if dry_run:
+        raise DryRunError(f"dry run: {verdict} ({out_path} is written, as on Kaggle)")
     return submission
+
+
+def check_package(model_dir: Path, data_dir: Path, max_fallback: float = MAX_FALLBACK) -> None:
+    """``package.py``'s own check: the notebook's body, here, on the test split of ``data_dir``
+    (the competition's folder, or the demo), as a dry run (see :func:`run_kernel`)."""
+    if not (data_dir / TEST_CSV).is_file():
+        raise PackageError(
+            f"{data_dir / TEST_CSV}: not found; the package's dry run needs a test split: pass "
+            "--data-dir a Kaggle-layout folder that has one"
+        )
+    log.info("dry run of the notebook on %s", data_dir / TEST_CSV)
+    with tempfile.TemporaryDirectory(prefix="hms-dry-run-") as tmp:
+        run_kernel(
+            model_dir,
+            data_dir,
+            Path(tmp) / "submission.csv",
+            max_fallback=max_fallback,
+            dry_run=True,
+        )

@@ -137,10 +137,15 @@ def _read_parquet(path: Path, columns: tuple[str, ...]) -> np.ndarray:
     if missing:
         shown = missing if len(missing) <= 6 else [*missing[:6], "..."]
         raise DataError(
-            f"{path}: missing {len(missing)} expected columns {shown}; "
-            f"found {names[:6]}{'...' if len(names) > 6 else ''}"
+            f"{path}: missing columns ({len(missing)} expected: {shown}; "
+            f"found {names[:6]}{'...' if len(names) > 6 else ''})"
         )
-    table = pq.read_table(path, columns=list(columns))
+    try:
+        table = pq.read_table(path, columns=list(columns))
+    except (pa.ArrowException, OSError) as exc:
+        # A readable footer over corrupt pages, or a column name given twice: the file, not a
+        # bug, so a notebook gives this EEG the class prior like any unreadable file.
+        raise DataError(f"{path}: corrupt parquet file ({' '.join(str(exc).split())})") from exc
     try:
         return np.stack(
             [table.column(c).to_numpy().astype(np.float32, copy=False) for c in columns], axis=1
@@ -209,8 +214,8 @@ def eeg_window(eeg: np.ndarray, offset_seconds: float, path: str | Path) -> np.n
     stop = start + EEG_WINDOW_SAMPLES
     if start < 0 or stop > len(eeg):
         raise DataError(
-            f"{path}: window at offset {offset_seconds:g} s needs samples {start}..{stop}, "
-            f"but the recording has {len(eeg)} ({len(eeg) / SAMPLE_RATE:g} s)"
+            f"{path}: too short: the window at offset {offset_seconds:g} s needs samples "
+            f"{start}..{stop}, but the recording has {len(eeg)} ({len(eeg) / SAMPLE_RATE:g} s)"
         )
     return eeg[start:stop]
 
@@ -221,8 +226,8 @@ def spectrogram_window(spec: np.ndarray, offset_seconds: float, path: str | Path
     stop = start + SPEC_WINDOW_ROWS
     if start < 0 or stop > len(spec):
         raise DataError(
-            f"{path}: window at offset {offset_seconds:g} s needs rows {start}..{stop}, "
-            f"but the spectrogram has {len(spec)} rows"
+            f"{path}: too short: the window at offset {offset_seconds:g} s needs rows "
+            f"{start}..{stop}, but the spectrogram has {len(spec)} rows"
         )
     return spec[start:stop]
 

@@ -1,6 +1,7 @@
 """HMS windows -> clean montage and spectrogram tiles, with the parts only HMS has: the
-20-column Kaggle window, its missing stretches, the Kaggle 10-minute spectrogram tiles, and the
-hemisphere swap at each stage of the pipeline.
+20-column Kaggle window, its missing stretches and the Kaggle 10-minute spectrogram tiles. The
+hemisphere swap of a batch is the generic one (:mod:`hmsbrain.core.mirror`), with the double
+banana's mirror permutations (``HMS_MONTAGE.mirror``, ``HMS_MONTAGE.group_mirror``).
 
 Conventions: a raw EEG window is ``(..., samples, 20)`` float32 in the Kaggle column order; a
 montage is ``(..., 16, samples)``, channels first, in the double banana's order (chains LL, RL,
@@ -15,27 +16,15 @@ import numpy as np
 import scipy.ndimage
 
 from hmsbrain.config import PreprocessConfig
-from hmsbrain.core.mirror import mirror_image
 from hmsbrain.dsp.filters import fill_nan
 from hmsbrain.dsp.mel import group_tiles
 from hmsbrain.dsp.montage import double_banana
 from hmsbrain.dsp.pipeline import clean
-from hmsbrain.hms.constants import (
-    CHAIN_NAMES,
-    EEG_COLUMNS,
-    MIRROR_ELECTRODE,
-    SAMPLE_RATE,
-    SPEC_BINS_PER_CHAIN,
-)
+from hmsbrain.hms.constants import CHAIN_NAMES, EEG_COLUMNS, SAMPLE_RATE, SPEC_BINS_PER_CHAIN
 
 # The generic double banana of the Kaggle columns: the same 16 derivations, in the order of
 # BIPOLAR_PAIRS, grouped into the four chains of the Kaggle spectrogram files.
 HMS_MONTAGE = double_banana(EEG_COLUMNS)
-_COL = {name: i for i, name in enumerate(EEG_COLUMNS)}
-# Index permutations that mirror the head left <-> right, at each stage.
-RAW_MIRROR = np.array([_COL[MIRROR_ELECTRODE[name]] for name in EEG_COLUMNS])
-MONTAGE_MIRROR = HMS_MONTAGE.mirror
-CHAIN_MIRROR = HMS_MONTAGE.group_mirror
 
 
 def bipolar_montage(eeg: np.ndarray) -> np.ndarray:
@@ -88,30 +77,3 @@ def kaggle_tiles_from_log(log: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     return scipy.ndimage.zoom(tiles, zoom, order=1, grid_mode=True, mode="nearest").astype(
         np.float32
     )
-
-
-def swap_hemispheres_raw(eeg: np.ndarray) -> np.ndarray:
-    """Mirror a referential window ``(..., samples, 20)`` left <-> right."""
-    return eeg[..., RAW_MIRROR]
-
-
-def swap_hemispheres_montage(montage: np.ndarray, axis: int = -2) -> np.ndarray:
-    """Mirror a montage: ``montage(swap_raw(x)) == swap_montage(montage(x))``."""
-    return np.take(montage, MONTAGE_MIRROR, axis=axis)
-
-
-def swap_hemispheres_tiles(tiles: np.ndarray, axis: int = -3) -> np.ndarray:
-    """Mirror chain tiles (LL <-> RL, LP <-> RP), EEG-derived or Kaggle."""
-    return np.take(tiles, CHAIN_MIRROR, axis=axis)
-
-
-def swap_hemispheres_spectrogram(spec: np.ndarray) -> np.ndarray:
-    """Mirror a Kaggle spectrogram window ``(..., rows, 400)``: its chain column blocks swap
-    LL <-> RL and LP <-> RP, as if the recording had been mirrored before it was computed."""
-    blocks = spec.reshape(*spec.shape[:-1], len(CHAIN_NAMES), SPEC_BINS_PER_CHAIN)
-    return np.take(blocks, CHAIN_MIRROR, axis=-2).reshape(spec.shape)
-
-
-def swap_hemispheres_image(image: np.ndarray, axis: int = -3) -> np.ndarray:
-    """Mirror an image of chain bands (LL <-> RL, LP <-> RP); see :func:`mirror_image`."""
-    return mirror_image(image, CHAIN_MIRROR, axis)

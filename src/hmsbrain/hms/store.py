@@ -94,8 +94,9 @@ class RecordingStore:
         start = round(offset_seconds * SAMPLE_RATE)
         if start < 0 or start + EEG_WINDOW_SAMPLES > length:
             raise DataError(
-                f"{self.sources[eeg_id]}: window at offset {offset_seconds:g} s needs samples "
-                f"{start}..{start + EEG_WINDOW_SAMPLES}, but the recording has {length}"
+                f"{self.sources[eeg_id]}: too short: the window at offset {offset_seconds:g} s "
+                f"needs samples {start}..{start + EEG_WINDOW_SAMPLES}, but the recording has "
+                f"{length}"
             )
         window = self.montage[first + start : first + start + EEG_WINDOW_SAMPLES]
         return np.asarray(window, dtype=np.float32).T
@@ -113,8 +114,8 @@ class RecordingStore:
         start = int(offset_seconds // SPEC_SECONDS_PER_ROW)
         if start < 0 or start + SPEC_WINDOW_ROWS > len(spec):
             raise DataError(
-                f"spectrogram {spec_id}: window at offset {offset_seconds:g} s needs rows "
-                f"{start}..{start + SPEC_WINDOW_ROWS}, but it has {len(spec)} rows"
+                f"spectrogram {spec_id}: too short: the window at offset {offset_seconds:g} s "
+                f"needs rows {start}..{start + SPEC_WINDOW_ROWS}, but it has {len(spec)} rows"
             )
         return spec[start : start + SPEC_WINDOW_ROWS]
 

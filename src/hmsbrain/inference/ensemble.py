@@ -194,6 +194,31 @@ def blend_frames(
     return out
 
 
+def blend_ran(
+    frames: list[pd.DataFrame],
+    names: list[str],
+    weights: np.ndarray,
+    method: str,
+    bias: np.ndarray | None,
+    ran: list[bool],
+) -> pd.DataFrame | None:
+    """:func:`blend_frames` of the runs that ran, None when none did.
+
+    A run that no runtime could run predicted nothing: its frame is its class prior, and at its
+    full weight it would pull every unit towards that prior. It is left out, and the weights of
+    the others are scaled to the sum of all: renormalised for ``linear`` and ``log`` (their sum
+    is one), the same temperature for ``logit-bias``. Runs that ran but weigh nothing share that
+    sum equally: their predictions still beat the prior."""
+    kept = [i for i, r in enumerate(ran) if r]
+    if not kept:
+        return None
+    weights = np.asarray(weights, dtype=float)
+    part = weights[kept]
+    total = weights.sum()
+    scaled = part * total / part.sum() if part.sum() > 0 else np.full(len(kept), total / len(kept))
+    return blend_frames([frames[i] for i in kept], [names[i] for i in kept], scaled, method, bias)
+
+
 def fit_weights(preds: list[np.ndarray], target: np.ndarray, method: str) -> np.ndarray:
     """Non-negative, sum-to-one weights minimising OOF KL (SLSQP from equal weights)."""
     n = len(preds)
@@ -446,9 +471,18 @@ def ensemble(
     submission, fallback = None, {}
     if all(r.test is not None for r in members):
         names = [f"{r.name}/test.parquet" for r in runs]
-        submission = blend_frames(
-            [r.test for r in runs], names, weights, fitted.method, fitted.bias
-        )
+        ran = [r.test_info.get("no_runtime") is None for r in runs]
+        tests = [r.test for r in runs]
+        submission = blend_ran(tests, names, weights, fitted.method, fitted.bias, ran)
+        left_out = [r.name for r, did in zip(runs, ran, strict=True) if not did]
+        if left_out:
+            notes.append(
+                f"left out of the test blend, no runtime could run them: {', '.join(left_out)}; "
+                "the weights are renormalised over the others"
+            )
+        if submission is None:  # every test file is a class prior: the ensemble's, below
+            submission = tests[0][[id_column, *classes]].copy()
+            fallback.update(dict.fromkeys(submission[id_column], "no runtime could run any run"))
         for r in runs:
             fallback.update(r.test_info.get("fallback", {}))
         if fallback:

@@ -80,7 +80,8 @@ def open_run(
     """Every fold model of ``run`` on ``runtime`` (one of
     :data:`hmsbrain.inference.runtimes.RUNTIMES`). ``cache_dir`` replaces the runs' input-cache
     folder (a Kaggle kernel cannot write where the run was trained). When no runtime can run,
-    ``fallback`` turns the error into one loud line: every unit will get the run's class prior."""
+    ``fallback`` turns the error into one loud line: every unit will get the run's class prior,
+    and a blend leaves the run out (:func:`hmsbrain.inference.ensemble.blend_ran`)."""
     run = Path(run)
     folds = fold_dirs(run)
     configs = [load_config(fold / "config.yaml") for fold in folds]
@@ -92,7 +93,12 @@ def open_run(
     except RuntimeUnavailableError as exc:
         if not fallback:
             raise
-        log.error("NO RUNTIME for %s: %s; every unit gets %s's class prior", run, exc, run.name)
+        log.error(
+            "NO RUNTIME for %s: %s; every unit gets %s's class prior, and a blend leaves it out",
+            run,
+            exc,
+            run.name,
+        )
         return OpenedRun(run, folds, configs, [], str(exc))
     return OpenedRun(run, folds, configs, models)
 
@@ -122,14 +128,18 @@ def predict_opened(
     batch_size: int = 64,
     write: bool = True,
     fallback: bool = False,
+    count_bugs: bool = False,
 ) -> RunPrediction:
     """Average of every fold model of an opened run on ``split`` of ``data_dir`` (default: the
     data each fold was trained on).
 
     ``tta`` defaults to the run's ``train.tta`` (what its OOF used). With ``fallback``, a unit
-    that cannot be read, or whose prediction is not finite, gets the run's class prior and a
-    warning naming it, instead of stopping the whole prediction; so does every unit when no
-    runtime could run. With ``write``, the result goes to ``<run>/<split>.parquet``."""
+    that cannot be read (a DataError), or whose prediction is not finite, gets the run's class
+    prior and a warning naming it, instead of stopping the whole prediction; so does every unit
+    when no runtime could run. Any other exception in reading a unit is a bug and stops the
+    prediction with its traceback, unless ``count_bugs`` (the Kaggle notebook) makes that unit
+    fall back too, with a reason that says ``unexpected`` (see :mod:`hmsbrain.data.cache`).
+    With ``write``, the result goes to ``<run>/<split>.parquet``."""
     run, folds = opened.run, opened.folds
     tta = run_config(run).train.tta if tta is None else tta
     per_fold, failed, used = [], {}, []
@@ -139,7 +149,10 @@ def predict_opened(
         if data_dir is not None:
             cfg.data.data_dir = str(data_dir)
         summary = fold_summary(fold)
-        data = open_dataset(cfg, split, window_seconds=summary.get("window_seconds", 0.0))
+        # With fallback, a recording store (data.storage=recordings) leaves the recordings it
+        # cannot store to the cache's fallback below, instead of failing the whole split.
+        window_seconds = summary.get("window_seconds", 0.0)
+        data = open_dataset(cfg, split, window_seconds=window_seconds, fallback=fallback)
         # The run's classes: data to predict may carry no labels, hence no class names.
         classes = tuple(summary.get("classes") or data.classes)
         ids = data.rows[data.id_column].to_numpy()
@@ -149,7 +162,7 @@ def predict_opened(
             per_fold.append(average_by_unit(ids, prior, classes, data.id_column))
             break
         # Preprocessing is the training code itself (the cache builds it from the run's config).
-        cache = open_cache(data, cfg, cached_inputs(cfg), fallback=fallback)
+        cache = open_cache(data, cfg, cached_inputs(cfg), fallback=fallback, count_bugs=count_bugs)
         model = opened.models[index]
         used.append(model.name)
         mirror = data.montage if tta else None

@@ -101,9 +101,9 @@ def eegnet_features(
     x = layers.Conv2D(f1, (kernel, 1), padding="same", use_bias=False, name="eegnet_temporal")(x)
     x = layers.BatchNormalization(name="eegnet_temporal_bn")(x)
     # The paper's depthwise (1, C) convolution with depth multiplier D, written as the same sum
-    # over electrodes in an einsum: TensorFlow's CPU depthwise kernel took 200 ms of a 240 ms
-    # training step at 64 electrodes, the einsum 28 ms. Output channel f * D + d is band f's
-    # spatial filter d, as in the depthwise layout; axis=0: each filter's norm over electrodes.
+    # over electrodes in an einsum (`python src/benchmark.py eegnet` times the two). Output
+    # channel f * D + d is band f's spatial filter d, as in the depthwise layout; axis=0: each
+    # filter's norm over electrodes.
     x = layers.EinsumDense(
         "btcf,cfd->btfd",
         output_shape=(n_time, f1, d),

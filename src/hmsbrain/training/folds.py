@@ -103,7 +103,16 @@ def inner_split(units: pd.DataFrame, n_splits: int, seed: int) -> np.ndarray | N
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     try:
         _, held = next(iter(splitter.split(units, units["label"], units["group"])))
-    except ValueError:  # too few units of a class for stratification: grouped only
+    except ValueError as exc:  # too few units of a class for stratification: grouped only
+        # A change of scheme changes which units select the epoch: the log says so, and why.
+        log.warning(
+            "inner selection split: StratifiedGroupKFold cannot split %d units of %d groups "
+            "%d ways (%s); using GroupKFold, grouped but not stratified",
+            len(units),
+            units["group"].nunique(),
+            n_splits,
+            " ".join(str(exc).split()),
+        )
         _, held = next(iter(GroupKFold(n_splits=n_splits).split(units, groups=units["group"])))
     selected = np.zeros(len(units), bool)
     selected[held] = True

@@ -80,6 +80,8 @@ class Validation:
         return -scores["balanced_accuracy_selected"] + 1e-6 * scores["kl_selected"]
 
     def prior_oof(self) -> pd.DataFrame:
+        """The class-prior baseline each fold's CV is reported beside (``class_prior_kl`` in
+        ``summary.json``): the training folds' mean target for every validation unit."""
         frame = pd.DataFrame(
             np.broadcast_to(self.prior, self.targets.shape), columns=list(self.data.classes)
         )
