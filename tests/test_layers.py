@@ -24,7 +24,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("training", "inference"),
     ("hms",),
     ("diagnose", "bench"),
-    ("cli", "benchmark"),
+    ("cli", "benchmark", "estimator"),
+    ("__main__",),
 )
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 

@@ -579,7 +579,14 @@ def model_kwargs(cfg: ModelConfig, name: str) -> dict[str, Any]:
 
 # --- Recipes ----------------------------------------------------------------------------------
 
-CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
+# In a checkout (and an editable install) the recipes are the repository's configs/; a wheel
+# ships them inside the package (pyproject.toml maps configs/ to hmsbrain/configs).
+_SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"
+CONFIGS_DIR = (
+    _SHIPPED_CONFIGS
+    if _SHIPPED_CONFIGS.is_dir()
+    else Path(__file__).resolve().parents[2] / "configs"
+)
 # Recipe names, relative to CONFIGS_DIR: code names these instead of paths.
 GENERIC_RECIPE = "eeg_cpu.yaml"  # the CPU recipe for any EEG that is not HMS: the defaults
 HMS_RECIPE = "hms/base.yaml"  # every HMS setting; the base of every HMS recipe

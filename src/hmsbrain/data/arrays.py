@@ -5,6 +5,10 @@
 normalised to sum to 1). Integer labels index ``classes`` in ``dataset.yaml`` when it lists
 them; otherwise the classes are the distinct labels, sorted, as text. The arrays carry no
 sampling rate, so ``dataset.yaml`` must give ``sample_rate``.
+
+``X.npy`` without ``y.npy`` is new epochs to predict (as a folder of recordings without events
+is): unlabelled, so it can be predicted but not trained on. The scikit-learn estimator
+(:mod:`hmsbrain.estimator`) predicts arrays in memory this way.
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ def read_arrays(root: Path, spec: DatasetSpec) -> Epochs:
             f"from {spec.source}"
         )
 
-    y = _load(y_path)
-    _check_length(x_path, len(X), y_path, len(y))
-    classes, targets, hard, votes = _targets(y_path, y, spec)
+    classes, targets, hard, votes = (), None, True, None
+    if y_path.is_file():
+        y = _load(y_path)
+        _check_length(x_path, len(X), y_path, len(y))
+        classes, targets, hard, votes = _targets(y_path, y, spec)
     groups = None
     if groups_path.is_file():
         groups = _load(groups_path)

@@ -3,7 +3,8 @@
 Four labelled layouts (each read by its own module) are registered here as peers of any other
 source (:mod:`hmsbrain.data.registry`), in detection order:
 
-* ``arrays``: ``X.npy`` + ``y.npy`` (:mod:`hmsbrain.data.arrays`), demo ``trials64``
+* ``arrays``: ``X.npy`` + ``y.npy`` (:mod:`hmsbrain.data.arrays`; ``X.npy`` alone: epochs to
+  predict), demo ``trials64``
 * ``table``: ``epochs.csv`` listing files and labels (:mod:`hmsbrain.data.table`)
 * ``recordings``: raw files of any format MNE reads (EDF, BDF, GDF, FIF, BrainVision, EEGLAB,
   CNT) with ``events.csv`` or annotations (:mod:`hmsbrain.data.recordings`), demo ``emotiv``;
@@ -55,8 +56,8 @@ log = logging.getLogger(__name__)
 
 
 def _arrays_missing(root: Path, spec: DatasetSpec) -> str | None:
-    absent = [name for name in (X_FILE, Y_FILE) if not (root / name).is_file()]
-    return f"no {' and no '.join(absent)}" if absent else None
+    # y.npy is optional: X.npy alone is new epochs to predict (data/arrays.py).
+    return None if (root / X_FILE).is_file() else f"no {X_FILE}"
 
 
 def _table_missing(root: Path, spec: DatasetSpec) -> str | None:
@@ -150,7 +151,7 @@ ARRAYS = register_source(
     LayoutSource(
         name="arrays",
         priority=20,
-        signs=f"{X_FILE} + {Y_FILE}",
+        signs=f"{X_FILE} (+ {Y_FILE})",
         demos={"trials64": _demo("trials64")},
         reader=read_arrays,
         missing=_arrays_missing,

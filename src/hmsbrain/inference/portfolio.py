@@ -512,12 +512,14 @@ def predict_portfolio(
     batch_size: int = 64,
     runtime: str = "auto",
     fallback: bool = False,
+    cache_dir: str | None = None,
 ) -> PortfolioPrediction:
     """Predict ``split`` of ``data_dir`` (default: the data the portfolio was trained on) with
     every member that has a weight, then blend them with the fitted calibrations and weights:
     ``<root>/<member>/<split>.parquet`` and ``<root>/<split>.parquet``; sliding windows over
     unlabelled recordings also give ``<root>/windows/<recording>.csv``. Networks predict as
-    ``predict.py`` does (``runtime``, ``fallback``); classical members in Python."""
+    ``predict.py`` does (``runtime``, ``fallback``, ``cache_dir``: their input cache, default the
+    one they were trained with); classical members in Python."""
     from hmsbrain.inference.predict import predict_run, write_window_csvs
 
     root = Path(root)
@@ -537,7 +539,13 @@ def predict_portfolio(
             write_predictions(frame, files[name], {"kind": split, "split": split, "tta": False})
         else:
             frame = predict_run(
-                run, data_dir, split, batch_size=batch_size, runtime=runtime, fallback=fallback
+                run,
+                data_dir,
+                split,
+                batch_size=batch_size,
+                runtime=runtime,
+                cache_dir=cache_dir,
+                fallback=fallback,
             ).frame
         frame = frame.set_index(data.id_column)
         if set(frame.index) != set(ids):
