@@ -96,7 +96,8 @@ def test_the_command_names_every_command(capsys) -> None:
     with pytest.raises(SystemExit) as exited:
         main(["--help"])
     assert exited.value.code == 0
-    assert all(name in capsys.readouterr().out for name in COMMANDS)
+    out = capsys.readouterr().out
+    assert all(name in out for name in COMMANDS)
 
 
 def test_the_scripts_of_the_checkout_keep_working() -> None:
