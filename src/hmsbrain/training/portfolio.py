@@ -12,8 +12,8 @@ predictions decide. The members (``portfolio.members``):
   the order listed. Each may use an equal share of what is left of ``portfolio.budget_minutes``
   (what is left divided by the networks still to come), so that one slow network cannot starve
   the others; what one does not use passes to the next. A network that does not fit its share
-  is shortened (down to ``portfolio.min_epochs``) or skipped, with one log line saying which and
-  why;
+  is shortened (down to ``portfolio.min_epochs``, beyond its share if the rest of the budget
+  holds that many), or skipped, with one log line saying which and why;
 - the class prior, which needs no training (the blend computes it from the folds).
 
 ``<output_dir>/<run_name or "portfolio">/`` holds one run folder per member (``<member>/fold<k>``,
@@ -234,9 +234,16 @@ def _network(
     if todo and math.isfinite(share):
         per_epoch, fixed = estimate_seconds(mexp)
         estimate = len(todo) * (fixed + epochs * per_epoch)
+        least = cfg.portfolio.min_epochs
         fits = int((share / len(todo) - fixed) // per_epoch)
+        if fits < least and len(todo) * (fixed + least * per_epoch) <= budget.left:
+            # Networks are what a large dataset needs most: the fewest epochs, beyond its
+            # share, rather than none; the networks after it share what is left.
+            fits, beyond = least, " (portfolio.min_epochs, beyond its share)"
+        else:
+            beyond = ""
         if fits < epochs:
-            if fits < cfg.portfolio.min_epochs:
+            if fits < least:
                 return Member(
                     name,
                     "network",
@@ -248,7 +255,7 @@ def _network(
                     "(portfolio.budget_minutes)",
                     estimate_seconds=round(estimate, 1),
                 )
-            note = f"shortened from {epochs} epochs to fit its share of the budget"
+            note = f"shortened from {epochs} epochs to fit its share of the budget{beyond}"
             epochs = cfg.train.stage1_epochs = fits  # mexp reads this same config
     networks[identity] = name
     for fold in todo:
