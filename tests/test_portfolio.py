@@ -302,10 +302,14 @@ def test_noise_gets_the_prior_and_the_report_says_no_member_beats_chance(tmp_pat
     assert rows["blend"]["log_loss"] <= rows[PRIOR]["log_loss"] + 0.01
 
 
-def test_the_budget_shortens_or_skips_networks_with_one_line_each(tmp_path, capsys, monkeypatch):
-    """Classical members first; a network estimated beyond what is left is shortened to the
-    epochs that fit, or skipped below portfolio.min_epochs. The estimate is replaced by fixed
-    figures, so the test is about the rule, not this machine's speed."""
+def test_the_budget_shares_what_is_left_among_networks_with_one_line_each(
+    tmp_path, capsys, monkeypatch
+):
+    """Classical members first; each network may use what is left divided by the networks still
+    to come. One estimated beyond its share is shortened to the epochs that fit, or skipped below
+    portfolio.min_epochs (unless the rest of the budget holds that many), and what it leaves
+    passes to the next. The estimate is replaced by
+    fixed figures, so the test is about the rule, not this machine's speed."""
     import hmsbrain.training.portfolio as portfolio
 
     trained, clock = [], [0.0]
@@ -318,28 +322,39 @@ def test_the_budget_shortens_or_skips_networks_with_one_line_each(tmp_path, caps
     monkeypatch.setattr(portfolio, "estimate_seconds", lambda exp: (20.0, 5.0))
     monkeypatch.setattr(portfolio, "run_fold", run_fold)
     data = _arrays(tmp_path / "erp", 60, 3)
-    # 630 s: eegnet fits 10 epochs of 20 s in each of 3 folds (3 x (5 + 200) s); cnn1d, in the
-    # 15 s left, none.
-    cfg = load_config(
-        None,
-        [
-            f"data.data_dir={data}",
-            *_quick(tmp_path, "bandpower_lr", "eegnet", "cnn1d"),
-            "train.stage1_epochs=20",
-            "portfolio.budget_minutes=10.5",
-            "portfolio.min_epochs=5",
-        ],
-    )
-    members = portfolio.train_portfolio(cfg, [0, 1, 2])
+
+    def train(min_epochs: int) -> dict:
+        clock[0] = 0.0
+        trained.clear()
+        cfg = load_config(
+            None,
+            [
+                f"data.data_dir={data}",
+                *_quick(tmp_path, "bandpower_lr", "eegnet", "cnn1d"),
+                "train.stage1_epochs=20",
+                "portfolio.budget_minutes=10.5",
+                f"portfolio.min_epochs={min_epochs}",
+            ],
+        )
+        return {m.name: m for m in portfolio.train_portfolio(cfg, [0, 1, 2], overwrite=True)}
+
+    # 630 s: eegnet's share is 315 s, 5 epochs of 20 s in each of 3 folds (3 x (5 + 100) s);
+    # cnn1d gets the 315 s left, 5 epochs too.
+    by_name = train(min_epochs=5)
     out = capsys.readouterr().out
-    by_name = {m.name: m for m in members}
     assert by_name["bandpower_lr"].status == "trained"
-    assert by_name["eegnet"].status == "trained" and by_name["eegnet"].epochs < 20
-    assert "eegnet: trained" in out and "shortened from 20 epochs" in out
-    assert by_name["cnn1d"].status == "skipped" and "cnn1d: skipped: estimated" in out
-    assert trained == [("eegnet", by_name["eegnet"].epochs)] * 3
-    assert by_name["eegnet"].epochs == 10
+    assert [by_name[n].epochs for n in ("eegnet", "cnn1d")] == [5, 5]
+    assert out.count("shortened from 20 epochs to fit its share of the budget") == 2
+    assert trained == [("eegnet", 5)] * 3 + [("cnn1d", 5)] * 3
     assert math.isclose(by_name["eegnet"].estimate_seconds, 3 * (5 + 20 * 20))
+    # At 6 epochs at least, eegnet does not fit its share, but the 630 s hold its 6 epochs
+    # (3 x 125 s); cnn1d's 255 s left hold 4, and it is skipped.
+    by_name = train(min_epochs=6)
+    out = capsys.readouterr().out
+    assert by_name["eegnet"].epochs == 6 and "(portfolio.min_epochs, beyond its share)" in out
+    assert by_name["cnn1d"].status == "skipped"
+    assert "cnn1d: skipped: estimated 20.2 min for 3 folds, its share 4.2 min" in out
+    assert trained == [("eegnet", 6)] * 3
 
 
 def test_a_portfolio_predicts_sliding_windows_over_new_recordings(tmp_path, capsys) -> None:

@@ -9,8 +9,11 @@ predictions decide. The members (``portfolio.members``):
   rate: seconds each, so they go first;
 - networks, each a recipe of ``configs/members/`` applied over the run's config (EEGNet on crops,
   EEGNet on whole epochs, a 1D conv stack on windows), trained by the same loop as any run, in
-  the order listed, each shortened to fit what is left of ``portfolio.budget_minutes`` (down to
-  ``portfolio.min_epochs``) or skipped, with one log line saying which and why;
+  the order listed. Each may use an equal share of what is left of ``portfolio.budget_minutes``
+  (what is left divided by the networks still to come), so that one slow network cannot starve
+  the others; what one does not use passes to the next. A network that does not fit its share
+  is shortened (down to ``portfolio.min_epochs``, beyond its share if the rest of the budget
+  holds that many), or skipped, with one log line saying which and why;
 - the class prior, which needs no training (the blend computes it from the folds).
 
 ``<output_dir>/<run_name or "portfolio">/`` holds one run folder per member (``<member>/fold<k>``,
@@ -121,11 +124,12 @@ def train_portfolio(
     ordered = sorted(cfg.portfolio.members, key=lambda m: m not in CLASSICAL_MEMBERS)
     members: list[Member] = []
     networks: dict[str, str] = {}  # what each trained network is, to skip a duplicate
-    for name in ordered:
+    for i, name in enumerate(ordered):
         if name in CLASSICAL_MEMBERS:
             member = _classical(whole, name, folds, root, budget)
         else:
-            member = _network(exp, name, folds, root, resume, budget, networks)
+            share = budget.left / (len(ordered) - i)  # the networks come last
+            member = _network(exp, name, folds, root, resume, budget, share, networks)
         members.append(member)
         print(f"member {describe(member)}", flush=True)
     write_json(
@@ -199,11 +203,12 @@ def _network(
     root: Path,
     resume: bool,
     budget: Budget,
+    share: float,
     networks: dict[str, str],
 ) -> Member:
     """Network member ``name``: its recipe over the run's config, trained on every fold asked
-    for, shortened or skipped to fit the budget; a network the same as one already trained on
-    these epochs (whole epochs no longer than the other's crops) is skipped."""
+    for, shortened or skipped to fit ``share`` seconds of the budget; a network the same as one
+    already trained on these epochs (whole epochs no longer than the other's crops) is skipped."""
     cfg = member_config(exp.cfg, name)
     cfg.train.output_dir, cfg.train.run_name, cfg.train.baseline = str(root), name, []
     data = exp.data
@@ -226,23 +231,31 @@ def _network(
     started = monotonic()
     mexp = open_experiment(cfg, data.with_preprocess(cfg.preprocess))
     epochs, estimate, note = cfg.train.stage1_epochs, None, ""
-    if todo and math.isfinite(budget.left):
+    if todo and math.isfinite(share):
         per_epoch, fixed = estimate_seconds(mexp)
         estimate = len(todo) * (fixed + epochs * per_epoch)
-        fits = int((budget.left / len(todo) - fixed) // per_epoch)
+        least = cfg.portfolio.min_epochs
+        fits = int((share / len(todo) - fixed) // per_epoch)
+        if fits < least and len(todo) * (fixed + least * per_epoch) <= budget.left:
+            # Networks are what a large dataset needs most: the fewest epochs, beyond its
+            # share, rather than none; the networks after it share what is left.
+            fits, beyond = least, " (portfolio.min_epochs, beyond its share)"
+        else:
+            beyond = ""
         if fits < epochs:
-            if fits < cfg.portfolio.min_epochs:
+            if fits < least:
                 return Member(
                     name,
                     "network",
                     "skipped",
                     seconds=round(monotonic() - started, 1),
-                    note=f"estimated {estimate / 60:.1f} min for {len(todo)} folds, "
-                    f"{max(budget.left, 0) / 60:.1f} min left of the "
-                    f"{cfg.portfolio.budget_minutes:g} min budget (portfolio.budget_minutes)",
+                    note=f"estimated {estimate / 60:.1f} min for {len(todo)} folds, its share "
+                    f"{max(share, 0) / 60:.1f} min of the {max(budget.left, 0) / 60:.1f} min "
+                    f"left of the {cfg.portfolio.budget_minutes:g} min budget "
+                    "(portfolio.budget_minutes)",
                     estimate_seconds=round(estimate, 1),
                 )
-            note = f"shortened from {epochs} epochs to fit the budget"
+            note = f"shortened from {epochs} epochs to fit its share of the budget{beyond}"
             epochs = cfg.train.stage1_epochs = fits  # mexp reads this same config
     networks[identity] = name
     for fold in todo:
