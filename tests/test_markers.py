@@ -179,7 +179,8 @@ SKIP_N170 = (
     "needs ../shared/data/eegnb-n170 (eeg-notebooks N170 Muse recordings; present in CI, absent "
     "in a user's clone)"
 )
-# The whole dataset.yaml of a folder of links to the N170 files, as the README shows it.
+# The whole dataset.yaml of a folder of links to the N170 files, as the README and the N170
+# tutorial show it (tests/test_docs.py holds them together).
 N170_YAML = """\
 markers: Marker0
 events: {1: house, 2: face}

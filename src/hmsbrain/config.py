@@ -101,8 +101,8 @@ BACKBONE_NAMES: tuple[str, ...] = (*IMAGE_BACKBONES, *RAW_BACKBONE_NAMES)
 class DataConfig:
     data_dir: str = _f(
         "",
-        "Data folder (the Kaggle HMS layout, or any layout of 'Your own EEG data' in the "
-        "README), or demo:<name> (hms, emotiv, trials64, mindwave); empty means demo:hms.",
+        "Data folder (the Kaggle HMS layout, or any layout of the docs' Your own EEG "
+        "tutorial), or demo:<name> (hms, emotiv, trials64, mindwave); empty means demo:hms.",
     )
     layout: Layout = _f("auto", "The data folder's layout; auto: dataset.yaml's, or detected.")
     demo_dir: str = _f("data/demo", "Where the demo dataset is generated on first use.")
@@ -493,7 +493,7 @@ class TrainConfig:
         "Which units pick the best epoch: outer (the validation fold, which the CV then scores: "
         "optimistic on small data), inner (a grouped split of the training folds; the outer "
         "fold is scored once), last (no pick: the last epoch of the plan), or auto: last "
-        "below 2,000 units, outer above (README).",
+        "below 2,000 units, outer above (docs: motor-imagery tutorial).",
     )
     select_min_votes: int = _f(
         0,
@@ -815,18 +815,23 @@ def config_differences(old: Config, new: Config) -> list[str]:
     ]
 
 
-def describe(cfg_type: type = Config, prefix: str = "") -> list[str]:
-    """One line per field, ``section.key (default): meaning``, and a choice field's choices,
-    for ``--help`` texts."""
+def config_keys(cfg_type: type = Config, prefix: str = "") -> list[tuple[str, Any, str]]:
+    """``(section.key, default, meaning)`` of every field, a choice field's choices in its
+    meaning: what ``--help`` lists and docs/reference/config-keys.md is written from."""
     hints = typing.get_type_hints(cfg_type)
-    lines = []
+    keys = []
     for f in dataclasses.fields(cfg_type):
         if dataclasses.is_dataclass(hints[f.name]):
-            lines += describe(hints[f.name], prefix=f"{prefix}{f.name}.")
+            keys += config_keys(hints[f.name], prefix=f"{prefix}{f.name}.")
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         meaning = f.metadata["help"]
         if typing.get_origin(hints[f.name]) is Literal:
             meaning += f" One of: {', '.join(typing.get_args(hints[f.name]))}."
-        lines.append(f"{prefix}{f.name} ({default!r}): {meaning}")
-    return lines
+        keys.append((f"{prefix}{f.name}", default, meaning))
+    return keys
+
+
+def describe(cfg_type: type = Config) -> list[str]:
+    """One line per field, ``section.key (default): meaning``, for ``--help`` texts."""
+    return [f"{key} ({default!r}): {meaning}" for key, default, meaning in config_keys(cfg_type)]

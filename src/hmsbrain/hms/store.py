@@ -16,7 +16,8 @@ shifts free:
 
 Filtering stays per window, after the cut, so a window's inputs are the per-window path's
 computed from the stored montage. float32 storage reproduces that path exactly; float16 halves
-the size and changes only the spectrogram's noise floor (see the README's storage figures).
+the size and changes only the spectrogram's noise floor (see the storage figures in
+docs/how-to/scale.md).
 The store is keyed like the input cache (code version, recipe, file stats), built in a unique
 temporary folder and renamed into place.
 """

@@ -52,7 +52,8 @@ def depthwise_glorot(n_chans: int, f1: int, d: int) -> keras.initializers.Initia
 
     EinsumDense's own Glorot takes its fans from the einsum's axes (``C`` in, ``F1 * D`` out),
     which at 64 electrodes draws spatial filters 2.8x larger; on demo:trials64 that cost 0.02-0.03
-    of balanced accuracy (README). With the same seed this draws the depthwise layer's weights."""
+    of balanced accuracy (docs/results.md). With the same seed this draws the depthwise layer's
+    weights."""
     limit = (6.0 / (f1 * n_chans + d * n_chans)) ** 0.5
     return keras.initializers.RandomUniform(-limit, limit)
 

@@ -1,7 +1,7 @@
 """The generic default: a portfolio of members with different inductive biases, trained in the
 same folds within a time budget; :mod:`hmsbrain.inference.portfolio` blends them out of fold.
 
-No single recipe wins on EEG nobody here has seen (the README's table of real sets; MOABB's
+No single recipe wins on EEG nobody here has seen (the docs' measured results; MOABB's
 benchmark found the same over 36 datasets), so a new dataset gets several, and the out-of-fold
 predictions decide. The members (``portfolio.members``):
 
