@@ -17,7 +17,9 @@ from hmsbrain.config import CLASSICAL_MEMBERS as CONFIG_CLASSICAL
 from hmsbrain.config import NETWORK_MEMBERS, load_config, member_recipes
 from hmsbrain.core.metrics import kl_score
 from hmsbrain.inference.portfolio import (
+    MIN_GAIN,
     PRIOR,
+    beats_chance,
     chance_p_value,
     cross_fitted,
     fit_calibration,
@@ -216,6 +218,21 @@ def test_chance_test_tells_signal_from_noise() -> None:
     assert chance_p_value(target, right) < 0.01
     noise = np.random.default_rng(4).dirichlet([1, 1], 400)
     assert chance_p_value(target, noise) > 0.05
+
+
+def test_a_significant_but_tiny_gain_is_not_called_a_signal() -> None:
+    """On 4,000 epochs, 56% right at p = 0.51 clears the permutation test by far, yet its log
+    loss is 0.3% below the prior's: reported apart, not above chance (the N170 headset case)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 4000)
+    target = np.eye(2)[y]
+    right = rng.random(4000) < 0.56
+    weak = np.where(np.eye(2)[np.where(right, y, 1 - y)] == 1, 0.51, 0.49)
+    strong = np.where(target == 1, 0.7, 0.3)
+    tested = {"weak": (weak, None), "strong": (strong, None)}
+    beats, small = beats_chance(target, tested, kl_score(target, np.full((4000, 2), 0.5)), True)
+    assert beats == ["strong"]
+    assert list(small) == ["weak"] and 0 < small["weak"] < MIN_GAIN
 
 
 # --- one command ----------------------------------------------------------------------------------
