@@ -12,8 +12,9 @@ predictions decide. The members (``portfolio.members``):
   the order listed. Each may use an equal share of what is left of ``portfolio.budget_minutes``
   (what is left divided by the networks still to come), so that one slow network cannot starve
   the others; what one does not use passes to the next. A network that does not fit its share
-  is shortened (down to ``portfolio.min_epochs``, beyond its share if the rest of the budget
-  holds that many), or skipped, with one log line saying which and why;
+  is shortened (down to ``portfolio.min_epochs``; on a large dataset the first network gets
+  that many beyond its share, if the rest of the budget holds them), or skipped, with one log
+  line saying which and why;
 - the class prior, which needs no training (the blend computes it from the folds).
 
 ``<output_dir>/<run_name or "portfolio">/`` holds one run folder per member (``<member>/fold<k>``,
@@ -57,6 +58,10 @@ from hmsbrain.training.setup import (
 log = logging.getLogger(__name__)
 
 PORTFOLIO_RUN = "portfolio"  # the portfolio's folder name when train.run_name is empty
+# Units from which the first network that does not fit its share still gets
+# portfolio.min_epochs: deep networks need many trials (MOABB's benchmark), so on data this large
+# they are what may win, while on a few hundred epochs the classical members usually do.
+LARGE_DATASET = 1000
 PROBE_STEPS = 3  # timed training steps (after one that builds the graph) of a network's estimate
 
 
@@ -236,10 +241,11 @@ def _network(
         estimate = len(todo) * (fixed + epochs * per_epoch)
         least = cfg.portfolio.min_epochs
         fits = int((share / len(todo) - fixed) // per_epoch)
-        if fits < least and len(todo) * (fixed + least * per_epoch) <= budget.left:
-            # Networks are what a large dataset needs most: the fewest epochs, beyond its
-            # share, rather than none; the networks after it share what is left.
-            fits, beyond = least, " (portfolio.min_epochs, beyond its share)"
+        large = len(data.epochs.ids) >= LARGE_DATASET and not networks
+        if large and fits < least and len(todo) * (fixed + least * per_epoch) <= budget.left:
+            # A large dataset's first network: the fewest epochs, beyond its share, rather
+            # than none; the networks after it share what is left.
+            fits, beyond = least, " (portfolio.min_epochs, beyond its share: a large dataset)"
         else:
             beyond = ""
         if fits < epochs:
