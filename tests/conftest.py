@@ -255,26 +255,29 @@ def tiny_config(data_dir: Path, tmp_path: Path, backbone: str = "effnetv2"):
     3 folds."""
     from hmsbrain.config import hms_config
 
-    return hms_config(
-        [
-            f"data.data_dir={data_dir}",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            f"train.output_dir={tmp_path / 'outputs'}",
-            f"model.backbone={backbone}",
-            "model.weights=none",
-            "model.wavenet.filters=8",
-            "model.wavenet.blocks=2",
-            "model.wavenet.dilations=[1, 2]",
-            "preprocess.n_mels=8",
-            "preprocess.n_frames=16",
-            "folds.n_folds=3",
-            "train.batch_size=4",
-            "train.stage1_epochs=2",
-            "train.stage2_epochs=1",
-            "data.min_votes=[0, 3]",
-            "train.val_batch_size=8",
-        ]
-    )
+    return hms_config(tiny_overrides(data_dir, tmp_path, backbone))
+
+
+def tiny_overrides(data_dir: Path, tmp_path: Path, backbone: str = "effnetv2") -> list[str]:
+    """:func:`tiny_config`'s settings as ``train.py`` overrides (on the HMS demo recipe)."""
+    return [
+        f"data.data_dir={data_dir}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        f"train.output_dir={tmp_path / 'outputs'}",
+        f"model.backbone={backbone}",
+        "model.weights=none",
+        "model.wavenet.filters=8",
+        "model.wavenet.blocks=2",
+        "model.wavenet.dilations=[1, 2]",
+        "preprocess.n_mels=8",
+        "preprocess.n_frames=16",
+        "folds.n_folds=3",
+        "train.batch_size=4",
+        "train.stage1_epochs=2",
+        "train.stage2_epochs=1",
+        "data.min_votes=[0, 3]",
+        "train.val_batch_size=8",
+    ]
 
 
 @dataclass

@@ -20,6 +20,15 @@ from hmsbrain.config import (
 )
 from hmsbrain.data.base import DataError
 from hmsbrain.runs import baseline_figures
+from hmsbrain.training.cluster import (
+    ADDRESSES,
+    CHILD,
+    PROCESS_ID,
+    PROCESSES,
+    ClusterError,
+    cluster_from_env,
+    supervise,
+)
 from hmsbrain.training.folds import FoldError
 
 # TensorFlow's C++ INFO lines (CPU features, one graph-optimiser session per export) bury the
@@ -35,7 +44,34 @@ USER_ERRORS: tuple[type[Exception], ...] = (ConfigError, DataError, FoldError, F
 
 def _fail(exc: Exception | str) -> None:
     print(f"error: {exc}", file=sys.stderr)
+    if isinstance(exc, ClusterError):
+        # sys.exit would run JAX's exit handler, which waits (the cluster's timeout) for
+        # processes that are gone, then aborts with a stack trace.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(2)
     sys.exit(2)
+
+
+def _supervise_cluster(args: argparse.Namespace) -> None:
+    """With several processes, the flags name the cluster (as Keras' variables do), and this
+    process supervises its training child: one line, not a C++ abort, when the cluster fails
+    (hmsbrain.training.cluster)."""
+    for flag, name in (
+        ("coordinator", ADDRESSES),
+        ("num_processes", PROCESSES),
+        ("process_id", PROCESS_ID),
+    ):
+        if getattr(args, flag) is not None:
+            os.environ[name] = str(getattr(args, flag))
+    if os.environ.get(CHILD):
+        return
+    try:
+        cluster = cluster_from_env()
+    except ClusterError as exc:
+        _fail(exc)
+    if cluster is not None:
+        sys.exit(supervise(cluster, [sys.executable, *sys.argv]))
 
 
 def _with_flags(args: argparse.Namespace, keys: dict[str, str]) -> list[str]:
@@ -81,6 +117,16 @@ def train_main(argv: list[str] | None = None) -> None:
         "one or several hosts); default: the config's train.strategy",
     )
     parser.add_argument(
+        "--coordinator",
+        default=None,
+        help="several processes: process 0's host:port (sets KERAS_DISTRIBUTION_JOB_ADDRESSES; "
+        "README 'Several hosts')",
+    )
+    parser.add_argument(
+        "--num-processes", default=None, help="sets KERAS_DISTRIBUTION_NUM_PROCESSES"
+    )
+    parser.add_argument("--process-id", default=None, help="sets KERAS_DISTRIBUTION_PROCESS_ID")
+    parser.add_argument(
         "--pseudo-from",
         default=None,
         help="second round: relabel the low-vote training EEGs from this finished run's OOF "
@@ -91,6 +137,7 @@ def train_main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="section.key=value config overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _supervise_cluster(args)
 
     overrides = _with_flags(
         args,
@@ -107,6 +154,7 @@ def train_main(argv: list[str] | None = None) -> None:
     from hmsbrain.inference.report import write_run_report
     from hmsbrain.models.imagenet import WeightsError
     from hmsbrain.runs import fold_dirs, run_root
+    from hmsbrain.training.devices import is_writer, lost_peer
     from hmsbrain.training.loop import train_folds
     from hmsbrain.training.outputs import RunConfigError, RunExistsError
     from hmsbrain.training.portfolio import uses_portfolio
@@ -125,11 +173,25 @@ def train_main(argv: list[str] | None = None) -> None:
             return
         summaries = train_folds(cfg, folds, resume=args.resume, overwrite=args.overwrite)
         run = run_root(cfg)
-        if len(fold_dirs(run)) == cfg.folds.n_folds:  # every fold done: the run's CV report
+        if (
+            is_writer(cfg) and len(fold_dirs(run)) == cfg.folds.n_folds
+        ):  # every fold done: the run's CV report
             report = write_run_report(run)
             print(f"report: {run / 'report.md'}")
-    except (*USER_ERRORS, WeightsError, RunExistsError, RunConfigError, EnsembleError) as exc:
+    except (
+        *USER_ERRORS,
+        WeightsError,
+        RunExistsError,
+        RunConfigError,
+        EnsembleError,
+        ClusterError,
+    ) as exc:
         _fail(exc)
+    except Exception as exc:
+        failure = lost_peer(exc)
+        if failure is None:  # a bug: its traceback
+            raise
+        _fail(failure)
     if len(summaries) > 1:
         print(cv_table(summaries))
     if report is not None:
@@ -566,6 +628,7 @@ def diagnose_main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="section.key=value config overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _supervise_cluster(args)
 
     overrides = _with_flags(args, {"backbone": "model.backbone", "data_dir": "data.data_dir"})
     from hmsbrain.diagnose.runner import diagnose

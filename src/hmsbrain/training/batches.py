@@ -187,7 +187,10 @@ class EpochBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> tuple:
         pick = slice(index * self.cfg.batch_size, (index + 1) * self.cfg.batch_size)
-        rng = np.random.default_rng([*self.seed, index])
+        # A process of a cluster draws its own shifts and augmentation for its share: with
+        # the batch's seed alone, every share would get the same draws, row for row.
+        process = [self.shard[0]] if self.shard[1] > 1 else []
+        rng = np.random.default_rng([*self.seed, index, *process])
         mine = np.arange(len(self.rows))[pick][self.shard[0] :: self.shard[1]]
         rows = self.rows[mine]
         shift = self.cfg.shift_seconds

@@ -32,7 +32,10 @@ from hmsbrain.training.baselines import (
 )
 from hmsbrain.training.batches import EpochBatches
 from hmsbrain.training.devices import (
+    barrier,
     configure_precision,
+    is_writer,
+    join_cluster,
     process_shard,
     strategy_scope,
     synchronise_batch_norm,
@@ -54,8 +57,17 @@ def train_folds(
     cfg: Config, folds: Iterable[int], resume: bool = False, overwrite: bool = False
 ) -> list[dict]:
     """Train folds ``folds`` of ``cfg`` from one experiment (the data is read once) and
-    write their outputs; returns their summaries."""
-    exp = open_experiment(cfg)
+    write their outputs; returns their summaries.
+
+    In a cluster (several processes, :func:`.devices.join_cluster`), process 0 opens the data
+    first, making the caches and folds file the others then only read."""
+    join_cluster(cfg)
+    writer = is_writer(cfg)
+    if not writer:
+        barrier(cfg, "data opened")
+    exp = open_experiment(cfg, writer=writer)
+    if writer:
+        barrier(cfg, "data opened")
     return [run_fold(exp, fold, resume, overwrite) for fold in folds]
 
 
@@ -65,21 +77,27 @@ def train_fold(cfg: Config, fold: int, resume: bool = False, overwrite: bool = F
 
 
 def run_fold(exp: Experiment, fold: int, resume: bool = False, overwrite: bool = False) -> dict:
-    """One fold of ``exp``: its folder, baselines and model, the fit, its outputs."""
+    """One fold of ``exp``: its folder, baselines and model, the fit, its outputs. In a
+    cluster every process trains and validates; only process 0 writes."""
     cfg = exp.cfg
     keras.utils.set_random_seed(cfg.train.seed)  # the one place seeds are fixed
     exp.check_fold(fold)
     paths = RunPaths(run_dir(cfg, fold))
-    check_run_dir(paths, cfg, resume, overwrite)
-    paths.root.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, paths.config)
+    writer = is_writer(cfg)
+    if writer:
+        check_run_dir(paths, cfg, resume, overwrite)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, paths.config)
+    # The others read the folder (--resume) only once process 0 has checked or emptied it.
+    barrier(cfg, f"fold {fold} folder")
     setup = setup_fold(exp, fold)
-    baselines = _fit_baselines(exp, setup)
+    baselines = _fit_baselines(exp, setup) if writer else {}
     policy = configure_precision(cfg.train.mixed_precision)
     state = {"epoch": 0, "best": math.inf, "best_epoch": -1, "history": []}
     if model_spec(cfg.model.backbone).kind == "fitted":  # nothing to train
-        _use_fitted(exp, setup, paths, state)
-        return finish(exp, setup, paths, state, baselines)
+        _use_fitted(exp, setup, paths, state, writer)
+        barrier(cfg, f"fold {fold} trained")
+        return finish(exp, setup, paths, state, baselines, writer)
     if resume and paths.state.is_file():
         state = json.loads(paths.state.read_text())
         with strategy_scope(cfg):
@@ -91,16 +109,25 @@ def run_fold(exp: Experiment, fold: int, resume: bool = False, overwrite: bool =
             model = build_network(cfg, exp.data, exp.inputs, stats)
             synchronise_batch_norm(model, cfg)
     _announce(exp, setup, paths, model, policy)
-    _fit(exp, setup, paths, model, state)
-    return finish(exp, setup, paths, state, baselines)
+    _fit(exp, setup, paths, model, state, writer)
+    barrier(cfg, f"fold {fold} trained")  # the others load the best model once it is written
+    summary = finish(exp, setup, paths, state, baselines, writer)
+    barrier(cfg, f"fold {fold} written")  # no process starts the next fold, or exits, early
+    return summary
 
 
 def _fit(
-    exp: Experiment, setup: FoldSetup, paths: RunPaths, model: keras.Model, state: dict
+    exp: Experiment,
+    setup: FoldSetup,
+    paths: RunPaths,
+    model: keras.Model,
+    state: dict,
+    writer: bool = True,
 ) -> None:
     """Train from ``state["epoch"]`` to the end of the plan; after every epoch, validate as the
     OOF and the test are predicted (same TTA, so the epoch kept is the best one for what is
-    submitted), keep the best model and checkpoint the loop for ``--resume``."""
+    submitted), keep the best model and checkpoint the loop for ``--resume`` (the ``writer``
+    only: every process of a cluster holds the same model and state)."""
     cfg, val, plan = exp.cfg, setup.val, setup.plan
     mirror = exp.data.montage if cfg.train.tta else None
     runtime = KerasRuntime(model, cfg.train.strategy != "none")
@@ -145,11 +172,13 @@ def _fit(
         # select_on=last keeps every epoch in turn, so the plan's last one is the model.
         if val.selection_loss(scores) < state["best"] or setup.select_on == "last":
             state["best"], state["best_epoch"] = val.selection_loss(scores), epoch + 1
-            save_model(model, paths.best)
+            if writer:
+                save_model(model, paths.best)
         _print_epoch(record, scores, plan.epochs, state["best_epoch"], exp.data.hard)
-        save_model(model, paths.checkpoint)
         state["epoch"] = epoch + 1
-        write_json(paths.state, state)
+        if writer:
+            save_model(model, paths.checkpoint)
+            write_json(paths.state, state)
         if epoch + 1 == plan.stage1_epochs:
             hint_if_not_learning(state["history"], prior_scores, val)
 
@@ -191,7 +220,9 @@ def _fit_baselines(exp: Experiment, setup: FoldSetup) -> dict[str, BaselineFit]:
     )
 
 
-def _use_fitted(exp: Experiment, setup: FoldSetup, paths: RunPaths, state: dict) -> None:
+def _use_fitted(
+    exp: Experiment, setup: FoldSetup, paths: RunPaths, state: dict, writer: bool = True
+) -> None:
     """A fitted model (``--backbone bandpower``), fitted on the training folds' rows and
     written as a Keras graph, is the run's model and its one "epoch"."""
     cfg, started = exp.cfg, time.time()
@@ -224,4 +255,5 @@ def _use_fitted(exp: Experiment, setup: FoldSetup, paths: RunPaths, state: dict)
         }
     ]
     state["epoch"], state["best_epoch"] = 1, 1
-    save_model(model, paths.best)
+    if writer:
+        save_model(model, paths.best)

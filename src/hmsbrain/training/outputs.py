@@ -60,8 +60,20 @@ def check_run_dir(paths: RunPaths, cfg: Config, resume: bool, overwrite: bool) -
 
 
 def save_model(model: keras.Model, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        model.save(tmp)
+    """Save ``model`` atomically. Process 0 of a cluster saves alone: Keras creates a variable
+    while saving (a throwaway optimizer), and under a distribution spanning several processes
+    that would wait for every process, so the distribution is lifted for the save (the
+    weights, the same on every process, are read from this process's copy)."""
+    distribution = keras.distribution.distribution()
+    spans_processes = distribution is not None and distribution.num_processes > 1
+    if spans_processes:
+        keras.distribution.set_distribution(None)
+    try:
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+    finally:
+        if spans_processes:
+            keras.distribution.set_distribution(distribution)
 
 
 def hint_if_not_learning(history: list[dict], prior: dict[str, float], val: Validation) -> None:
@@ -105,19 +117,26 @@ def finish(
     paths: RunPaths,
     state: dict,
     baselines: dict[str, BaselineFit],
+    writer: bool = True,
 ) -> dict:
     """Best model -> model.keras (without optimizer), OOF, each baseline's OOF, history, curves
-    and summary; returns the summary."""
+    and summary; returns the summary. In a cluster every process takes its share of the OOF
+    prediction; only the ``writer`` (process 0) writes, and the others return the summary."""
     # The outer fold, scored once with the model its selection units picked.
     cfg, val, fold = exp.cfg, setup.score, setup.fold
     best = keras.saving.load_model(paths.best)
-    # A plain functional copy drops the optimizer and loss, so model.keras needs no project code.
-    save_model(keras.Model(best.inputs, best.outputs, name=best.name), paths.model)
     mirror = exp.data.montage if cfg.train.tta else None
     val_index = val.rows.index.to_numpy()
     probs = predict_rows(
         KerasRuntime(best), exp.inputs, val_index, cfg.train.val_batch_size, mirror
     )
+    if not writer:
+        return {
+            **fold_summary(exp, setup, paths, state, scores_of(val, val.oof(probs))),
+            "baselines": {},
+        }
+    # A plain functional copy drops the optimizer and loss, so model.keras needs no project code.
+    save_model(keras.Model(best.inputs, best.outputs, name=best.name), paths.model)
     meta = {
         "kind": "oof",
         "tta": cfg.train.tta,

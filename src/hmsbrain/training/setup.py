@@ -159,10 +159,11 @@ class Experiment:
             raise ConfigError(f"--fold {fold} is outside 0..{self.cfg.folds.n_folds - 1}")
 
 
-def open_experiment(cfg: Config, data: Dataset | None = None) -> Experiment:
+def open_experiment(cfg: Config, data: Dataset | None = None, writer: bool = True) -> Experiment:
     """The data of ``cfg`` (or ``data``, already open: a portfolio reads its files once for
     every member) and its folds (made and saved on first use), checked against the recipe;
-    user errors raise (ConfigError, DataError, FoldError)."""
+    user errors raise (ConfigError, DataError, FoldError). A process that is not the
+    ``writer`` of a cluster writes no truth file (process 0 wrote it, and the folds file)."""
     if data is None:
         data = open_dataset(cfg, "train")
     if demo_name(cfg.data.data_dir) is not None:
@@ -173,7 +174,9 @@ def open_experiment(cfg: Config, data: Dataset | None = None) -> Experiment:
         data.fold_units(), path, cfg.folds.n_folds, cfg.folds.seed, data.group_kind
     )
     # The unit targets beside the folds, so ensembles and reports need no data folder.
-    truth = write_truth_of(data, truth_path(cfg.data.cache_dir, dataset_tag(data)))
+    truth = truth_path(cfg.data.cache_dir, dataset_tag(data))
+    if writer:
+        write_truth_of(data, truth)
     pseudo = None
     if cfg.train.pseudo_from:
         pseudo = read_pseudo_oof(cfg.train.pseudo_from, folds, list(data.classes))
