@@ -53,6 +53,7 @@ COVERED = {
     "(cd ../shared/data/eegnb-n170": "tests/test_markers.py: link_n170",
     "for f in */*/*.csv": "tests/test_markers.py: link_n170",
     'mkdir -p "$OLDPWD/N170': "tests/test_markers.py: link_n170",
+    "srun bash -c": "tests/test_multihost.py runs the same command as 2 processes on 127.0.0.1",
     "export KERAS_": "tests/test_distributed.py (data_parallel on one host, two JAX devices)",
     "DATA=": "shell variable: $DATA above",
     "MEMBERS=": "shell variable: test_the_member_loop_names_recipes",
@@ -63,7 +64,8 @@ COVERED = {
     "grep -r": "test_the_counting_commands_run",
     "PYTHONPATH=src python -c": "test_the_counting_commands_run",
 }
-PROJECT = re.compile(r"^(?:python src/(\w+)\.py|hmsbrain (\w+))(?:\s|$)")
+# A project command, after any environment variables (KERAS_BACKEND=jax python src/train.py).
+PROJECT = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:python src/(\w+)\.py|hmsbrain (\w+))(?:\s|$)")
 # Optional parts of a synopsis, `[--config FILE]`: a "[" after a space, with no quote inside
 # (a quoted list value, 'data.min_votes=[10]', is an argument).
 OPTIONAL = re.compile(r"\s\[[^\]'\"]*\]")
@@ -113,6 +115,8 @@ def parse(command: str, monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
         command = command.replace(name, value)
     # "..." in a synopsis stands for the arguments around it (`train.py ... --strategy mirrored`).
     args = [a for a in shlex.split(OPTIONAL.sub("", command)) if a != "..."]
+    while "=" in args[0]:  # environment variables before the command
+        args.pop(0)
     match = PROJECT.match(command)
     assert match, command
     name = match[1] or match[2]
