@@ -9,7 +9,10 @@
 - ``eegnet``: EEGNet's spatial filters as the model's einsum against the paper's depthwise
   convolution, at 64 electrodes;
 - ``reference``: the plain pipelines of ``reference_pipelines.py`` on a trained portfolio's epochs
-  and folds, beside its members and blend (a comparison of scores, not of speed).
+  and folds, beside its members and blend (a comparison of scores, not of speed);
+- ``gpu``: the GPU check, one short run on one GPU (Keras on JAX): the full recipes' training
+  steps, GPU memory, hours per fold, the input pipeline, ONNX Runtime on CUDA and TensorRT,
+  written to one JSON file (``--dry-run``: the same on the CPU at a tiny size).
 
 Each benchmark times its alternatives in one process on the same inputs, in turns, and reports
 medians and ranges over repeats, because absolute timings on shared machines are noisy.
@@ -27,7 +30,7 @@ FULL_CONFIG = recipe_path(HMS_FULL_RECIPE)
 # The recipe each benchmark times unless --config names another: inference the CPU demo hybrid
 # (what the demo runs use), spectrogram and input the full recipe, the rest the HMS settings.
 DEFAULTS = {"inference": DEMO_CONFIG, "spectrogram": FULL_CONFIG, "input": FULL_CONFIG}
-WHICH = ("preprocess", "inference", "spectrogram", "input", "scale", "eegnet", "reference")
+WHICH = ("preprocess", "inference", "spectrogram", "input", "scale", "eegnet", "reference", "gpu")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -85,6 +88,23 @@ def main(argv: list[str] | None = None) -> None:
         default=Path("data/fullscale"),
         help="scale/input: where the full-scale datasets and stores go",
     )
+    parser.add_argument(
+        "--out", type=Path, default=Path("gpu_check.json"), help="gpu: the JSON file of figures"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=30, help="gpu: timed training steps per recipe"
+    )
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        default=None,
+        help="gpu: an exported model.onnx for ONNX Runtime (CUDA against CPU) and TensorRT",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="gpu: run every section on the CPU at a tiny size (the check of the check)",
+    )
     parser.add_argument("overrides", nargs="*", help="section.key=value config overrides")
     # Intermixed: overrides may follow options (argparse otherwise binds them to nothing).
     args = parser.parse_intermixed_args(argv)
@@ -94,6 +114,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.run is None:
             parser.error("reference needs --run, a trained portfolio (train.py --fold all)")
         bench_reference(args.run, args.pipelines)
+        return
+    if args.which == "gpu":
+        if args.config or args.overrides:
+            parser.error("gpu times the shipped full recipes; it takes no --config or overrides")
+        if args.steps < 1:
+            parser.error(f"--steps must be at least 1, got {args.steps}")
+        from hmsbrain.bench.gpu_check import gpu_check
+
+        gpu_check(args.out, args.steps, args.onnx, args.dry_run, args.threads)
         return
     repeats = args.repeats or 5
     if repeats < 5:
