@@ -252,14 +252,9 @@ def _arrays(root: Path, n: int, seed: int, signal: bool = True) -> Path:
 
 
 def _quick(tmp_path: Path, *members: str) -> list[str]:
-    return [
-        f"train.output_dir={tmp_path / 'out'}",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "folds.n_folds=3",
-        "train.stage1_epochs=2",
-        "train.batch_size=16",
-        f"portfolio.members=[{','.join(members)}]",
-    ]
+    from tests.test_generic_pipeline import _quick as quick
+
+    return [*quick(tmp_path), f"portfolio.members=[{','.join(members)}]"]
 
 
 @pytest.mark.slow

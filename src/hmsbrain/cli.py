@@ -62,7 +62,7 @@ def _supervise_cluster(args: argparse.Namespace) -> None:
         ("num_processes", PROCESSES),
         ("process_id", PROCESS_ID),
     ):
-        if getattr(args, flag) is not None:
+        if getattr(args, flag, None) is not None:  # diagnose.py reads Keras' variables alone
             os.environ[name] = str(getattr(args, flag))
     if os.environ.get(CHILD):
         return
