@@ -17,7 +17,7 @@ from sklearn.metrics import log_loss
 from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
-from hmsbrain.cli import predict_main, train_main
+from hmsbrain.cli import GENERIC_CONFIG, predict_main, train_main
 from hmsbrain.config import ConfigError, PreprocessConfig, load_config
 from hmsbrain.core.inputs import ALL_INPUTS
 from hmsbrain.dsp.filters import resample
@@ -185,6 +185,18 @@ def test_bandpower_baseline_chosen_strength_does_not_overfit_many_features() -> 
         return float(log_loss(y[test], fit.predict(raw[test])))
 
     assert held_out(fixed) > np.log(2) > held_out(chosen) and chosen.c < 1.0
+
+
+def test_arrays_without_groups_are_split_by_epoch(tmp_path: Path) -> None:
+    """X.npy alone holds every epoch: without groups.npy the folds split epochs (by file they
+    could not split at all)."""
+    from hmsbrain.data.sources import open_dataset
+
+    root = _arrays_dataset(tmp_path / "arrays")
+    (root / "groups.npy").unlink()
+    cfg = load_config(GENERIC_CONFIG, [f"data.data_dir={root}"])
+    data = open_dataset(cfg, "train")
+    assert data.group_kind == "epoch" and len(data.fold_units()) == 120
 
 
 # --- Runs on generic layouts ---------------------------------------------------------------------

@@ -125,8 +125,9 @@ class EpochDataset(Dataset):
         self.montage = choose_montage(cfg.montage, epochs.channels, cfg.max_image_groups)
         if epochs.groups is not None:
             groups, self.group_kind = epochs.groups, "subject"
-        elif len(set(epochs.files)) < len(epochs.files):
+        elif 1 < len(set(epochs.files)) < len(epochs.files):
             groups, self.group_kind = epochs.files, "file"  # every epoch of a file in one fold
+        # One file holding every epoch (X.npy without groups.npy) cannot be split by file.
         else:
             groups, self.group_kind = epochs.ids, "epoch"
         rows = pd.DataFrame({EPOCH_ID: epochs.ids, "group": groups, "file": epochs.files})
