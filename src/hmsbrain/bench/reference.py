@@ -20,7 +20,6 @@ from types import ModuleType
 
 import numpy as np
 import pandas as pd
-import scipy.signal
 
 from hmsbrain.config import load_config
 from hmsbrain.data.base import DataError
@@ -28,6 +27,7 @@ from hmsbrain.data.dataset import EpochDataset
 from hmsbrain.data.sources import open_dataset
 from hmsbrain.inference.ensemble import load_run
 from hmsbrain.inference.portfolio import figures
+from hmsbrain.models.classical import band_pass
 from hmsbrain.runs import CONFIG_FILE, PORTFOLIO_FILE, fold_dirs
 
 DEFAULT_PIPELINES = (
@@ -89,8 +89,7 @@ def bench_reference(run: Path, pipelines_path: Path | None = None) -> pd.DataFra
     folds = oof.loc[data.epochs.ids, "fold"].to_numpy()
     epochs = data.epochs
     fs = epochs.sfreq
-    sos = scipy.signal.butter(4, [0.5, min(45, fs / 2 - 1)], "bandpass", fs=fs, output="sos")
-    x = scipy.signal.sosfiltfilt(sos, epochs.signals.astype(np.float64), axis=-1)
+    x = band_pass(epochs.signals, fs, (0.5, min(45, fs / 2 - 1)))  # as the script filters
     assert epochs.targets is not None
     target = epochs.targets.astype(np.float64)
     y = np.asarray(epochs.classes)[target.argmax(axis=1)]
